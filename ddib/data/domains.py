@@ -1,0 +1,72 @@
+"""Which data a domain name stands for, and loading its training images."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import DDIBError
+from ..images import find_images, load_image
+from .colored_mnist import DIGIT_DOMAINS, colored_mnist
+
+DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class DomainSource:
+    """Where a domain's data comes from: a colored-MNIST digit or a folder of images."""
+
+    name: str
+    kind: str  # "mnist" | "folder"
+    digit: int | None = None
+    path: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "mnist":
+            return f"colored MNIST digit {self.digit}"
+        return f"image folder {self.path}"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "digit": self.digit, "path": self.path}
+
+
+def data_dir_or_default(data_dir: str | None) -> str:
+    """--data-dir, else $DDIB_DATA_DIR, else data/."""
+    return data_dir or os.environ.get("DDIB_DATA_DIR") or "data"
+
+
+def check_domain_name(name: str) -> None:
+    if not DOMAIN_NAME.match(name):
+        raise DDIBError(f"invalid domain name {name!r}: use letters, digits, '_', '-' and '.'")
+
+
+def domain_source(name: str, data: str | None = None) -> DomainSource:
+    """Resolve a domain name (and optional --data folder) to its source."""
+    check_domain_name(name)
+    if data is not None:
+        return DomainSource(name=name, kind="folder", path=str(Path(data)))
+    if name in DIGIT_DOMAINS:
+        return DomainSource(name=name, kind="mnist", digit=DIGIT_DOMAINS.index(name))
+    raise DDIBError(
+        f"unknown domain {name!r}; built-in domains are {', '.join(DIGIT_DOMAINS)} "
+        f"(or pass --data FOLDER to train on a folder of images)"
+    )
+
+
+def load_domain_images(
+    source: DomainSource, data_dir: str, image_size: int, channels: int, split: str = "train"
+) -> torch.Tensor:
+    """Training images of a domain as uint8 (N, C, S, S)."""
+    if source.kind == "mnist":
+        if channels != 3:
+            raise DDIBError("colored MNIST domains have 3 channels")
+        images, _ = colored_mnist(data_dir, source.digit, split, image_size)
+        return images
+    files = find_images(source.path)
+    if not files:
+        raise DDIBError(f"no images found in {source.path} (looked recursively for common image formats)")
+    return torch.stack([load_image(f, image_size, channels) for f in files])

@@ -1,0 +1,27 @@
+"""Sinusoidal time embedding (Vaswani et al. 2017, as used by DDPM)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SinusoidalEmbedding(nn.Module):
+    """emb(t)_i = [sin(s·t·ω_i), cos(s·t·ω_i)], ω_i = 10000^(-i/(d/2)), with t ∈ [0, 1] scaled by s = 1000."""
+
+    def __init__(self, dim: int, scale: float = 1000.0):
+        super().__init__()
+        half = dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.scale = scale
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        args = self.scale * t.to(self.freqs.dtype)[:, None] * self.freqs[None]
+        return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+
+
+def time_mlp(dim: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(SinusoidalEmbedding(dim), nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))

@@ -1,0 +1,207 @@
+"""The DDIB bridge: probability-flow ODE encode/decode as plain functions over a `Diffusion` model.
+
+The probability-flow ODE of a VP diffusion (Song et al. 2021) is solved in the DDIM coordinates
+(Song et al. 2021a; Karras et al. 2022): state x̄ = x/α, independent variable σ̄ = σ/α, where it reads
+
+    dx̄/dσ̄ = ε̂(α(σ̄)·x̄, t(σ̄)),    α(σ̄) = 1/√(1 + σ̄²).
+
+In these coordinates the ODE is nearly linear in σ̄ (exactly so where ε̂ is constant), so one Euler step
+there *is* the deterministic DDIM update, and higher-order solvers gain the most from each evaluation.
+Fixed-step solvers step on the EDM time grid σ̄_i = (σ̄_min^{1/ρ} + i/N·(σ̄_max^{1/ρ} − σ̄_min^{1/ρ}))^ρ
+with ρ = 7 (Karras et al. 2022), which spends steps where ε̂ changes fastest (low noise). The `ddim`
+solver is Euler on the uniform-in-t grid, i.e. the deterministic DDIM sampler of the official DDIB code.
+
+encode:    z = ODESolve(x; source, t 0 → 1)        (DDIB eq. 5)
+decode:    x = ODESolve(z; target, t 1 → 0)
+translate: decode(target, encode(source, x))       (DDIB Algorithm 1)
+
+Nothing is clipped on the way: clipping x̂0 would make encoding non-invertible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torchdiffeq import odeint
+
+from .diffusion import Diffusion
+from .errors import DDIBError
+
+# Network evaluations per step of each fixed-grid solver.
+FIXED_SOLVERS = {"euler": 1, "ddim": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4}
+ADAPTIVE_SOLVERS = ("dopri5", "bosh3", "adaptive_heun", "fehlberg2", "dopri8")
+SOLVERS = tuple(FIXED_SOLVERS) + ADAPTIVE_SOLVERS
+
+# Defaults chosen from `ddib bench translate` (see README, "Choosing the default solver").
+DEFAULT_SOLVER = "heun2"
+DEFAULT_STEPS = 10
+DEFAULT_RTOL = 1e-4
+DEFAULT_ATOL = 1e-4
+DEFAULT_RHO = 7.0
+
+
+@dataclass(frozen=True)
+class ODEOptions:
+    """How to solve the probability-flow ODE: method, fixed-step budget, adaptive tolerances, grid shape."""
+
+    solver: str = DEFAULT_SOLVER
+    steps: int = DEFAULT_STEPS
+    rtol: float = DEFAULT_RTOL
+    atol: float = DEFAULT_ATOL
+    rho: float = DEFAULT_RHO
+
+    def __post_init__(self):
+        if self.solver not in SOLVERS:
+            raise DDIBError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
+        if self.is_fixed and not (isinstance(self.steps, int) and self.steps >= 1):
+            raise DDIBError(f"--steps must be a positive integer, got {self.steps}")
+        if not (self.rtol > 0 and self.atol > 0):
+            raise DDIBError("--rtol and --atol must be positive")
+        if not self.rho > 0:
+            raise DDIBError("rho must be positive")
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.solver in FIXED_SOLVERS
+
+    def describe(self) -> str:
+        if self.is_fixed:
+            return f"{self.solver} × {self.steps} steps"
+        return f"{self.solver} (rtol={self.rtol:g}, atol={self.atol:g})"
+
+
+@dataclass
+class SolveStats:
+    """Counts the network evaluations (NFE) of every solve; one evaluation covers a whole batch."""
+
+    nfe: int = 0
+    solves: int = 0
+    per_solve: list[int] = field(default_factory=list)
+
+    def add(self, nfe: int) -> None:
+        self.nfe += nfe
+        self.solves += 1
+        self.per_solve.append(nfe)
+
+
+def sigma_grid(model: Diffusion, steps: int, rho: float = DEFAULT_RHO, uniform_t: bool = False) -> torch.Tensor:
+    """Increasing σ̄ grid from σ̄_min to σ̄_max: EDM's ρ-spaced grid, or σ̄(i/N) for the DDIM grid (float64)."""
+    sched = model.schedule
+    i = torch.arange(steps + 1, dtype=torch.float64) / steps
+    if uniform_t:
+        grid = sched.sigma_bar(i)
+    else:
+        lo, hi = sched.sigma_min ** (1 / rho), sched.sigma_max ** (1 / rho)
+        grid = (lo + i * (hi - lo)) ** rho
+    grid[0], grid[-1] = sched.sigma_min, sched.sigma_max  # exact endpoints despite rounding
+    return grid
+
+
+def pf_ode_drift(model: Diffusion, counter: list[int]):
+    """f(σ̄, x̄) = dx̄/dσ̄ = ε̂(α(σ̄)·x̄, t(σ̄)), the probability-flow ODE in DDIM coordinates."""
+    sched = model.schedule
+
+    def drift(sigma_bar: torch.Tensor, x_bar: torch.Tensor) -> torch.Tensor:
+        counter[0] += 1
+        alpha = torch.rsqrt(1 + sigma_bar**2)
+        return model.eps(x_bar * alpha, sched.t_of_sigma_bar(sigma_bar))
+
+    return drift
+
+
+def _per_sample_rms_max(err: torch.Tensor) -> torch.Tensor:
+    # Adaptive step control over a batch: every sample must meet the tolerance, so take the worst one.
+    if err.ndim <= 1:
+        return err.pow(2).mean().sqrt()
+    return err.pow(2).flatten(1).mean(1).sqrt().max()
+
+
+@torch.no_grad()
+def solve(
+    model: Diffusion,
+    x_bar: torch.Tensor,
+    encode_direction: bool,
+    options: ODEOptions = ODEOptions(),
+    stats: SolveStats | None = None,
+) -> torch.Tensor:
+    """Integrate dx̄/dσ̄ from σ̄_min to σ̄_max (encode) or back (decode) with `options`."""
+    sched = model.schedule
+    counter = [0]
+    drift = pf_ode_drift(model, counter)
+    dtype, device = x_bar.dtype, x_bar.device
+    span = torch.tensor([sched.sigma_min, sched.sigma_max], dtype=dtype, device=device)
+    if not encode_direction:
+        span = span.flip(0)
+    if options.is_fixed:
+        grid = sigma_grid(model, options.steps, options.rho, uniform_t=options.solver == "ddim")
+        grid = grid.to(device=device, dtype=dtype)
+        grid = grid if encode_direction else grid.flip(0)
+        method = "euler" if options.solver == "ddim" else options.solver
+        # For a decreasing span torchdiffeq negates time and our constructor's output alike.
+        ode_options = {"grid_constructor": lambda f, y0, t: grid}
+        out = odeint(drift, x_bar, span, method=method, options=ode_options)
+    else:
+        out = odeint(
+            drift, x_bar, span, method=options.solver, rtol=options.rtol, atol=options.atol,
+            options={"norm": _per_sample_rms_max},
+        )
+    if stats is not None:
+        stats.add(counter[0])
+    return out[-1]
+
+
+def encode(
+    model: Diffusion, x: torch.Tensor, options: ODEOptions = ODEOptions(), stats: SolveStats | None = None
+) -> torch.Tensor:
+    """z = ODESolve(x; model, 0 → 1): the data point's latent x_1 (VP scale, ≈ N(0, I) for in-domain x)."""
+    sched = model.schedule
+    alpha_0 = (1 + sched.sigma_min**2) ** -0.5
+    alpha_1 = (1 + sched.sigma_max**2) ** -0.5
+    x_bar_1 = solve(model, x / alpha_0, True, options, stats)
+    return x_bar_1 * alpha_1
+
+
+def decode(
+    model: Diffusion, z: torch.Tensor, options: ODEOptions = ODEOptions(), stats: SolveStats | None = None
+) -> torch.Tensor:
+    """x = ODESolve(z; model, 1 → 0): the data point whose latent is z (unclipped)."""
+    sched = model.schedule
+    alpha_0 = (1 + sched.sigma_min**2) ** -0.5
+    alpha_1 = (1 + sched.sigma_max**2) ** -0.5
+    x_bar_0 = solve(model, z / alpha_1, False, options, stats)
+    return x_bar_0 * alpha_0
+
+
+def translate(
+    source: Diffusion,
+    target: Diffusion,
+    x: torch.Tensor,
+    options: ODEOptions = ODEOptions(),
+    stats: SolveStats | None = None,
+) -> torch.Tensor:
+    """DDIB (Su et al. 2023, Alg. 1): decode(target, encode(source, x))."""
+    check_compatible(source, target)
+    return decode(target, encode(source, x, options, stats), options, stats)
+
+
+def sample(
+    model: Diffusion,
+    n: int,
+    generator: torch.Generator | None = None,
+    options: ODEOptions = ODEOptions(),
+    stats: SolveStats | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """x = decode(model, z) with z ~ N(0, I): deterministic given the generator's seed."""
+    z = torch.randn((n, *model.data_shape), generator=generator, device="cpu").to(device)
+    return decode(model, z, options, stats)
+
+
+def check_compatible(source: Diffusion, target: Diffusion) -> None:
+    """Both ends of a bridge must share the data shape (resolution and channels)."""
+    if tuple(source.data_shape) != tuple(target.data_shape):
+        raise DDIBError(
+            f"source and target models are incompatible: data shapes {tuple(source.data_shape)} and "
+            f"{tuple(target.data_shape)} differ (resolution and channels must match)"
+        )

@@ -1,0 +1,237 @@
+"""The training loop: ε-prediction MSE, AdamW with warmup, gradient clipping, EMA, atomic resumable checkpoints.
+
+The loop never prints; it reports through a callback so the CLI decides how to show progress.
+Determinism: the data order of step k comes from torch's DistributedSampler seeded by (seed, epoch), and
+the noise and timesteps of step k from a generator seeded by (seed, rank, k), so training 10 steps twice
+gives exactly the weights of training 20 steps once.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data.distributed import DistributedSampler
+
+from . import checkpoint as ckpt
+from .diffusion import Diffusion
+from .errors import DDIBError
+from .nets import build_network
+
+
+class TrainingDiverged(DDIBError):
+    """The loss stopped being finite."""
+
+
+@dataclass
+class Progress:
+    step: int
+    total: int
+    loss: float
+    images_per_s: float
+    elapsed: float
+    event: str = "step"  # "step" | "saved" | "sampled" | "start"
+    path: str | None = None
+
+
+@dataclass
+class TrainOptions:
+    """Run-time settings that do not change the result (where to write, how often, how fast)."""
+
+    steps: int
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+    sample_every: int = 0
+    save_every: int = 1000
+    sample_count: int = 16
+    bf16: bool = False
+    compile: bool = False
+    rank: int = 0
+    world_size: int = 1
+
+
+class DataStream:
+    """Batches of step k: epoch e is DistributedSampler(seed, epoch=e)'s shard, consumed in order."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.sampler = DistributedSampler(
+            range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=n >= world_size
+        )
+        self.per_epoch = len(self.sampler)
+        if self.per_epoch == 0:
+            raise DDIBError("the dataset has fewer images than processes")
+        self.batch_size = batch_size
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def _epoch(self, e: int) -> torch.Tensor:
+        if e not in self._cache:
+            self.sampler.set_epoch(e)
+            self._cache = {e: torch.tensor(list(self.sampler), dtype=torch.long)}
+        return self._cache[e]
+
+    def indices(self, step: int) -> torch.Tensor:
+        start = step * self.batch_size
+        parts, need = [], self.batch_size
+        while need:
+            e, offset = divmod(start, self.per_epoch)
+            take = min(need, self.per_epoch - offset)
+            parts.append(self._epoch(e)[offset : offset + take])
+            start, need = start + take, need - take
+        return torch.cat(parts)
+
+
+def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + rank) * 10_000_019 + step)
+    return g
+
+
+def lr_at(step: int, cfg: ckpt.TrainConfig) -> float:
+    """Linear warmup to cfg.lr over warmup_steps, then constant."""
+    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, net: torch.nn.Module, step: int, decay: float) -> None:
+    """θ_ema ← d·θ_ema + (1 − d)·θ with d = min(decay, (1 + k)/(10 + k)) (warmup as in TF's EMA)."""
+    d = min(decay, (1 + step) / (10 + step))
+    ema_params = list(ema.parameters())
+    torch._foreach_lerp_(ema_params, [p.detach() for p in net.parameters()], 1.0 - d)
+
+
+def to_model_space(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 images → [-1, 1]; float data (points) is used as is."""
+    return batch.float().div(127.5).sub(1.0) if batch.dtype == torch.uint8 else batch.float()
+
+
+def train(
+    run_dir: Path,
+    run_cfg: ckpt.RunConfig,
+    data: torch.Tensor,
+    opts: TrainOptions,
+    callback: Callable[[Progress], None] | None = None,
+) -> Diffusion:
+    """Train (or resume) the model of `run_dir` up to opts.steps; returns the EMA model."""
+    callback = callback or (lambda p: None)
+    run_dir = Path(run_dir)
+    device = opts.device
+    tcfg = run_cfg.train
+    if opts.bf16 and device.type != "cuda":
+        raise DDIBError("--bf16 needs a CUDA device (autocast to bfloat16 is only enabled on CUDA)")
+    if len(data) == 0:
+        raise DDIBError("the domain has no training data")
+
+    torch.manual_seed(tcfg.seed)
+    net = build_network(run_cfg.model).to(device)
+    ema = copy.deepcopy(net).requires_grad_(False)
+    model = Diffusion(net, run_cfg.diffusion)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=tcfg.lr, weight_decay=0.0)
+    start = 0
+
+    state = ckpt.load_train_state(run_dir)
+    if state is not None:
+        saved = ckpt.RunConfig.from_dict(state["config"], str(run_dir / ckpt.STATE_FILE))
+        check_resumable(saved, run_cfg, run_dir)
+        net.load_state_dict(state["net"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"], device)
+
+    stream = DataStream(len(data), tcfg.batch_size, tcfg.seed, opts.rank, opts.world_size)
+    forward = torch.compile(model.loss) if opts.compile else model.loss
+    net.train()
+    callback(Progress(start, opts.steps, math.nan, 0.0, 0.0, event="start"))
+    t0 = time.perf_counter()
+    last_time, last_step = t0, start
+    for step in range(start, opts.steps):
+        batch = to_model_space(data[stream.indices(step)]).to(device, non_blocking=True)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, tcfg)
+        gen = step_generator(tcfg.seed, opts.rank, step, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16):
+            loss = forward(batch, gen)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(
+                f"loss became {loss_value} at step {step + 1}; stopped without saving it "
+                f"(the last checkpoint in {run_dir} is intact); try a lower --lr"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), tcfg.grad_clip)
+        optimizer.step()
+        ema_update(ema, net, step, tcfg.ema_decay)
+
+        done = step + 1
+        now = time.perf_counter()
+        rate = (done - last_step) * tcfg.batch_size * opts.world_size / max(now - last_time, 1e-9)
+        callback(Progress(done, opts.steps, loss_value, rate, now - t0))
+        if opts.rank == 0 and (done % opts.save_every == 0 or done == opts.steps):
+            save(run_dir, run_cfg, net, ema, optimizer, done)
+            callback(Progress(done, opts.steps, loss_value, rate, now - t0, event="saved", path=str(run_dir)))
+        if opts.rank == 0 and opts.sample_every and done % opts.sample_every == 0:
+            path = save_samples(run_dir, run_cfg, ema, done, opts.sample_count, device)
+            callback(Progress(done, opts.steps, loss_value, rate, now - t0, event="sampled", path=str(path)))
+        if done % 50 == 0:
+            last_time, last_step = time.perf_counter(), done
+
+    if start >= opts.steps and not (run_dir / ckpt.WEIGHTS_FILE).exists():
+        save(run_dir, run_cfg, net, ema, optimizer, start)
+    return Diffusion(ema, run_cfg.diffusion).eval()
+
+
+def check_resumable(saved: ckpt.RunConfig, requested: ckpt.RunConfig, run_dir: Path) -> None:
+    """A run resumes only with the settings it started with."""
+    diffs = []
+    for section in ("model", "diffusion", "train"):
+        a, b = dataclasses.asdict(getattr(saved, section)), dataclasses.asdict(getattr(requested, section))
+        diffs += [f"{k}: {a[k]} (saved) vs {b.get(k)} (asked)" for k in a if a[k] != b.get(k)]
+    if saved.domain != requested.domain:
+        diffs.append(f"data: {saved.domain} (saved) vs {requested.domain} (asked)")
+    if diffs:
+        raise DDIBError(
+            f"{run_dir} holds a run with other settings ({'; '.join(diffs)}); "
+            "pass the same options to resume, or use another --models-dir"
+        )
+
+
+def save(run_dir: Path, run_cfg: ckpt.RunConfig, net, ema, optimizer, step: int) -> None:
+    """Atomically write train_state.pt, then model.safetensors (EMA), then config.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = {
+        "step": step,
+        "config": run_cfg.to_dict(),
+        "net": net.state_dict(),
+        "ema": ema.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and next(net.parameters()).is_cuda:
+        state["rng_cuda"] = torch.cuda.get_rng_state()
+    ckpt.save_train_state(run_dir, state)
+    ckpt.save_weights(run_dir, Diffusion(ema, run_cfg.diffusion), {"step": str(step), "domain": run_cfg.domain["name"]})
+    payload = run_cfg.to_dict()
+    payload["trained_steps"] = step
+    payload["versions"] = ckpt.versions()
+    ckpt.write_json(run_dir / ckpt.CONFIG_FILE, payload)
+
+
+def save_samples(run_dir: Path, run_cfg: ckpt.RunConfig, ema, step: int, n: int, device) -> Path:
+    """A grid of EMA samples from fixed noise, so grids from different steps are comparable."""
+    from .images import image_grid, save_png
+    from .ode import sample
+
+    model = Diffusion(ema, run_cfg.diffusion).eval()
+    gen = torch.Generator().manual_seed(0)
+    x = sample(model, n, gen, device=device)
+    path = run_dir / "samples" / f"step-{step:06d}.png"
+    save_png(image_grid(x, nrow=int(math.ceil(math.sqrt(n)))), path)
+    return path
