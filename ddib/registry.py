@@ -62,3 +62,16 @@ def load_domain_model(
     loc = find_model(domain, models_dir)
     model, cfg, _ = ckpt.load_model(loc.path, device)
     return model, cfg, loc
+
+
+def pick_source(target: str, source: str | None, models_dir: str | Path | None = None) -> tuple[str, bool]:
+    """(source domain, whether it was chosen automatically): --from, else the one other available domain."""
+    if source is not None:
+        if source == target:
+            raise DDIBError(f"--from and --to are both {target!r}; translate between two different domains")
+        return source, False
+    others = [m.domain for m in available_models(models_dir) if m.domain != target]
+    if len(others) == 1:
+        return others[0], True
+    listed = ", ".join(others) if others else "none"
+    raise DDIBError(f"name the source domain with --from (trained domains other than {target}: {listed})")

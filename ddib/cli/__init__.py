@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import DDIBError
-from . import models_cmd, sample_cmd, train_cmd, translate_cmd  # noqa: F401  (registers the commands)
+from . import classifier_cmd, models_cmd, sample_cmd, train_cmd, translate_cmd  # noqa: F401  (registers the commands)
 from .app import app, console_err
 
 try:  # recent typer vendors click as typer._click
@@ -25,6 +25,9 @@ def error(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: every user-facing failure is one line on stderr and a non-zero exit code."""
+    for stream in (sys.stdout, sys.stderr):  # log lines must reach a redirected file as they happen
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="ddib")
     except DDIBError as exc:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -29,7 +28,7 @@ class TrainDisplay:
         self.progress = bar("train", "loss {task.fields[loss]}", "{task.fields[rate]} img/s")
         self.task = None
         self.loss_ema = math.nan
-        self.start = time.perf_counter()
+        self.first_step = 0
 
     def __enter__(self):
         if self.interactive:
@@ -44,6 +43,7 @@ class TrainDisplay:
         if not self.enabled:
             return
         if p.event == "start":
+            self.first_step = p.step
             if self.interactive:
                 self.task = self.progress.add_task("train", total=p.total, completed=p.step, loss="-", rate="-")
             if p.step:
@@ -61,13 +61,8 @@ class TrainDisplay:
         if self.interactive:
             self.progress.update(self.task, completed=p.step, loss=f"{self.loss_ema:.4f}", rate=f"{p.images_per_s:.0f}")
         elif p.step % self.log_every == 0 or p.step == p.total:
-            eta = (p.total - p.step) * p.elapsed / max(1, p.step - self._first_step(p))
+            eta = (p.total - p.step) * p.elapsed / max(1, p.step - self.first_step)
             console.print(
                 f"step {p.step}/{p.total}  loss {self.loss_ema:.4f}  {p.images_per_s:.0f} img/s  "
                 f"elapsed {p.elapsed:.0f}s  eta {eta:.0f}s"
             )
-
-    def _first_step(self, p: TrainProgress) -> int:
-        if not hasattr(self, "_first"):
-            self._first = p.step - 1
-        return self._first

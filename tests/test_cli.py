@@ -1,0 +1,103 @@
+"""The command line end to end, in subprocesses, with tiny models on CPU."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from .conftest import make_blob_images, run_cli
+
+
+def _one_line_error(r, *fragments):
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert "Traceback" not in r.stderr and len(err.splitlines()) == 1, r.stderr
+    for f in fragments:
+        assert f in err, err
+
+
+def test_train_sample_models_end_to_end(tmp_path, tiny_models):
+    cfg = json.loads((tiny_models / "reds" / "config.json").read_text())
+    assert cfg["trained_steps"] == 30 and cfg["domain"]["kind"] == "folder" and cfg["model"]["image_size"] == 16
+    assert {"torch", "ddib"} <= set(cfg["versions"])
+    assert (tiny_models / "reds" / "train_state.pt").exists()
+
+    r = run_cli("models", "--models-dir", str(tiny_models))
+    assert r.returncode == 0 and "reds" in r.stdout and "blues" in r.stdout and "local" in r.stdout
+
+    out = tmp_path / "s.png"
+    r = run_cli("sample", "--domain", "reds", "-n", "6", "--out", str(out), "--models-dir", str(tiny_models), "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    assert "NFE" in r.stdout and Image.open(out).size[0] > 16
+    again = tmp_path / "s2.png"
+    run_cli("sample", "--domain", "reds", "-n", "6", "--out", str(again), "--models-dir", str(tiny_models), "--seed", "3")
+    assert out.read_bytes() == again.read_bytes()  # deterministic given --seed
+
+    r = run_cli("sample", "--domain", "reds", "-n", "3", "--out-dir", str(tmp_path / "each"), "--models-dir", str(tiny_models))
+    assert r.returncode == 0 and len(list((tmp_path / "each").glob("*.png"))) == 3
+
+
+def test_train_resumes_and_writes_samples(tmp_path):
+    data = make_blob_images(tmp_path / "greens", 12, (20, 220, 20), seed=5)
+    args = ["train", "--domain", "greens", "--data", str(data), "--models-dir", str(tmp_path / "m"),
+            "--model-size", "tiny", "--image-size", "16", "--batch-size", "4", "--sample-every", "2", "--log-every", "1"]
+    r = run_cli(*args, "--steps", "2")
+    assert r.returncode == 0, r.stderr
+    assert "step 2/2" in r.stdout and "img/s" in r.stdout  # plain log lines when stdout is not a terminal
+    assert (tmp_path / "m" / "greens" / "samples" / "step-000002.png").exists()
+    r = run_cli(*args, "--steps", "3")
+    assert r.returncode == 0 and "resuming at step 2/3" in r.stdout
+    r = run_cli(*args[:-6], "--model-size", "small", "--image-size", "16", "--steps", "4")
+    _one_line_error(r, "other settings")
+
+
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["train", "--domain", "fivez"], ["unknown domain", "zeros, ones"]),
+        (["train", "--domain", "fives", "--steps", "0"], ["--steps"]),
+        (["train", "--domain", "fives", "--model-size", "huge"], ["unknown model size"]),
+        (["train", "--domain", "fives", "--lr", "-1"], ["--lr must be positive"]),
+        (["train", "--domain", "cats", "--data", "/nonexistent/cats"], ["folder not found"]),
+        (["sample", "--domain", "nothing-here"], ["no trained model", "nothing-here"]),
+        (["sample", "--domain", "x", "--solver", "rk45"], ["unknown solver"]),
+        (["train", "--domain", "fives", "--device", "cuda:0"], []),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, args, fragments):
+    r = run_cli(*args, "--models-dir", str(tmp_path / "m"), cwd=tmp_path)
+    if args[-1] == "cuda:0" and r.returncode == 0:
+        pytest.skip("this machine has CUDA")
+    _one_line_error(r, *fragments)
+
+
+def test_missing_mnist_is_one_line(tmp_path):
+    r = run_cli("train", "--domain", "fives", "--data-dir", str(tmp_path / "empty"), "--models-dir", str(tmp_path / "m"),
+                env={"no_proxy": "*", "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"})
+    _one_line_error(r, "MNIST is not in", "DDIB_DATA_DIR")
+
+
+def test_unreadable_folder_and_unwritable_output(tmp_path, tiny_models):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"garbage")
+    r = run_cli("train", "--domain", "bad", "--data", str(bad), "--models-dir", str(tmp_path / "m"), "--image-size", "16")
+    _one_line_error(r, "cannot read image")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    r = run_cli("sample", "--domain", "reds", "-n", "1", "--out", str(blocker / "s.png"), "--models-dir", str(tiny_models))
+    _one_line_error(r, "cannot write")
+
+
+def test_corrupt_checkpoint_is_one_line(tmp_path, tiny_models):
+    import shutil
+
+    broken = tmp_path / "models"
+    shutil.copytree(tiny_models / "reds", broken / "reds")
+    w = broken / "reds" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:100])
+    r = run_cli("sample", "--domain", "reds", "--models-dir", str(broken), "--out", str(tmp_path / "o.png"))
+    _one_line_error(r, "corrupt or truncated")
+    (broken / "reds" / "config.json").write_text("{")
+    r = run_cli("sample", "--domain", "reds", "--models-dir", str(broken), "--out", str(tmp_path / "o.png"))
+    _one_line_error(r, "not valid JSON")

@@ -1,0 +1,131 @@
+"""Known-answer tests of the bridge: Gaussian data, whose ε is exact, so the ODE flow is known in closed form."""
+
+import pytest
+import torch
+
+from ddib import ode
+from ddib.errors import DDIBError
+
+from .problems import gaussian_flow, gaussian_model
+
+MEAN = torch.linspace(-0.5, 0.5, 2 * 4 * 4, dtype=torch.float64).reshape(2, 4, 4)
+STD = 0.5
+
+# Fixed-step budgets that reach ~1e-3 on this problem, and the adaptive tolerance.
+FIXED_STEPS = {"euler": 400, "ddim": 400, "midpoint": 60, "heun2": 60, "heun3": 40, "rk4": 30}
+ADAPTIVE_RTOL = {"dopri5": 1e-8, "dopri8": 1e-8, "bosh3": 1e-6, "fehlberg2": 1e-6, "adaptive_heun": 1e-6}
+
+
+@pytest.fixture(scope="module")
+def problem():
+    model = gaussian_model(MEAN, STD)
+    x = MEAN + STD * torch.randn(6, *MEAN.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return model, x
+
+
+@pytest.mark.parametrize("solver", ode.SOLVERS)
+def test_encode_matches_exact_latent_and_decode_inverts(problem, solver):
+    model, x = problem
+    rtol = ADAPTIVE_RTOL.get(solver, 1e-8)
+    opts = ode.ODEOptions(solver=solver, steps=FIXED_STEPS.get(solver, 1), rtol=rtol, atol=rtol)
+    z = ode.encode(model, x, opts)
+    exact = gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)
+    tol = 3e-2 if solver in ("euler", "ddim") else 2e-2 if solver == "heun2" else 2e-3
+    if not opts.is_fixed:
+        tol = 1000 * rtol  # global error of an adaptive solve: a few hundred times the local tolerance
+    assert (z - exact).abs().max().item() < tol
+    x_back = ode.decode(model, z, opts)
+    assert (x_back - x).abs().max().item() < tol
+
+
+def test_adaptive_error_follows_tolerance(problem):
+    model, x = problem
+    exact = gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)
+    errs = [(ode.encode(model, x, ode.ODEOptions("dopri5", rtol=tol, atol=tol)) - exact).abs().max() for tol in (1e-3, 1e-7)]
+    assert errs[1] < errs[0] / 100
+
+
+@pytest.mark.parametrize("solver", ["euler", "heun2", "rk4"])
+def test_fixed_step_error_decreases_with_steps(problem, solver):
+    model, x = problem
+    exact = gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)
+    errs = [(ode.encode(model, x, ode.ODEOptions(solver, steps=n)) - exact).abs().max().item() for n in (5, 20, 80)]
+    assert errs[0] > errs[1] > errs[2]
+
+
+@pytest.mark.parametrize("solver,per_step", [("euler", 1), ("ddim", 1), ("midpoint", 2), ("heun2", 2), ("heun3", 3), ("rk4", 4)])
+def test_nfe_counts(problem, solver, per_step):
+    model, x = problem
+    calls = {"n": 0}
+    real = model.net.forward
+
+    def counting(*a):
+        calls["n"] += 1
+        return real(*a)
+
+    model.net.forward = counting
+    try:
+        stats = ode.SolveStats()
+        ode.translate(model, model, x, ode.ODEOptions(solver, steps=7), stats)
+    finally:
+        del model.net.forward
+    assert stats.per_solve == [7 * per_step, 7 * per_step]
+    assert stats.nfe == calls["n"] == 14 * per_step
+
+
+def test_adaptive_nfe_counts_every_evaluation(problem):
+    model, x = problem
+    stats = ode.SolveStats()
+    ode.encode(model, x, ode.ODEOptions("dopri5", rtol=1e-5, atol=1e-5), stats)
+    assert stats.solves == 1 and stats.nfe > 6 and stats.nfe % 6 == 2  # two for the initial step, six per step
+
+
+def test_ddim_is_the_deterministic_ddim_update(problem):
+    """One ddim step from σ̄_a to σ̄_b: x̄_b = x̄_a + (σ̄_b − σ̄_a)·ε̂ (Song et al. 2021a, eq. 13)."""
+    model, x = problem
+    z = ode.encode(model, x, ode.ODEOptions("ddim", steps=1))
+    sched = model.schedule
+    a0, s0 = sched.alpha_sigma(torch.tensor(0.0, dtype=torch.float64))
+    a1, _ = sched.alpha_sigma(torch.tensor(1.0, dtype=torch.float64))
+    eps = model.eps(x, torch.tensor(0.0, dtype=torch.float64))
+    x_bar_1 = x / a0 + (sched.sigma_max - sched.sigma_min) * eps
+    assert torch.allclose(z, x_bar_1 * a1, atol=1e-12)
+
+
+def test_translation_is_deterministic(problem):
+    model, x = problem
+    other = gaussian_model(-MEAN, 0.3)
+    a = ode.translate(model, other, x.float(), ode.ODEOptions())
+    b = ode.translate(model, other, x.float(), ode.ODEOptions())
+    assert torch.equal(a, b)
+
+
+def test_translation_between_gaussians_is_the_affine_map(problem):
+    model, x = problem
+    other = gaussian_model(-MEAN, 0.3)
+    y = ode.translate(model, other, x, ode.ODEOptions("dopri5", rtol=1e-8, atol=1e-8))
+    z = gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)
+    expected = gaussian_flow(other, z, -MEAN, 0.3, 1.0, 0.0)
+    assert (y - expected).abs().max().item() < 1e-5
+
+
+def test_bad_options_are_clear_errors(problem):
+    with pytest.raises(DDIBError, match="unknown solver"):
+        ode.ODEOptions("rk45")
+    with pytest.raises(DDIBError, match="positive integer"):
+        ode.ODEOptions("euler", steps=0)
+    with pytest.raises(DDIBError, match="positive"):
+        ode.ODEOptions("dopri5", rtol=0.0)
+    model, _ = problem
+    small = gaussian_model(torch.zeros(2, 2, 2, dtype=torch.float64), 1.0)
+    with pytest.raises(DDIBError, match="incompatible"):
+        ode.translate(model, small, torch.zeros(1, *MEAN.shape, dtype=torch.float64))
+
+
+def test_points_share_the_code_path():
+    """2-D point domains (B, 2) go through the same encode/decode as images."""
+    mean = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    model = gaussian_model(mean, 0.7)
+    x = mean + 0.7 * torch.randn(50, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    z = ode.encode(model, x, ode.ODEOptions("rk4", steps=40))
+    assert (z - gaussian_flow(model, x, mean, 0.7, 0.0, 1.0)).abs().max().item() < 1e-3
