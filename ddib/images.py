@@ -124,7 +124,9 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 def to_pil(x: torch.Tensor) -> Image.Image:
     """(C, H, W) in [-1, 1] → PIL image."""
     arr = to_uint8(x).permute(1, 2, 0).numpy()
-    return Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr, mode="L" if arr.shape[2] == 1 else "RGB")
+    return Image.fromarray(
+        arr[:, :, 0] if arr.shape[2] == 1 else arr, mode="L" if arr.shape[2] == 1 else "RGB"
+    )
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> Image.Image:

@@ -85,7 +85,9 @@ class SolveStats:
         self.per_solve.append(nfe)
 
 
-def sigma_grid(model: Diffusion, steps: int, rho: float = DEFAULT_RHO, uniform_t: bool = False) -> torch.Tensor:
+def sigma_grid(
+    model: Diffusion, steps: int, rho: float = DEFAULT_RHO, uniform_t: bool = False
+) -> torch.Tensor:
     """Increasing σ̄ grid from σ̄_min to σ̄_max: EDM's ρ-spaced grid, or σ̄(i/N) for the DDIM grid (float64)."""
     sched = model.schedule
     i = torch.arange(steps + 1, dtype=torch.float64) / steps
@@ -143,7 +145,12 @@ def solve(
         out = odeint(drift, x_bar, span, method=method, options=ode_options)
     else:
         out = odeint(
-            drift, x_bar, span, method=options.solver, rtol=options.rtol, atol=options.atol,
+            drift,
+            x_bar,
+            span,
+            method=options.solver,
+            rtol=options.rtol,
+            atol=options.atol,
             options={"norm": _per_sample_rms_max},
         )
     if stats is not None:

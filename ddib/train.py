@@ -217,7 +217,9 @@ def save(run_dir: Path, run_cfg: ckpt.RunConfig, net, ema, optimizer, step: int)
     if torch.cuda.is_available() and next(net.parameters()).is_cuda:
         state["rng_cuda"] = torch.cuda.get_rng_state()
     ckpt.save_train_state(run_dir, state)
-    ckpt.save_weights(run_dir, Diffusion(ema, run_cfg.diffusion), {"step": str(step), "domain": run_cfg.domain["name"]})
+    ckpt.save_weights(
+        run_dir, Diffusion(ema, run_cfg.diffusion), {"step": str(step), "domain": run_cfg.domain["name"]}
+    )
     payload = run_cfg.to_dict()
     payload["trained_steps"] = step
     payload["versions"] = ckpt.versions()

@@ -47,7 +47,12 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     full_env.pop("DDIB_MODELS_DIR", None)
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "ddib", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "ddib", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -59,8 +64,25 @@ def tiny_models(tmp_path_factory) -> Path:
     for name, rgb, seed in (("reds", (230, 30, 30), 1), ("blues", (30, 30, 230), 2)):
         data = make_blob_images(root / name, 24, rgb, seed)
         r = run_cli(
-            "train", "--domain", name, "--data", str(data), "--models-dir", str(models), "--model-size", "tiny",
-            "--image-size", "16", "--steps", "30", "--batch-size", "8", "--lr", "2e-3", "--sample-every", "0",
+            "train",
+            "--domain",
+            name,
+            "--data",
+            str(data),
+            "--models-dir",
+            str(models),
+            "--model-size",
+            "tiny",
+            "--image-size",
+            "16",
+            "--steps",
+            "30",
+            "--batch-size",
+            "8",
+            "--lr",
+            "2e-3",
+            "--sample-every",
+            "0",
         )
         assert r.returncode == 0, r.stderr
     return models

@@ -32,7 +32,9 @@ def gaussian_model(mean: torch.Tensor, std: float, cfg: DiffusionConfig | None =
     return model
 
 
-def gaussian_flow(model: Diffusion, x: torch.Tensor, mean: torch.Tensor, std: float, t_from: float, t_to: float):
+def gaussian_flow(
+    model: Diffusion, x: torch.Tensor, mean: torch.Tensor, std: float, t_from: float, t_to: float
+):
     """The exact PF-ODE map between marginals: x ↦ α'μ + √(α'²s² + σ'²)/√(α²s² + σ²) · (x − αμ)."""
     a0, s0 = model.schedule.alpha_sigma(torch.tensor(t_from, dtype=torch.float64))
     a1, s1 = model.schedule.alpha_sigma(torch.tensor(t_to, dtype=torch.float64))

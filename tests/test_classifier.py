@@ -23,7 +23,7 @@ def _grey_digit_like(n: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
         for _ in range(3):
             cy, cx = torch.rand(2, generator=g) * (size - 12) + 6
             r = torch.rand(1, generator=g) * 5 + 4
-            ring = torch.exp(-(((ys - cy) ** 2 + (xs - cx) ** 2).sqrt() - r) ** 2 / 2.0)
+            ring = torch.exp(-((((ys - cy) ** 2 + (xs - cx) ** 2).sqrt() - r) ** 2) / 2.0)
             out[i] = torch.maximum(out[i], ring)
     return out.clamp(0, 1)
 

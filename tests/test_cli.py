@@ -18,7 +18,9 @@ def _one_line_error(r, *fragments):
 
 def test_train_sample_models_end_to_end(tmp_path, tiny_models):
     cfg = json.loads((tiny_models / "reds" / "config.json").read_text())
-    assert cfg["trained_steps"] == 30 and cfg["domain"]["kind"] == "folder" and cfg["model"]["image_size"] == 16
+    assert (
+        cfg["trained_steps"] == 30 and cfg["domain"]["kind"] == "folder" and cfg["model"]["image_size"] == 16
+    )
     assert {"torch", "ddib"} <= set(cfg["versions"])
     assert (tiny_models / "reds" / "train_state.pt").exists()
 
@@ -26,21 +28,72 @@ def test_train_sample_models_end_to_end(tmp_path, tiny_models):
     assert r.returncode == 0 and "reds" in r.stdout and "blues" in r.stdout and "local" in r.stdout
 
     out = tmp_path / "s.png"
-    r = run_cli("sample", "--domain", "reds", "-n", "6", "--out", str(out), "--models-dir", str(tiny_models), "--seed", "3")
+    r = run_cli(
+        "sample",
+        "--domain",
+        "reds",
+        "-n",
+        "6",
+        "--out",
+        str(out),
+        "--models-dir",
+        str(tiny_models),
+        "--seed",
+        "3",
+    )
     assert r.returncode == 0, r.stderr
     assert "NFE" in r.stdout and Image.open(out).size[0] > 16
     again = tmp_path / "s2.png"
-    run_cli("sample", "--domain", "reds", "-n", "6", "--out", str(again), "--models-dir", str(tiny_models), "--seed", "3")
+    run_cli(
+        "sample",
+        "--domain",
+        "reds",
+        "-n",
+        "6",
+        "--out",
+        str(again),
+        "--models-dir",
+        str(tiny_models),
+        "--seed",
+        "3",
+    )
     assert out.read_bytes() == again.read_bytes()  # deterministic given --seed
 
-    r = run_cli("sample", "--domain", "reds", "-n", "3", "--out-dir", str(tmp_path / "each"), "--models-dir", str(tiny_models))
+    r = run_cli(
+        "sample",
+        "--domain",
+        "reds",
+        "-n",
+        "3",
+        "--out-dir",
+        str(tmp_path / "each"),
+        "--models-dir",
+        str(tiny_models),
+    )
     assert r.returncode == 0 and len(list((tmp_path / "each").glob("*.png"))) == 3
 
 
 def test_train_resumes_and_writes_samples(tmp_path):
     data = make_blob_images(tmp_path / "greens", 12, (20, 220, 20), seed=5)
-    args = ["train", "--domain", "greens", "--data", str(data), "--models-dir", str(tmp_path / "m"),
-            "--model-size", "tiny", "--image-size", "16", "--batch-size", "4", "--sample-every", "2", "--log-every", "1"]
+    args = [
+        "train",
+        "--domain",
+        "greens",
+        "--data",
+        str(data),
+        "--models-dir",
+        str(tmp_path / "m"),
+        "--model-size",
+        "tiny",
+        "--image-size",
+        "16",
+        "--batch-size",
+        "4",
+        "--sample-every",
+        "2",
+        "--log-every",
+        "1",
+    ]
     r = run_cli(*args, "--steps", "2")
     assert r.returncode == 0, r.stderr
     assert "step 2/2" in r.stdout and "img/s" in r.stdout  # plain log lines when stdout is not a terminal
@@ -72,8 +125,16 @@ def test_bad_input_is_one_line(tmp_path, args, fragments):
 
 
 def test_missing_mnist_is_one_line(tmp_path):
-    r = run_cli("train", "--domain", "fives", "--data-dir", str(tmp_path / "empty"), "--models-dir", str(tmp_path / "m"),
-                env={"no_proxy": "*", "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"})
+    r = run_cli(
+        "train",
+        "--domain",
+        "fives",
+        "--data-dir",
+        str(tmp_path / "empty"),
+        "--models-dir",
+        str(tmp_path / "m"),
+        env={"no_proxy": "*", "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"},
+    )
     _one_line_error(r, "MNIST is not in", "DDIB_DATA_DIR")
 
 
@@ -81,11 +142,31 @@ def test_unreadable_folder_and_unwritable_output(tmp_path, tiny_models):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.png").write_bytes(b"garbage")
-    r = run_cli("train", "--domain", "bad", "--data", str(bad), "--models-dir", str(tmp_path / "m"), "--image-size", "16")
+    r = run_cli(
+        "train",
+        "--domain",
+        "bad",
+        "--data",
+        str(bad),
+        "--models-dir",
+        str(tmp_path / "m"),
+        "--image-size",
+        "16",
+    )
     _one_line_error(r, "cannot read image")
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    r = run_cli("sample", "--domain", "reds", "-n", "1", "--out", str(blocker / "s.png"), "--models-dir", str(tiny_models))
+    r = run_cli(
+        "sample",
+        "--domain",
+        "reds",
+        "-n",
+        "1",
+        "--out",
+        str(blocker / "s.png"),
+        "--models-dir",
+        str(tiny_models),
+    )
     _one_line_error(r, "cannot write")
 
 

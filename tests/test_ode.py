@@ -19,7 +19,9 @@ ADAPTIVE_RTOL = {"dopri5": 1e-8, "dopri8": 1e-8, "bosh3": 1e-6, "fehlberg2": 1e-
 @pytest.fixture(scope="module")
 def problem():
     model = gaussian_model(MEAN, STD)
-    x = MEAN + STD * torch.randn(6, *MEAN.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = MEAN + STD * torch.randn(
+        6, *MEAN.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
     return model, x
 
 
@@ -41,7 +43,10 @@ def test_encode_matches_exact_latent_and_decode_inverts(problem, solver):
 def test_adaptive_error_follows_tolerance(problem):
     model, x = problem
     exact = gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)
-    errs = [(ode.encode(model, x, ode.ODEOptions("dopri5", rtol=tol, atol=tol)) - exact).abs().max() for tol in (1e-3, 1e-7)]
+    errs = [
+        (ode.encode(model, x, ode.ODEOptions("dopri5", rtol=tol, atol=tol)) - exact).abs().max()
+        for tol in (1e-3, 1e-7)
+    ]
     assert errs[1] < errs[0] / 100
 
 
@@ -49,11 +54,16 @@ def test_adaptive_error_follows_tolerance(problem):
 def test_fixed_step_error_decreases_with_steps(problem, solver):
     model, x = problem
     exact = gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)
-    errs = [(ode.encode(model, x, ode.ODEOptions(solver, steps=n)) - exact).abs().max().item() for n in (5, 20, 80)]
+    errs = [
+        (ode.encode(model, x, ode.ODEOptions(solver, steps=n)) - exact).abs().max().item()
+        for n in (5, 20, 80)
+    ]
     assert errs[0] > errs[1] > errs[2]
 
 
-@pytest.mark.parametrize("solver,per_step", [("euler", 1), ("ddim", 1), ("midpoint", 2), ("heun2", 2), ("heun3", 3), ("rk4", 4)])
+@pytest.mark.parametrize(
+    "solver,per_step", [("euler", 1), ("ddim", 1), ("midpoint", 2), ("heun2", 2), ("heun3", 3), ("rk4", 4)]
+)
 def test_nfe_counts(problem, solver, per_step):
     model, x = problem
     calls = {"n": 0}
@@ -77,7 +87,9 @@ def test_adaptive_nfe_counts_every_evaluation(problem):
     model, x = problem
     stats = ode.SolveStats()
     ode.encode(model, x, ode.ODEOptions("dopri5", rtol=1e-5, atol=1e-5), stats)
-    assert stats.solves == 1 and stats.nfe > 6 and stats.nfe % 6 == 2  # two for the initial step, six per step
+    assert (
+        stats.solves == 1 and stats.nfe > 6 and stats.nfe % 6 == 2
+    )  # two for the initial step, six per step
 
 
 def test_ddim_is_the_deterministic_ddim_update(problem):

@@ -36,7 +36,13 @@ def _state_equal(a: dict, b: dict) -> bool:
 def test_loss_decreases_on_tiny_dataset(tmp_path):
     data = _data()
     losses = []
-    train(tmp_path / "run", _cfg(), data, TrainOptions(steps=80, save_every=1000), lambda p: losses.append(p.loss))
+    train(
+        tmp_path / "run",
+        _cfg(),
+        data,
+        TrainOptions(steps=80, save_every=1000),
+        lambda p: losses.append(p.loss),
+    )
     losses = [v for v in losses if not math.isnan(v)]
     assert sum(losses[-10:]) / 10 < 0.6 * sum(losses[:10]) / 10
 

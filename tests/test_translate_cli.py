@@ -9,8 +9,22 @@ from .test_cli import _one_line_error
 
 def test_translate_files_folder_grid_and_latents(tmp_path, tiny_models):
     src = make_blob_images(tmp_path / "in", 3, (230, 30, 30), seed=9)
-    r = run_cli("translate", str(src), "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
-                "--grid", str(tmp_path / "grid.png"), "--save-latent", str(tmp_path / "z.safetensors"), "--steps", "4")
+    r = run_cli(
+        "translate",
+        str(src),
+        "--from",
+        "reds",
+        "--to",
+        "blues",
+        "--models-dir",
+        str(tiny_models),
+        "--grid",
+        str(tmp_path / "grid.png"),
+        "--save-latent",
+        str(tmp_path / "z.safetensors"),
+        "--steps",
+        "4",
+    )
     assert r.returncode == 0, r.stderr
     outs = sorted((tmp_path / "in-to-blues").glob("*.png"))
     assert [p.name for p in outs] == ["img000.png", "img001.png", "img002.png"]
@@ -20,8 +34,18 @@ def test_translate_files_folder_grid_and_latents(tmp_path, tiny_models):
     z = safetensors.torch.load_file(str(tmp_path / "z.safetensors"))["latent"]
     assert z.shape == (3, 3, 16, 16)
 
-    r = run_cli("decode", str(tmp_path / "z.safetensors"), "--to", "blues", "--models-dir", str(tiny_models),
-                "--out-dir", str(tmp_path / "dec"), "--steps", "4")
+    r = run_cli(
+        "decode",
+        str(tmp_path / "z.safetensors"),
+        "--to",
+        "blues",
+        "--models-dir",
+        str(tiny_models),
+        "--out-dir",
+        str(tmp_path / "dec"),
+        "--steps",
+        "4",
+    )
     assert r.returncode == 0, r.stderr
     decoded = sorted((tmp_path / "dec").glob("*.png"))
     assert len(decoded) == 3
@@ -38,8 +62,20 @@ def test_translate_is_deterministic_and_accepts_any_image(tmp_path, tiny_models)
     Image.new("RGBA", (50, 30), (200, 10, 10, 255)).convert("RGB").save(img)
     outs = []
     for name in ("a.png", "b.png"):
-        r = run_cli("translate", str(img), "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
-                    "--out", str(tmp_path / name), "--steps", "3")
+        r = run_cli(
+            "translate",
+            str(img),
+            "--from",
+            "reds",
+            "--to",
+            "blues",
+            "--models-dir",
+            str(tiny_models),
+            "--out",
+            str(tmp_path / name),
+            "--steps",
+            "3",
+        )
         assert r.returncode == 0, r.stderr
         outs.append((tmp_path / name).read_bytes())
     assert outs[0] == outs[1]
@@ -48,15 +84,28 @@ def test_translate_is_deterministic_and_accepts_any_image(tmp_path, tiny_models)
 def test_translate_errors(tmp_path, tiny_models):
     src = make_blob_images(tmp_path / "in", 1, (230, 30, 30), seed=9) / "img000.png"
     m = str(tiny_models)
-    _one_line_error(run_cli("translate", str(src), "--to", "greens", "--from", "reds", "--models-dir", m), "no trained model")
-    _one_line_error(run_cli("translate", str(src), "--to", "blues", "--from", "reds", "--models-dir", m, "--out", str(src)),
-                    "is an input")
+    _one_line_error(
+        run_cli("translate", str(src), "--to", "greens", "--from", "reds", "--models-dir", m),
+        "no trained model",
+    )
+    _one_line_error(
+        run_cli(
+            "translate", str(src), "--to", "blues", "--from", "reds", "--models-dir", m, "--out", str(src)
+        ),
+        "is an input",
+    )
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG broken")
-    _one_line_error(run_cli("translate", str(bad), "--to", "blues", "--from", "reds", "--models-dir", m), "cannot read image")
-    _one_line_error(run_cli("translate", str(tmp_path / "missing.png"), "--to", "blues", "--models-dir", m), "not found")
-    _one_line_error(run_cli("translate", str(src), "--to", "blues", "--models-dir", str(tmp_path / "empty")),
-                    "--from")
+    _one_line_error(
+        run_cli("translate", str(bad), "--to", "blues", "--from", "reds", "--models-dir", m),
+        "cannot read image",
+    )
+    _one_line_error(
+        run_cli("translate", str(tmp_path / "missing.png"), "--to", "blues", "--models-dir", m), "not found"
+    )
+    _one_line_error(
+        run_cli("translate", str(src), "--to", "blues", "--models-dir", str(tmp_path / "empty")), "--from"
+    )
 
 
 def test_mismatched_models_are_refused(tmp_path, tiny_models):
@@ -65,9 +114,28 @@ def test_mismatched_models_are_refused(tmp_path, tiny_models):
     models = tmp_path / "models"
     shutil.copytree(tiny_models / "reds", models / "reds")
     data = make_blob_images(tmp_path / "big", 4, (0, 200, 0), seed=1, size=32)
-    r = run_cli("train", "--domain", "greens", "--data", str(data), "--models-dir", str(models), "--model-size", "tiny",
-                "--image-size", "32", "--steps", "1", "--batch-size", "2", "--sample-every", "0")
+    r = run_cli(
+        "train",
+        "--domain",
+        "greens",
+        "--data",
+        str(data),
+        "--models-dir",
+        str(models),
+        "--model-size",
+        "tiny",
+        "--image-size",
+        "32",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--sample-every",
+        "0",
+    )
     assert r.returncode == 0, r.stderr
     src = data / "img000.png"
-    _one_line_error(run_cli("translate", str(src), "--from", "greens", "--to", "reds", "--models-dir", str(models)),
-                    "incompatible")
+    _one_line_error(
+        run_cli("translate", str(src), "--from", "greens", "--to", "reds", "--models-dir", str(models)),
+        "incompatible",
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from rich.table import Table
 
 from .. import checkpoint as ckpt
@@ -13,7 +11,7 @@ from .options import ModelsDirOpt
 
 
 @app.command("models")
-def models_command(models_dir: Optional[str] = ModelsDirOpt) -> None:
+def models_command(models_dir: str | None = ModelsDirOpt) -> None:
     """List available models: local ones (models dir) first, bundled ones as fallback."""
     found = available_models(models_dir)
     if not found:
@@ -25,5 +23,7 @@ def models_command(models_dir: Optional[str] = ModelsDirOpt) -> None:
         m = cfg.model
         arch = f"{m.kind} {m.data_shape}"
         data = cfg.domain.get("path") or f"digit {cfg.domain.get('digit')}"
-        table.add_row(loc.domain, loc.origin, arch, str(raw.get("trained_steps", "?")), str(data), str(loc.path))
+        table.add_row(
+            loc.domain, loc.origin, arch, str(raw.get("trained_steps", "?")), str(data), str(loc.path)
+        )
     console.print(table)

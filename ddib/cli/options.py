@@ -9,7 +9,9 @@ import typer
 from .. import ode
 
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps")
-ModelsDirOpt = typer.Option(None, "--models-dir", help="Trained models folder [default: $DDIB_MODELS_DIR or models/]")
+ModelsDirOpt = typer.Option(
+    None, "--models-dir", help="Trained models folder [default: $DDIB_MODELS_DIR or models/]"
+)
 DataDirOpt = typer.Option(None, "--data-dir", help="Dataset folder [default: $DDIB_DATA_DIR or data/]")
 SeedOpt = typer.Option(0, "--seed", help="Random seed")
 SolverOpt = typer.Option(ode.DEFAULT_SOLVER, "--solver", help=f"ODE solver: {', '.join(ode.SOLVERS)}")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import math
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from ..train import Progress as TrainProgress
 from .app import console
@@ -45,7 +52,9 @@ class TrainDisplay:
         if p.event == "start":
             self.first_step = p.step
             if self.interactive:
-                self.task = self.progress.add_task("train", total=p.total, completed=p.step, loss="-", rate="-")
+                self.task = self.progress.add_task(
+                    "train", total=p.total, completed=p.step, loss="-", rate="-"
+                )
             if p.step:
                 console.print(f"resuming at step {p.step}/{p.total}")
             return
@@ -59,7 +68,9 @@ class TrainDisplay:
             return
         self.loss_ema = p.loss if math.isnan(self.loss_ema) else 0.98 * self.loss_ema + 0.02 * p.loss
         if self.interactive:
-            self.progress.update(self.task, completed=p.step, loss=f"{self.loss_ema:.4f}", rate=f"{p.images_per_s:.0f}")
+            self.progress.update(
+                self.task, completed=p.step, loss=f"{self.loss_ema:.4f}", rate=f"{p.images_per_s:.0f}"
+            )
         elif p.step % self.log_every == 0 or p.step == p.total:
             eta = (p.total - p.step) * p.elapsed / max(1, p.step - self.first_step)
             console.print(

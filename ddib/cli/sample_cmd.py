@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import torch
 import typer
@@ -22,8 +21,10 @@ from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RtolOpt, SeedOpt, SolverO
 def sample_command(
     domain: str = typer.Option(..., "--domain", help="Domain whose model samples"),
     n: int = typer.Option(64, "-n", "--num", min=1, help="Number of images"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Grid PNG to write [default: <domain>-samples.png]"),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write one PNG per image into this folder instead"),
+    out: Path | None = typer.Option(None, "--out", help="Grid PNG to write [default: <domain>-samples.png]"),
+    out_dir: Path | None = typer.Option(
+        None, "--out-dir", help="Write one PNG per image into this folder instead"
+    ),
     nrow: int = typer.Option(8, "--nrow", min=1, help="Images per grid row"),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per ODE solve"),
     seed: int = SeedOpt,
@@ -32,7 +33,7 @@ def sample_command(
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
     device: str = DeviceOpt,
-    models_dir: Optional[str] = ModelsDirOpt,
+    models_dir: str | None = ModelsDirOpt,
 ) -> None:
     """Sample z ~ N(0, I) and decode it with the domain's model (deterministic given --seed)."""
     if out is not None and out_dir is not None:
@@ -47,7 +48,9 @@ def sample_command(
     t0 = time.perf_counter()
     # Noise is drawn for all n at once so the images do not depend on --batch-size.
     z = torch.randn((n, *model.data_shape), generator=gen)
-    chunks = [ode.decode(model, z[i : i + batch_size].to(dev), opts, stats).cpu() for i in range(0, n, batch_size)]
+    chunks = [
+        ode.decode(model, z[i : i + batch_size].to(dev), opts, stats).cpu() for i in range(0, n, batch_size)
+    ]
     x = torch.cat(chunks)
     seconds = time.perf_counter() - t0
     if out_dir is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from .. import checkpoint as ckpt
@@ -21,9 +19,13 @@ from .progress import TrainDisplay
 
 @app.command("train")
 def train_command(
-    domain: str = typer.Option(..., "--domain", help="Domain name: a digit domain (zeros … nines) or any name with --data"),
-    data: Optional[str] = typer.Option(None, "--data", help="Folder of images to use as the domain (recursive)"),
-    steps: int = typer.Option(10_000, "--steps", min=1, help="Train until this many optimiser steps in total"),
+    domain: str = typer.Option(
+        ..., "--domain", help="Domain name: a digit domain (zeros … nines) or any name with --data"
+    ),
+    data: str | None = typer.Option(None, "--data", help="Folder of images to use as the domain (recursive)"),
+    steps: int = typer.Option(
+        10_000, "--steps", min=1, help="Train until this many optimiser steps in total"
+    ),
     batch_size: int = typer.Option(128, "--batch-size", min=1, help="Images per step (over all processes)"),
     lr: float = typer.Option(3e-4, "--lr", help="AdamW learning rate (after a 200-step warmup)"),
     model_size: str = typer.Option("small", "--model-size", help=f"UNet size: {', '.join(UNET_SIZES)}"),
@@ -31,11 +33,17 @@ def train_command(
     channels: int = typer.Option(3, "--channels", help="Image channels: 3 (RGB) or 1 (greyscale)"),
     device: str = DeviceOpt,
     seed: int = SeedOpt,
-    models_dir: Optional[str] = ModelsDirOpt,
-    data_dir: Optional[str] = DataDirOpt,
-    sample_every: int = typer.Option(1000, "--sample-every", min=0, help="Write a sample grid every N steps (0: never)"),
-    save_every: int = typer.Option(500, "--save-every", min=1, help="Checkpoint every N steps (and at the end)"),
-    log_every: int = typer.Option(100, "--log-every", min=1, help="Log line every N steps when not on a terminal"),
+    models_dir: str | None = ModelsDirOpt,
+    data_dir: str | None = DataDirOpt,
+    sample_every: int = typer.Option(
+        1000, "--sample-every", min=0, help="Write a sample grid every N steps (0: never)"
+    ),
+    save_every: int = typer.Option(
+        500, "--save-every", min=1, help="Checkpoint every N steps (and at the end)"
+    ),
+    log_every: int = typer.Option(
+        100, "--log-every", min=1, help="Log line every N steps when not on a terminal"
+    ),
     bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast (CUDA only)"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the training step"),
 ) -> None:
@@ -59,7 +67,9 @@ def train_command(
         f"training [bold]{domain}[/] ({source.describe()}, {len(images)} images) → {run_dir}  "
         f"model {model_size}, batch {batch_size}, device {dev}"
     )
-    opts = TrainOptions(steps=steps, device=dev, sample_every=sample_every, save_every=save_every, bf16=bf16, compile=compile)
+    opts = TrainOptions(
+        steps=steps, device=dev, sample_every=sample_every, save_every=save_every, bf16=bf16, compile=compile
+    )
     with TrainDisplay(steps, log_every) as display:
         train(run_dir, run_cfg, images, opts, display)
     console.print(f"done: {run_dir} (step {steps})")

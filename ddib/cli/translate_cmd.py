@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import torch
 import typer
@@ -30,13 +29,21 @@ def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @app.command("translate")
 def translate_command(
-    inputs: Optional[list[Path]] = typer.Argument(None, help="Image files and/or folders (none: sample -n sources)"),
+    inputs: list[Path] | None = typer.Argument(
+        None, help="Image files and/or folders (none: sample -n sources)"
+    ),
     to: str = typer.Option(..., "--to", help="Target domain"),
-    source: Optional[str] = typer.Option(None, "--from", help="Source domain (default: the only other trained one)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output PNG (one input only)"),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Output folder [default: next to each input]"),
-    grid: Optional[Path] = typer.Option(None, "--grid", help="Also write a side-by-side source → target sheet"),
-    save_latent: Optional[Path] = typer.Option(None, "--save-latent", help="Write the latents to this .safetensors"),
+    source: str | None = typer.Option(
+        None, "--from", help="Source domain (default: the only other trained one)"
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Output PNG (one input only)"),
+    out_dir: Path | None = typer.Option(
+        None, "--out-dir", help="Output folder [default: next to each input]"
+    ),
+    grid: Path | None = typer.Option(None, "--grid", help="Also write a side-by-side source → target sheet"),
+    save_latent: Path | None = typer.Option(
+        None, "--save-latent", help="Write the latents to this .safetensors"
+    ),
     n: int = typer.Option(8, "-n", "--num", min=1, help="With no inputs: how many sources to sample"),
     solver: str = SolverOpt,
     steps: int = StepsOpt,
@@ -45,7 +52,7 @@ def translate_command(
     batch_size: int = typer.Option(DEFAULT_BATCH, "--batch-size", min=1, help="Images per ODE solve"),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled sources when no inputs are given"),
     device: str = DeviceOpt,
-    models_dir: Optional[str] = ModelsDirOpt,
+    models_dir: str | None = ModelsDirOpt,
 ) -> None:
     """Translate images: encode with the source model's ODE (t 0→1), decode with the target's (t 1→0)."""
     opts = ode_options(solver, steps, rtol, atol)
@@ -86,7 +93,7 @@ def translate_command(
                 x = sampled[start : start + batch_size]
             z = ode.encode(src_model, x.to(dev), opts, stats)
             y = ode.decode(tgt_model, z, opts, stats).cpu()
-            for (_, dst), img in zip(chunk, y):
+            for (_, dst), img in zip(chunk, y, strict=True):
                 save_png(to_pil(img), dst)
             if grid is not None:
                 sources.append(x.cpu())
@@ -115,15 +122,15 @@ def translate_command(
 def decode_command(
     latent: Path = typer.Argument(..., help="Latent .safetensors written by `ddib translate --save-latent`"),
     to: str = typer.Option(..., "--to", help="Domain whose model decodes"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Grid PNG [default: <latent>-<domain>.png]"),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write one PNG per latent into this folder"),
+    out: Path | None = typer.Option(None, "--out", help="Grid PNG [default: <latent>-<domain>.png]"),
+    out_dir: Path | None = typer.Option(None, "--out-dir", help="Write one PNG per latent into this folder"),
     solver: str = SolverOpt,
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
     batch_size: int = typer.Option(DEFAULT_BATCH, "--batch-size", min=1, help="Latents per ODE solve"),
     device: str = DeviceOpt,
-    models_dir: Optional[str] = ModelsDirOpt,
+    models_dir: str | None = ModelsDirOpt,
 ) -> None:
     """Decode saved latents with a domain's model (ODE t 1→0)."""
     if out is not None and out_dir is not None:
@@ -133,10 +140,17 @@ def decode_command(
     dev = resolve_device(device)
     model, _, loc = load_domain_model(to, models_dir, dev)
     if tuple(z.shape[1:]) != tuple(model.data_shape):
-        raise DDIBError(f"latents have shape {tuple(z.shape[1:])} but the {to} model expects {tuple(model.data_shape)}")
+        raise DDIBError(
+            f"latents have shape {tuple(z.shape[1:])} but the {to} model expects {tuple(model.data_shape)}"
+        )
     stats = ode.SolveStats()
     t0 = time.perf_counter()
-    x = torch.cat([ode.decode(model, z[i : i + batch_size].to(dev), opts, stats).cpu() for i in range(0, len(z), batch_size)])
+    x = torch.cat(
+        [
+            ode.decode(model, z[i : i + batch_size].to(dev), opts, stats).cpu()
+            for i in range(0, len(z), batch_size)
+        ]
+    )
     seconds = time.perf_counter() - t0
     if out_dir is not None:
         for i, img in enumerate(x):

@@ -10,4 +10,12 @@ from .config import (
     unet_config,
 )
 
-__all__ = ["UNET_SIZES", "MLPConfig", "ModelConfig", "UNetConfig", "build_network", "model_config_from_dict", "unet_config"]
+__all__ = [
+    "UNET_SIZES",
+    "MLPConfig",
+    "ModelConfig",
+    "UNetConfig",
+    "build_network",
+    "model_config_from_dict",
+    "unet_config",
+]

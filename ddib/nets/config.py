@@ -48,7 +48,9 @@ ModelConfig = Union[UNetConfig, MLPConfig]
 
 # Named sizes: `tiny` keeps tests fast, `small` is what the bundled models use, `base` is for a GPU.
 UNET_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": dict(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(), groups=4),
+    "tiny": dict(
+        base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(), groups=4
+    ),
     "small": dict(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_resolutions=(8,)),
     "medium": dict(base_channels=48, channel_mults=(1, 2, 2), num_res_blocks=2, attention_resolutions=(8,)),
     "base": dict(base_channels=64, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_resolutions=(8,)),
