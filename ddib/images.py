@@ -141,3 +141,25 @@ def save_png(img: Image.Image, path: str | Path) -> None:
     """Write a PNG atomically: never leaves a truncated file, never replaces a file mid-write."""
     path = Path(path)
     atomic_write(path, lambda f: img.save(f, format="PNG"))
+
+
+def labelled_grid(
+    rows: list[tuple[str, torch.Tensor]], scale: int = 2, label_width: int = 110
+) -> Image.Image:
+    """Rows of (label, (B, C, H, W) images in [-1, 1]) as one sheet, each row labelled on its left."""
+    from PIL import ImageDraw
+
+    row_images = [image_grid(x, nrow=len(x), padding=2) for _, x in rows]
+    row_images = [
+        im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST) for im in row_images
+    ]
+    width = label_width + max(im.width for im in row_images)
+    height = sum(im.height for im in row_images)
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    y = 0
+    for (label, _), im in zip(rows, row_images, strict=True):
+        sheet.paste(im.convert("RGB"), (label_width, y))
+        draw.multiline_text((4, y + im.height // 2 - 6), label, fill=(0, 0, 0))
+        y += im.height
+    return sheet

@@ -5,7 +5,17 @@ from __future__ import annotations
 import sys
 
 from ..errors import DDIBError
-from . import classifier_cmd, models_cmd, sample_cmd, train_cmd, translate_cmd  # noqa: F401  (registers the commands)
+from . import (
+    bench_cmd,
+    classifier_cmd,
+    demo_cmd,
+    evaluate_cmd,
+    export_cmd,
+    models_cmd,
+    sample_cmd,
+    train_cmd,
+    translate_cmd,
+)  # noqa: F401  (registers the commands)
 from .app import app, console_err
 
 try:  # recent typer vendors click as typer._click

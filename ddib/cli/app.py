@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from rich.console import Console
 
@@ -13,5 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-console = Console(highlight=False, soft_wrap=True)
-console_err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Off a terminal (logs, pipes) rich would assume 80 columns and truncate tables; give them room.
+_width = None if sys.stdout.isatty() else 160
+console = Console(highlight=False, soft_wrap=True, width=_width)
+console_err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width)

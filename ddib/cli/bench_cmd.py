@@ -1,0 +1,111 @@
+"""`ddib bench train|translate`: measure and write results tables (Markdown + CSV)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+
+from .. import bench, ode
+from ..atomic import atomic_write
+from ..data import data_dir_or_default
+from ..data.colored_mnist import DIGIT_DOMAINS
+from ..errors import DDIBError
+from ..evaluate import held_out_digits
+from ..images import expand_inputs, load_image, to_unit_range
+from ..nets import UNET_SIZES
+from ..registry import load_domain_model
+from ..utils import resolve_device
+from .app import app, console
+from .options import DataDirOpt, DeviceOpt, ModelsDirOpt
+
+bench_app = typer.Typer(help="Benchmarks that print numbers and write results tables.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+OutDirOpt = typer.Option(Path("bench"), "--out-dir", help="Where to write the .md and .csv tables")
+
+
+def write_tables(out_dir: Path, name: str, rows: list, header: str) -> None:
+    md = f"{header}\n\n{bench.to_markdown(rows)}"
+    atomic_write(out_dir / f"{name}.md", lambda f: f.write(md.encode()))
+    atomic_write(out_dir / f"{name}.csv", lambda f: f.write(bench.to_csv(rows).encode()))
+    console.print(md)
+    console.print(f"tables: {out_dir / name}.md, {out_dir / name}.csv")
+
+
+@bench_app.command("train")
+def bench_train_command(
+    sizes: str = typer.Option(",".join(UNET_SIZES), "--sizes", help="Comma-separated model sizes"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    iters: int = typer.Option(5, "--iters", min=1, help="Timed steps per size (after 2 warm-up steps)"),
+    device: str = DeviceOpt,
+    out_dir: Path = OutDirOpt,
+) -> None:
+    """Training throughput (images/s) of each UNet size on the current device."""
+    names = [s.strip() for s in sizes.split(",") if s.strip()]
+    unknown = [s for s in names if s not in UNET_SIZES]
+    if unknown:
+        raise DDIBError(f"unknown model size(s) {', '.join(unknown)}; choose from {', '.join(UNET_SIZES)}")
+    dev = resolve_device(device)
+
+    def show(r):
+        console.print(f"{r.model_size}: {r.images_per_s:.1f} images/s ({r.parameters / 1e6:.2f}M parameters)")
+
+    rows = bench.bench_train(names, batch_size, device=dev, iters=iters, on_row=show)
+    threads = torch.get_num_threads()
+    header = f"Training throughput, 32×32 RGB, batch {batch_size}, {_device_name(dev)}, {threads} threads"
+    write_tables(out_dir, f"train-{dev.type}", rows, header)
+
+
+@bench_app.command("translate")
+def bench_translate_command(
+    source: str = typer.Option("fives", "--from"),
+    target: str = typer.Option("sevens", "--to"),
+    n: int = typer.Option(16, "-n", "--num", min=1, help="Held-out test images in the fixed batch"),
+    inputs: Optional[list[Path]] = typer.Option(
+        None, "--inputs", help="Use these images instead of held-out digits"
+    ),
+    quick: bool = typer.Option(False, "--quick", help="A few settings only, looser reference (smoke test)"),
+    device: str = DeviceOpt,
+    models_dir: Optional[str] = ModelsDirOpt,
+    data_dir: Optional[str] = DataDirOpt,
+    out_dir: Path = OutDirOpt,
+) -> None:
+    """Solver × steps: NFE, images/s, round-trip error, distance to a converged dopri5 reference."""
+    dev = resolve_device(device)
+    src, src_cfg, _ = load_domain_model(source, models_dir, dev)
+    tgt, _, _ = load_domain_model(target, models_dir, dev)
+    if inputs:
+        size, channels = src_cfg.model.image_size, src_cfg.model.channels
+        files = expand_inputs(inputs)[:n]
+        x = to_unit_range(torch.stack([load_image(f, size, channels) for f in files])).to(dev)
+    elif source in DIGIT_DOMAINS:
+        x = held_out_digits(data_dir_or_default(data_dir), source, n, seed=0).to(dev)
+    else:
+        raise DDIBError(f"{source} is not a digit domain: give the benchmark images with --inputs")
+    grid = [("ddim", 20), ("heun2", 5)] if quick else None
+    adaptive = [("dopri5", 1e-3)] if quick else None
+    reference = ode.ODEOptions("dopri5", rtol=1e-3, atol=1e-3) if quick else bench.REFERENCE
+
+    def show(r):
+        console.print(
+            f"{r.solver:>8} {r.steps:>9}: NFE {r.nfe_encode}+{r.nfe_decode}, {r.images_per_s:.2f} img/s, "
+            f"round trip {r.round_trip_rms:.3f}, to reference {r.to_reference_rms:.3f} (RMS, 8-bit levels)"
+        )
+
+    console.print(f"reference: {reference.describe()} translation of {len(x)} {source} → {target}")
+    rows = bench.bench_solvers(src, tgt, x, grid, adaptive, reference, on_row=show)
+    header = (
+        f"DDIB {source} → {target}, {len(x)} {'held-out test ' if not inputs else ''}images, {_device_name(dev)}. "
+        f"Errors are RMS / max over pixels in 8-bit levels (1.0 = 1/255 of the range). "
+        f"Reference: {reference.describe()}."
+    )
+    write_tables(out_dir, f"translate-{dev.type}", rows, header)
+
+
+def _device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return dev.type

@@ -1,0 +1,119 @@
+"""`ddib evaluate`: does the translation land in the target domain, and what did it keep from the source?"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..atomic import atomic_write
+from ..classifier import load_classifier
+from ..data import data_dir_or_default
+from ..data.colored_mnist import DIGIT_DOMAINS
+from ..errors import DDIBError
+from ..evaluate import EvalReport, evaluate_pair, held_out_digits
+from ..images import image_grid, save_png
+from ..registry import load_domain_model
+from ..utils import resolve_device
+from .app import app, console
+from .options import AtolOpt, DataDirOpt, DeviceOpt, ModelsDirOpt, RtolOpt, SolverOpt, StepsOpt, ode_options
+from .progress import bar
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _num(v: float | None, fmt: str = ".3f") -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def report_table(r: EvalReport) -> Table:
+    t = Table(
+        "metric", "value", title=f"{r.source} → {r.target}: {r.n} held-out images, {r.solver}, {r.device}"
+    )
+    rows = [
+        ("read as target digit", _pct(r.target_accuracy)),
+        ("still read as source digit", _pct(r.source_share)),
+        ("hue error median / p90 (°)", f"{r.hue_error_median:.1f} / {r.hue_error_p90:.1f}"),
+        ("cycle RMSE (pixels in [-1, 1])", _num(r.cycle_rmse, ".4f")),
+        ("cycle read as source digit", _pct(r.cycle_source_accuracy)),
+        ("Fréchet distance to real targets", _num(r.frechet_distance, ".2f")),
+        ("NFE per image (one direction pair)", f"{r.nfe_per_image:.0f}"),
+        ("images/s (translation)", f"{r.images_per_s:.2f}"),
+        ("classifier test accuracy", _pct(r.classifier_test_accuracy)),
+    ]
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+@app.command("evaluate")
+def evaluate_command(
+    source: str = typer.Option("fives", "--from", help="Source digit domain"),
+    target: str = typer.Option("sevens", "--to", help="Target digit domain"),
+    n: int = typer.Option(1000, "-n", "--num", min=2, help="Held-out source images (MNIST test split)"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the held-out subset"),
+    solver: str = SolverOpt,
+    steps: int = StepsOpt,
+    rtol: float = RtolOpt,
+    atol: float = AtolOpt,
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per ODE solve"),
+    no_cycle: bool = typer.Option(False, "--no-cycle", help="Skip the translation back (halves the cost)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON"),
+    grid: Optional[Path] = typer.Option(
+        None, "--grid", help="Write a grid of the first 32 sources and outputs"
+    ),
+    device: str = DeviceOpt,
+    models_dir: Optional[str] = ModelsDirOpt,
+    data_dir: Optional[str] = DataDirOpt,
+) -> None:
+    """Score a translation on held-out digits: target accuracy, hue kept, cycle consistency, FD, speed."""
+    opts = ode_options(solver, steps, rtol, atol)
+    if source not in DIGIT_DOMAINS:
+        raise DDIBError(
+            f"--from {source}: held-out evaluation needs a digit domain ({', '.join(DIGIT_DOMAINS)})"
+        )
+    if source == target:
+        raise DDIBError("--from and --to must differ")
+    dev = resolve_device(device)
+    src_model, _, _ = load_domain_model(source, models_dir, dev)
+    tgt_model, _, _ = load_domain_model(target, models_dir, dev)
+    data_dir = data_dir_or_default(data_dir)
+    sources = held_out_digits(data_dir, source, n, seed)
+    classifier = load_classifier(device=dev)
+    reals = held_out_digits(data_dir, target, 10_000, seed) if target in DIGIT_DOMAINS else None
+    if target not in DIGIT_DOMAINS:
+        console.print(
+            f"{target} is not a digit domain: no classifier for it, so no target accuracy and no FD"
+        )
+    total = len(sources) * (1 if no_cycle else 2)
+    with bar("evaluate") as progress:
+        task = progress.add_task(f"{source} → {target}", total=total)
+        report, outputs = evaluate_pair(
+            source,
+            target,
+            src_model,
+            tgt_model,
+            sources,
+            opts,
+            classifier,
+            reals,
+            batch_size,
+            dev,
+            cycle=not no_cycle,
+            on_batch=lambda k: progress.advance(task, k),
+        )
+    console.print(report_table(report))
+    if json_out is not None:
+        text = json.dumps(report.to_dict(), indent=2) + "\n"
+        atomic_write(json_out, lambda f: f.write(text.encode()))
+        console.print(f"report: {json_out}")
+    if grid is not None:
+        from .translate_cmd import interleave
+
+        save_png(image_grid(interleave(sources[:32], outputs[:32]), nrow=8), grid)
+        console.print(f"grid: {grid}")

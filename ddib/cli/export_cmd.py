@@ -1,0 +1,39 @@
+"""`ddib export`: copy a trained model's inference files (config.json + EMA weights) to a folder, e.g. to ship it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+
+from .. import checkpoint as ckpt
+from ..errors import DDIBError
+from ..registry import find_model
+from .app import app, console
+from .options import ModelsDirOpt
+
+
+@app.command("export")
+def export_command(
+    domain: str = typer.Option(..., "--domain", help="Domain whose model to export"),
+    out: Path = typer.Option(..., "--out", help="Destination folder (gets config.json + model.safetensors)"),
+    fp16: bool = typer.Option(
+        False, "--fp16", help="Store weights as float16 (half the size; loaded as float32)"
+    ),
+    models_dir: Optional[str] = ModelsDirOpt,
+) -> None:
+    """Write a self-contained inference copy of a model: no optimiser state, nothing pickled."""
+    loc = find_model(domain, models_dir)
+    if out.resolve() == loc.path.resolve():
+        raise DDIBError(f"--out {out} is the model's own folder")
+    model, cfg, meta = ckpt.load_model(loc.path)
+    _, raw = ckpt.read_config(loc.path)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt.save_weights(
+        out, model, {**meta, "dtype": "float16" if fp16 else "float32"}, torch.float16 if fp16 else None
+    )
+    ckpt.write_json(out / ckpt.CONFIG_FILE, raw)
+    size = (out / ckpt.WEIGHTS_FILE).stat().st_size
+    console.print(f"exported {domain} (step {raw.get('trained_steps', '?')}) → {out} ({size / 1e6:.1f} MB)")

@@ -1,0 +1,68 @@
+"""demo, evaluate, bench, export, models: end to end on tiny or bundled models."""
+
+import json
+
+from PIL import Image
+
+from .conftest import make_blob_images, mnist_dir, needs_mnist, run_cli
+from .test_cli import _one_line_error
+
+
+def test_demo_runs_on_bundled_models_without_dataset(tmp_path):
+    r = run_cli("demo", "-n", "2", "--steps", "2", "--out", str(tmp_path / "demo.png"), cwd=tmp_path,
+                env={"DDIB_DATA_DIR": str(tmp_path / "none")})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "bundled" in r.stdout and "NFE per image" in r.stdout
+    assert Image.open(tmp_path / "demo.png").size[1] > 2 * 32
+
+
+def test_models_lists_bundled(tmp_path):
+    r = run_cli("models", cwd=tmp_path)
+    assert r.returncode == 0 and "fives" in r.stdout and "sevens" in r.stdout and "bundled" in r.stdout
+
+
+def test_export_round_trip(tmp_path, tiny_models):
+    out = tmp_path / "shipped" / "reds"
+    r = run_cli("export", "--domain", "reds", "--models-dir", str(tiny_models), "--out", str(out), "--fp16")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert (out / "model.safetensors").stat().st_size < (
+        tiny_models / "reds" / "model.safetensors"
+    ).stat().st_size
+    r = run_cli("sample", "--domain", "reds", "-n", "2", "--models-dir", str(tmp_path / "shipped"),
+                "--out", str(tmp_path / "s.png"), "--steps", "2")  # fmt: skip
+    assert r.returncode == 0 and "local" in r.stdout
+
+
+@needs_mnist
+def test_evaluate_reports_every_metric(tmp_path):
+    r = run_cli("evaluate", "-n", "4", "--steps", "2", "--json", str(tmp_path / "e.json"), "--data-dir", mnist_dir(),
+                cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "e.json").read_text())
+    assert rep["n"] == 4 and rep["nfe_per_image"] == 8
+    for key in ("target_accuracy", "source_share", "cycle_rmse", "cycle_source_accuracy", "frechet_distance"):
+        assert rep[key] is not None
+    assert 0 <= rep["hue_error_median"] <= 180
+    assert "read as target digit" in r.stdout
+
+
+def test_bench_translate_quick(tmp_path, tiny_models):
+    inputs = make_blob_images(tmp_path / "in", 2, (230, 30, 30), seed=4)
+    r = run_cli("bench", "translate", "--quick", "--from", "reds", "--to", "blues", "--inputs", str(inputs),
+                "--models-dir", str(tiny_models), "--out-dir", str(tmp_path))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "translate-cpu.md").read_text()
+    assert "| ddim | 20 | 20 | 20 |" in md and "dopri5" in md
+    assert len((tmp_path / "translate-cpu.csv").read_text().splitlines()) == 4
+
+
+def test_bench_train_quick(tmp_path):
+    r = run_cli(
+        "bench", "train", "--sizes", "tiny", "--iters", "1", "--batch-size", "4", "--out-dir", str(tmp_path)
+    )
+    assert r.returncode == 0, r.stderr
+    assert "| tiny |" in (tmp_path / "train-cpu.md").read_text()
+    _one_line_error(
+        run_cli("bench", "train", "--sizes", "huge", "--out-dir", str(tmp_path)), "unknown model size"
+    )
