@@ -24,7 +24,8 @@ lint: setup
 demo: setup
 	$(BIN)/ddib demo --out demo.png
 
-bench: bench-train bench-translate
+bench: setup
+	DDIB_DATA_DIR=$(DATA_DIR) $(BIN)/ddib bench all
 
 bench-train: setup
 	DDIB_DATA_DIR=$(DATA_DIR) $(BIN)/ddib bench train

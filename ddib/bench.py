@@ -49,10 +49,23 @@ class SolverBenchRow:
     nfe_encode: int
     nfe_decode: int
     images_per_s: float
+    speedup_vs_baseline: float
     round_trip_rms: float
     round_trip_max: float
     to_reference_rms: float
     to_reference_max: float
+    target_accuracy: float | None = None
+    hue_error_median: float | None = None
+
+
+@dataclass
+class ThroughputRow:
+    batch_size: int
+    solver: str
+    nfe_per_image: int
+    images_per_s: float
+    peak_memory_mb: float | None
+    device: str
 
 
 def bench_train(
@@ -108,12 +121,17 @@ def bench_solvers(
     adaptive: list[tuple[str, float]] | None = None,
     reference_options: ode.ODEOptions = REFERENCE,
     on_row: Callable[[SolverBenchRow], None] | None = None,
+    score: Callable[[torch.Tensor, torch.Tensor], tuple[float | None, float | None]] | None = None,
 ) -> list[SolverBenchRow]:
-    """For each solver setting: NFE, images/s, round trip x → src → x error, distance to the reference translation."""
+    """For each solver setting: NFE, images/s, round trip x → src → x error, distance to the reference translation.
+
+    The first setting is the baseline that `speedup_vs_baseline` divides by (the official ddim × 1000).
+    `score(sources, outputs)` adds (target accuracy, median hue error) when given.
+    """
     reference = ode.translate(src, tgt, x, reference_options)
     settings = [ode.ODEOptions(s, steps=n) for s, n in (grid or TRANSLATE_GRID)]
     settings += [ode.ODEOptions(s, rtol=tol, atol=tol) for s, tol in (adaptive or ADAPTIVE_GRID)]
-    rows = []
+    rows: list[SolverBenchRow] = []
     for opts in settings:
         enc, dec = ode.SolveStats(), ode.SolveStats()
         _sync(x.device)
@@ -135,13 +153,60 @@ def bench_solvers(
     return rows
 
 
+def bench_throughput(
+    src: Diffusion,
+    tgt: Diffusion,
+    x: torch.Tensor,
+    opts: ode.ODEOptions,
+    batch_sizes: list[int] = (1, 16, 256),
+    repeats: int = 1,
+    on_row: Callable[[ThroughputRow], None] | None = None,
+) -> list[ThroughputRow]:
+    """Translation images/s at each batch size (inputs tiled from x), with peak CUDA memory where available."""
+    rows = []
+    device = x.device
+    for b in batch_sizes:
+        batch = x.repeat((b + len(x) - 1) // len(x), *([1] * (x.ndim - 1)))[:b]
+        ode.translate(src, tgt, batch[:1], opts)  # warm-up (allocator, kernels)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        stats = ode.SolveStats()
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            ode.translate(src, tgt, batch, opts, stats)
+        _sync(device)
+        rate = repeats * b / (time.perf_counter() - t0)
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        row = ThroughputRow(b, opts.describe(), stats.nfe // repeats, rate, peak, str(device))
+        rows.append(row)
+        if on_row:
+            on_row(row)
+    return rows
+
+
+def solver_chart(rows: list[SolverBenchRow], title: str):
+    """Distance to the reference vs NFE per direction, one line per solver, with the 1/255 goal line."""
+    from .plot import loglog_chart
+
+    series: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        name = r.solver if r.solver in ("dopri5",) or r.steps != "1000" else "ddim × 1000"
+        series.setdefault(name, []).append(
+            (max(1, (r.nfe_encode + r.nfe_decode) / 2), max(r.to_reference_rms, 1e-4))
+        )
+    return loglog_chart(
+        series, title, "NFE per direction", "RMS to reference (8-bit levels)", hline=(1.0, "1/255")
+    )
+
+
 def to_markdown(rows: list, floats: str = ".3g") -> str:
     """A Markdown table of dataclass rows."""
     if not rows:
         return ""
     dicts = [asdict(r) for r in rows]
     keys = list(dicts[0])
-    fmt = lambda v: format(v, floats) if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: format(v, floats) if isinstance(v, float) else "n/a" if v is None else str(v)  # noqa: E731
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(d[k]) for k in keys) + " |" for d in dicts]
     return "\n".join(lines) + "\n"

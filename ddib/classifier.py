@@ -124,15 +124,13 @@ def parameter_count(model: nn.Module) -> int:
 
 def grey_mnist(data_dir: str, split: str, image_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """Grey MNIST digits resized as the colored-MNIST domains are: (uint8 (N, 1, S, S), labels (N,))."""
-    from .data.colored_mnist import load_mnist
+    from .data.colored_mnist import load_mnist, resize_digits
 
     images, labels = load_mnist(data_dir, split)
     out = torch.empty((len(images), 1, image_size, image_size), dtype=torch.uint8)
-    for start in range(0, len(images), 4096):  # same chunking, interpolation and rounding as color_digits
-        grey = images[start : start + 4096].float().div(255.0)[:, None]
-        if grey.shape[-1] != image_size:
-            grey = F.interpolate(grey, size=(image_size, image_size), mode="bilinear", antialias=True)
-        out[start : start + 4096] = grey.clamp(0, 1).mul(255.0).round().clamp(0, 255).to(torch.uint8)
+    for start in range(0, len(images), 4096):  # chunks bound the float32 working memory
+        grey = resize_digits(images[start : start + 4096], image_size)
+        out[start : start + 4096] = grey.mul(255.0).round().clamp(0, 255).to(torch.uint8)
     return out, labels
 
 

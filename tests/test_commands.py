@@ -66,3 +66,14 @@ def test_bench_train_quick(tmp_path):
     _one_line_error(
         run_cli("bench", "train", "--sizes", "huge", "--out-dir", str(tmp_path)), "unknown model size"
     )
+
+
+def test_evaluate_folder_domains_reports_what_applies(tmp_path, tiny_models):
+    inputs = make_blob_images(tmp_path / "in", 3, (230, 30, 30), seed=4)
+    r = run_cli("evaluate", "--from", "reds", "--to", "blues", "--inputs", str(inputs), "--models-dir",
+                str(tiny_models), "--steps", "2", "--json", str(tmp_path / "e.json"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "no classifier reads it" in r.stdout
+    rep = json.loads((tmp_path / "e.json").read_text())
+    assert rep["n"] == 3 and rep["target_accuracy"] is None and rep["frechet_distance"] is None
+    assert rep["cycle_rmse"] is not None and rep["hue_error_median"] is not None

@@ -14,12 +14,12 @@ from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS
 from ..errors import DDIBError
 from ..evaluate import held_out_digits
-from ..images import expand_inputs, load_image, to_unit_range
+from ..images import expand_inputs, load_image, save_png, to_unit_range
 from ..nets import UNET_SIZES
 from ..registry import load_domain_model
 from ..utils import resolve_device
 from .app import app, console
-from .options import DataDirOpt, DeviceOpt, ModelsDirOpt
+from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt
 
 bench_app = typer.Typer(help="Benchmarks that print numbers and write results tables.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -96,16 +96,95 @@ def bench_translate_command(
         )
 
     console.print(f"reference: {reference.describe()} translation of {len(x)} {source} → {target}")
-    rows = bench.bench_solvers(src, tgt, x, grid, adaptive, reference, on_row=show)
+    rows = bench.bench_solvers(src, tgt, x, grid, adaptive, reference, on_row=show, score=scorer(target, dev))
     header = (
         f"DDIB {source} → {target}, {len(x)} {'held-out test ' if not inputs else ''}images, {_device_name(dev)}. "
         f"Errors are RMS / max over pixels in 8-bit levels (1.0 = 1/255 of the range). "
         f"Reference: {reference.describe()}."
     )
     write_tables(out_dir, f"translate-{dev.type}", rows, header)
+    chart = bench.solver_chart(
+        rows, f"DDIB {source} -> {target}: distance to converged solve vs cost ({dev.type})"
+    )
+    save_png(chart, out_dir / f"translate-{dev.type}.png")
+    console.print(f"plot: {out_dir / f'translate-{dev.type}.png'}")
+
+
+@bench_app.command("throughput")
+def bench_throughput_command(
+    source: str = typer.Option("fives", "--from"),
+    target: str = typer.Option("sevens", "--to"),
+    batch_sizes: str = typer.Option("1,16,256", "--batch-sizes", help="Comma-separated batch sizes"),
+    solver: str = SolverOpt,
+    steps: int = StepsOpt,
+    repeats: int = typer.Option(1, "--repeats", min=1),
+    device: str = DeviceOpt,
+    models_dir: Optional[str] = ModelsDirOpt,
+    out_dir: Path = OutDirOpt,
+) -> None:
+    """Translation images/s at the default solver settings for several batch sizes."""
+    try:
+        sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
+    except ValueError:
+        raise DDIBError(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise DDIBError("--batch-sizes must be positive")
+    opts = ode.ODEOptions(solver=solver, steps=steps)
+    dev = resolve_device(device)
+    src, _, _ = load_domain_model(source, models_dir, dev)
+    tgt, _, _ = load_domain_model(target, models_dir, dev)
+    x = ode.sample(src, min(16, max(sizes)), torch.Generator().manual_seed(0), ode.ODEOptions(), device=dev)
+
+    def show(r):
+        console.print(
+            f"batch {r.batch_size}: {r.images_per_s:.2f} images/s ({r.nfe_per_image} NFE per image)"
+        )
+
+    rows = bench.bench_throughput(src, tgt, x, opts, sizes, repeats, on_row=show)
+    threads = torch.get_num_threads()
+    header = f"DDIB {source} → {target} throughput, {opts.describe()}, {_device_name(dev)}, {threads} threads"
+    write_tables(out_dir, f"throughput-{dev.type}", rows, header)
+
+
+def scorer(target: str, device):
+    """(target accuracy, median hue error) of a translated batch, when the target is a digit domain."""
+    if target not in DIGIT_DOMAINS:
+        return None
+    from ..classifier import load_classifier, predict
+    from ..metrics import hue_errors, quantile
+
+    classifier = load_classifier(device=device)
+    digit = DIGIT_DOMAINS.index(target)
+
+    def score(sources, outputs):
+        labels, _ = predict(classifier, outputs)
+        return (labels == digit).float().mean().item(), quantile(
+            hue_errors(sources.cpu(), outputs.cpu()), 0.5
+        )
+
+    return score
 
 
 def _device_name(dev: torch.device) -> str:
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
     return dev.type
+
+
+@bench_app.command("all")
+def bench_all_command(
+    source: str = typer.Option("fives", "--from"),
+    target: str = typer.Option("sevens", "--to"),
+    n: int = typer.Option(16, "-n", "--num", min=1, help="Held-out test images for the solver table"),
+    device: str = DeviceOpt,
+    models_dir: Optional[str] = ModelsDirOpt,
+    data_dir: Optional[str] = DataDirOpt,
+    out_dir: Path = OutDirOpt,
+) -> None:
+    """Everything: training throughput, the solver table + plot, translation throughput at batch 1/16/256."""
+    bench_train_command(sizes=",".join(UNET_SIZES), batch_size=64, iters=5, device=device, out_dir=out_dir)
+    bench_translate_command(source=source, target=target, n=n, inputs=None, quick=False, device=device,
+                            models_dir=models_dir, data_dir=data_dir, out_dir=out_dir)  # fmt: skip
+    bench_throughput_command(source=source, target=target, batch_sizes="1,16,256", solver=ode.DEFAULT_SOLVER,
+                             steps=ode.DEFAULT_STEPS, repeats=1, device=device, models_dir=models_dir,
+                             out_dir=out_dir)  # fmt: skip

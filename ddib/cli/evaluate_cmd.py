@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import torch
 import typer
 from rich.table import Table
 
@@ -15,7 +16,7 @@ from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS
 from ..errors import DDIBError
 from ..evaluate import EvalReport, evaluate_pair, held_out_digits
-from ..images import image_grid, save_png
+from ..images import expand_inputs, image_grid, load_image, save_png, to_unit_range
 from ..registry import load_domain_model
 from ..utils import resolve_device
 from .app import app, console
@@ -57,6 +58,7 @@ def evaluate_command(
     target: str = typer.Option("sevens", "--to", help="Target digit domain"),
     n: int = typer.Option(1000, "-n", "--num", min=2, help="Held-out source images (MNIST test split)"),
     seed: int = typer.Option(0, "--seed", help="Seed of the held-out subset"),
+    inputs: Optional[list[Path]] = typer.Option(None, "--inputs", help="Source images (any domain) instead of MNIST"),
     solver: str = SolverOpt,
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
@@ -73,23 +75,25 @@ def evaluate_command(
 ) -> None:
     """Score a translation on held-out digits: target accuracy, hue kept, cycle consistency, FD, speed."""
     opts = ode_options(solver, steps, rtol, atol)
-    if source not in DIGIT_DOMAINS:
-        raise DDIBError(
-            f"--from {source}: held-out evaluation needs a digit domain ({', '.join(DIGIT_DOMAINS)})"
-        )
     if source == target:
         raise DDIBError("--from and --to must differ")
+    if not inputs and source not in DIGIT_DOMAINS:
+        raise DDIBError(f"--from {source} is not a digit domain: give its held-out images with --inputs")
     dev = resolve_device(device)
-    src_model, _, _ = load_domain_model(source, models_dir, dev)
+    src_model, src_cfg, _ = load_domain_model(source, models_dir, dev)
     tgt_model, _, _ = load_domain_model(target, models_dir, dev)
     data_dir = data_dir_or_default(data_dir)
-    sources = held_out_digits(data_dir, source, n, seed)
-    classifier = load_classifier(device=dev)
-    reals = held_out_digits(data_dir, target, 10_000, seed) if target in DIGIT_DOMAINS else None
-    if target not in DIGIT_DOMAINS:
-        console.print(
-            f"{target} is not a digit domain: no classifier for it, so no target accuracy and no FD"
-        )
+    if inputs:
+        files = expand_inputs(inputs)[:n]
+        size, channels = src_cfg.model.image_size, src_cfg.model.channels
+        sources = to_unit_range(torch.stack([load_image(f, size, channels) for f in files]))
+    else:
+        sources = held_out_digits(data_dir, source, n, seed)
+    digits = target in DIGIT_DOMAINS
+    classifier = load_classifier(device=dev) if digits or source in DIGIT_DOMAINS else None
+    reals = held_out_digits(data_dir, target, 10_000, seed) if digits else None
+    if not digits:
+        console.print(f"{target} is not a digit domain: no classifier reads it, so no target accuracy and no FD")
     total = len(sources) * (1 if no_cycle else 2)
     with bar("evaluate") as progress:
         task = progress.add_task(f"{source} → {target}", total=total)

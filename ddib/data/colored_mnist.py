@@ -36,14 +36,20 @@ def load_mnist(data_dir: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return ds.data, ds.targets
 
 
+def resize_digits(grey_u8: torch.Tensor, image_size: int = 32) -> torch.Tensor:
+    """(N, 28, 28) uint8 digits → (N, 1, S, S) float grey levels in [0, 1] (bilinear, antialiased)."""
+    grey = grey_u8.float().div(255.0)[:, None]
+    if grey.shape[-1] != image_size:
+        grey = F.interpolate(grey, size=(image_size, image_size), mode="bilinear", antialias=True)
+    return grey.clamp(0, 1)
+
+
 def color_digits(grey_u8: torch.Tensor, hues: torch.Tensor, image_size: int = 32) -> torch.Tensor:
     """Resize (N, 28, 28) uint8 digits to image_size, colour them with the hues: (N, 3, S, S) uint8."""
     out = torch.empty((len(grey_u8), 3, image_size, image_size), dtype=torch.uint8)
     for start in range(0, len(grey_u8), 4096):  # chunks bound the float32 working memory
-        grey = grey_u8[start : start + 4096].float().div(255.0)[:, None]
-        if grey.shape[-1] != image_size:
-            grey = F.interpolate(grey, size=(image_size, image_size), mode="bilinear", antialias=True)
-        rgb = colorize(grey[:, 0].clamp(0, 1), hues[start : start + 4096])
+        grey = resize_digits(grey_u8[start : start + 4096], image_size)
+        rgb = colorize(grey[:, 0], hues[start : start + 4096])
         out[start : start + 4096] = rgb.mul(255.0).round().clamp(0, 255).to(torch.uint8)
     return out
 

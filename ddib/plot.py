@@ -1,0 +1,70 @@
+"""Minimal PIL plots (matplotlib is not a dependency): log-log line charts for benchmark figures."""
+
+from __future__ import annotations
+
+import math
+
+from PIL import Image, ImageDraw
+
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # fmt: skip
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    return [10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)]
+
+
+def loglog_chart(
+    series: dict[str, list[tuple[float, float]]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    size: tuple[int, int] = (720, 480),
+    hline: tuple[float, str] | None = None,
+) -> Image.Image:
+    """One polyline with markers per series on log10 axes; non-positive values are dropped."""
+    w, h = size
+    left, right, top, bottom = 70, 150, 40, 50
+    img = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    pts = [(x, y) for s in series.values() for x, y in s if x > 0 and y > 0]
+    if hline:
+        pts.append((pts[0][0] if pts else 1.0, hline[0]))
+    if not pts:
+        draw.text((left, top), "no data", fill=(0, 0, 0))
+        return img
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    xt, yt = _log_ticks(min(xs), max(xs)), _log_ticks(min(ys), max(ys))
+    x0, x1, y0, y1 = math.log10(xt[0]), math.log10(xt[-1]), math.log10(yt[0]), math.log10(yt[-1])
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        u = left + (math.log10(x) - x0) / (x1 - x0) * (w - left - right)
+        v = h - bottom - (math.log10(y) - y0) / (y1 - y0) * (h - top - bottom)
+        return u, v
+
+    draw.rectangle([left, top, w - right, h - bottom], outline=(0, 0, 0))
+    for t in xt:
+        u, _ = px(t, yt[0])
+        draw.line([u, top, u, h - bottom], fill=(225, 225, 225))
+        draw.text((u - 10, h - bottom + 5), f"{t:g}", fill=(0, 0, 0))
+    for t in yt:
+        _, v = px(xt[0], t)
+        draw.line([left, v, w - right, v], fill=(225, 225, 225))
+        draw.text((5, v - 6), f"{t:g}", fill=(0, 0, 0))
+    if hline:
+        _, v = px(xt[0], hline[0])
+        draw.line([left, v, w - right, v], fill=(200, 0, 0))
+        draw.text((w - right + 5, v - 6), hline[1], fill=(200, 0, 0))
+    for i, (name, s) in enumerate(series.items()):
+        color = PALETTE[i % len(PALETTE)]
+        line = [px(x, y) for x, y in sorted(s) if x > 0 and y > 0]
+        if len(line) > 1:
+            draw.line(line, fill=color, width=2)
+        for u, v in line:
+            draw.ellipse([u - 3, v - 3, u + 3, v + 3], fill=color)
+        draw.text((w - right + 10, top + 15 * i + 20), name, fill=color)
+    draw.text((left, 10), title, fill=(0, 0, 0))
+    draw.text(((w - right + left) // 2 - 40, h - 20), xlabel, fill=(0, 0, 0))
+    draw.text((5, top - 25), ylabel, fill=(0, 0, 0))
+    return img
