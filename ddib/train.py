@@ -126,10 +126,19 @@ def train(
     if len(data) == 0:
         raise DDIBError("the domain has no training data")
 
-    torch.manual_seed(tcfg.seed)
+    per_rank_batch, remainder = divmod(tcfg.batch_size, opts.world_size)
+    if remainder or per_rank_batch == 0:
+        raise DDIBError(f"--batch-size {tcfg.batch_size} must be a multiple of the {opts.world_size} processes")
+
+    torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
     net = build_network(run_cfg.model).to(device)
     ema = copy.deepcopy(net).requires_grad_(False)
     model = Diffusion(net, run_cfg.diffusion)
+    if opts.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        model = Diffusion(ddp, run_cfg.diffusion)  # gradients are averaged over ranks in backward()
     optimizer = torch.optim.AdamW(net.parameters(), lr=tcfg.lr, weight_decay=0.0)
     start = 0
 
@@ -145,7 +154,7 @@ def train(
         if device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"], device)
 
-    stream = DataStream(len(data), tcfg.batch_size, tcfg.seed, opts.rank, opts.world_size)
+    stream = DataStream(len(data), per_rank_batch, tcfg.seed, opts.rank, opts.world_size)
     forward = torch.compile(model.loss) if opts.compile else model.loss
     net.train()
     callback(Progress(start, opts.steps, math.nan, 0.0, 0.0, event="start"))
@@ -159,7 +168,7 @@ def train(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16):
             loss = forward(batch, gen)
         loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
+        if not all_finite(loss_value, opts.world_size, device):  # every rank stops together
             raise TrainingDiverged(
                 f"loss became {loss_value} at step {step + 1}; stopped without saving it "
                 f"(the last checkpoint in {run_dir} is intact); try a lower --lr"
@@ -172,20 +181,42 @@ def train(
 
         done = step + 1
         now = time.perf_counter()
-        rate = (done - last_step) * tcfg.batch_size * opts.world_size / max(now - last_time, 1e-9)
+        rate = (done - last_step) * tcfg.batch_size / max(now - last_time, 1e-9)
         callback(Progress(done, opts.steps, loss_value, rate, now - t0))
-        if opts.rank == 0 and (done % opts.save_every == 0 or done == opts.steps):
-            save(run_dir, run_cfg, net, ema, optimizer, done)
-            callback(Progress(done, opts.steps, loss_value, rate, now - t0, event="saved", path=str(run_dir)))
+        if done % opts.save_every == 0 or done == opts.steps:
+            if opts.rank == 0:
+                save(run_dir, run_cfg, net, ema, optimizer, done)
+                callback(Progress(done, opts.steps, loss_value, rate, now - t0, event="saved", path=str(run_dir)))
+            barrier(opts.world_size)  # no rank runs ahead of (or resumes from) a half-written checkpoint
         if opts.rank == 0 and opts.sample_every and done % opts.sample_every == 0:
             path = save_samples(run_dir, run_cfg, ema, done, opts.sample_count, device)
             callback(Progress(done, opts.steps, loss_value, rate, now - t0, event="sampled", path=str(path)))
         if done % 50 == 0:
             last_time, last_step = time.perf_counter(), done
 
-    if start >= opts.steps and not (run_dir / ckpt.WEIGHTS_FILE).exists():
+    if opts.rank == 0 and start >= opts.steps and not (run_dir / ckpt.WEIGHTS_FILE).exists():
         save(run_dir, run_cfg, net, ema, optimizer, start)
+    barrier(opts.world_size)
     return Diffusion(ema, run_cfg.diffusion).eval()
+
+
+def all_finite(loss_value: float, world_size: int, device: torch.device) -> bool:
+    """Whether the loss is finite on every rank (one all-reduce when distributed)."""
+    bad = 0.0 if math.isfinite(loss_value) else 1.0
+    if world_size > 1:
+        import torch.distributed as dist
+
+        flag = torch.tensor([bad], device=device)
+        dist.all_reduce(flag)
+        bad = flag.item()
+    return bad == 0.0
+
+
+def barrier(world_size: int) -> None:
+    if world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def check_resumable(saved: ckpt.RunConfig, requested: ckpt.RunConfig, run_dir: Path) -> None:
@@ -217,23 +248,30 @@ def save(run_dir: Path, run_cfg: ckpt.RunConfig, net, ema, optimizer, step: int)
     if torch.cuda.is_available() and next(net.parameters()).is_cuda:
         state["rng_cuda"] = torch.cuda.get_rng_state()
     ckpt.save_train_state(run_dir, state)
-    ckpt.save_weights(
-        run_dir, Diffusion(ema, run_cfg.diffusion), {"step": str(step), "domain": run_cfg.domain["name"]}
-    )
+    ckpt.save_weights(run_dir, Diffusion(ema, run_cfg.diffusion), {"step": str(step), "domain": run_cfg.domain["name"]})
     payload = run_cfg.to_dict()
     payload["trained_steps"] = step
     payload["versions"] = ckpt.versions()
     ckpt.write_json(run_dir / ckpt.CONFIG_FILE, payload)
 
 
+POINT_SAMPLES = 4000  # samples in the scatter plot of a point model (a 4×4 grid says nothing about a 2-D set)
+
+
 def save_samples(run_dir: Path, run_cfg: ckpt.RunConfig, ema, step: int, n: int, device) -> Path:
-    """A grid of EMA samples from fixed noise, so grids from different steps are comparable."""
+    """A grid of EMA samples (a scatter plot for point models) from fixed noise, comparable across steps."""
     from .images import image_grid, save_png
     from .ode import sample
 
     model = Diffusion(ema, run_cfg.diffusion).eval()
     gen = torch.Generator().manual_seed(0)
-    x = sample(model, n, gen, device=device)
     path = run_dir / "samples" / f"step-{step:06d}.png"
+    if run_cfg.model.kind == "mlp":
+        from .points_plot import scatter_image
+
+        x = sample(model, max(n, POINT_SAMPLES), gen, device=device)
+        save_png(scatter_image(x, f"{run_cfg.domain['name']} samples, step {step} (model space)"), path)
+        return path
+    x = sample(model, n, gen, device=device)
     save_png(image_grid(x, nrow=int(math.ceil(math.sqrt(n)))), path)
     return path

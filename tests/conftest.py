@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tiny test models gain nothing from threads, and threads collapse when the machine is busy.
+torch.set_num_threads(1)
 
 
 def mnist_dir() -> str | None:
@@ -43,7 +44,7 @@ def make_blob_images(folder: Path, n: int, hue_rgb: tuple[int, int, int], seed: 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
     """Run `python -m ddib ARGS` in a subprocess; returns the CompletedProcess."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2", "COLUMNS": "200"}
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     full_env.pop("DDIB_MODELS_DIR", None)
     full_env.update(env or {})
     return subprocess.run(

@@ -32,11 +32,33 @@ def gaussian_model(mean: torch.Tensor, std: float, cfg: DiffusionConfig | None =
     return model
 
 
-def gaussian_flow(
-    model: Diffusion, x: torch.Tensor, mean: torch.Tensor, std: float, t_from: float, t_to: float
-):
+def gaussian_flow(model: Diffusion, x: torch.Tensor, mean: torch.Tensor, std: float, t_from: float, t_to: float):
     """The exact PF-ODE map between marginals: x ↦ α'μ + √(α'²s² + σ'²)/√(α²s² + σ²) · (x − αμ)."""
     a0, s0 = model.schedule.alpha_sigma(torch.tensor(t_from, dtype=torch.float64))
     a1, s1 = model.schedule.alpha_sigma(torch.tensor(t_to, dtype=torch.float64))
     scale = torch.sqrt(a1**2 * std**2 + s1**2) / torch.sqrt(a0**2 * std**2 + s0**2)
     return a1 * mean + scale * (x - a0 * mean)
+
+
+class CorrelatedGaussianEps(nn.Module):
+    """Exact ε for x_0 ~ N(μ, Σ) with full Σ (on flattened x): ε = σ (α²Σ + σ²I)⁻¹ (x_t − αμ)."""
+
+    def __init__(self, mean: torch.Tensor, cov: torch.Tensor, schedule):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("cov", cov)
+        self.schedule = schedule
+        self.config = type("Cfg", (), {"data_shape": tuple(mean.shape)})()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        alpha, sigma = self.schedule.alpha_sigma(t.to(x.dtype)[:1])
+        eye = torch.eye(self.cov.shape[0], dtype=x.dtype, device=x.device)
+        cov_t = alpha**2 * self.cov + sigma**2 * eye
+        r = (x - alpha * self.mean).reshape(len(x), -1)
+        return (sigma * torch.linalg.solve(cov_t, r.T).T).reshape(x.shape)
+
+
+def correlated_gaussian(mean: torch.Tensor, cov: torch.Tensor) -> Diffusion:
+    model = Diffusion(nn.Identity())
+    model.net = CorrelatedGaussianEps(mean, cov, model.schedule)
+    return model

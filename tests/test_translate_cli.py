@@ -52,9 +52,20 @@ def test_translate_files_folder_grid_and_latents(tmp_path, tiny_models):
     assert Image.open(decoded[0]).tobytes() == Image.open(outs[0]).tobytes()  # same latent, same decoder
 
     one = src / "img000.png"
-    r = run_cli("translate", str(one), "--to", "blues", "--models-dir", str(tiny_models), "--steps", "4")
-    assert r.returncode == 0 and "using reds" in r.stdout  # the only other domain
-    assert (src / "img000-to-blues.png").exists()
+    r = run_cli(
+        "translate", str(one), "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models), "--steps", "4"
+    )
+    assert r.returncode == 0 and (src / "img000-to-blues.png").exists()  # default output next to the input
+
+
+def test_source_is_the_only_other_domain(tmp_path):
+    # An empty models dir leaves the bundled fives and sevens: --to sevens can only come from fives.
+    img = tmp_path / "five.png"
+    Image.new("RGB", (28, 28), (200, 0, 0)).save(img)
+    r = run_cli("translate", str(img), "--to", "sevens", "--models-dir", str(tmp_path / "none"), "--steps", "1")
+    assert r.returncode == 0, r.stderr
+    assert "using fives, the only other trained domain" in r.stdout
+    assert (tmp_path / "five-to-sevens.png").exists()
 
 
 def test_translate_is_deterministic_and_accepts_any_image(tmp_path, tiny_models):
@@ -89,9 +100,7 @@ def test_translate_errors(tmp_path, tiny_models):
         "no trained model",
     )
     _one_line_error(
-        run_cli(
-            "translate", str(src), "--to", "blues", "--from", "reds", "--models-dir", m, "--out", str(src)
-        ),
+        run_cli("translate", str(src), "--to", "blues", "--from", "reds", "--models-dir", m, "--out", str(src)),
         "is an input",
     )
     bad = tmp_path / "bad.png"
@@ -101,11 +110,10 @@ def test_translate_errors(tmp_path, tiny_models):
         "cannot read image",
     )
     _one_line_error(
-        run_cli("translate", str(tmp_path / "missing.png"), "--to", "blues", "--models-dir", m), "not found"
+        run_cli("translate", str(tmp_path / "missing.png"), "--from", "reds", "--to", "blues", "--models-dir", m),
+        "not found",
     )
-    _one_line_error(
-        run_cli("translate", str(src), "--to", "blues", "--models-dir", str(tmp_path / "empty")), "--from"
-    )
+    _one_line_error(run_cli("translate", str(src), "--to", "blues", "--models-dir", m), "--from", "fives, reds, sevens")
 
 
 def test_mismatched_models_are_refused(tmp_path, tiny_models):

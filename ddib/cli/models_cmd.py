@@ -22,7 +22,10 @@ def models_command(models_dir: str | None = ModelsDirOpt) -> None:
         cfg, raw = ckpt.read_config(loc.path)
         m = cfg.model
         arch = f"{m.kind} {m.data_shape}"
-        data = cfg.domain.get("path") or f"digit {cfg.domain.get('digit')}"
+        if cfg.domain.get("kind") == "points":
+            data = f"{cfg.domain.get('n')} 2-D points"
+        else:
+            data = cfg.domain.get("path") or f"digit {cfg.domain.get('digit')}"
         table.add_row(
             loc.domain, loc.origin, arch, str(raw.get("trained_steps", "?")), str(data), str(loc.path)
         )

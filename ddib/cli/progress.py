@@ -27,12 +27,13 @@ def bar(description: str = "", *fields: str) -> Progress:
 class TrainDisplay:
     """Shows step, loss, images/s and ETA: a live bar on a terminal, a line every `log_every` steps otherwise."""
 
-    def __init__(self, total: int, log_every: int = 100, enabled: bool = True):
+    def __init__(self, total: int, log_every: int = 100, enabled: bool = True, unit: str = "img"):
         self.total = total
+        self.unit = unit
         self.log_every = max(1, log_every)
         self.enabled = enabled
         self.interactive = console.is_terminal and enabled
-        self.progress = bar("train", "loss {task.fields[loss]}", "{task.fields[rate]} img/s")
+        self.progress = bar("train", "loss {task.fields[loss]}", "{task.fields[rate]} " + unit + "/s")
         self.task = None
         self.loss_ema = math.nan
         self.first_step = 0
@@ -52,9 +53,7 @@ class TrainDisplay:
         if p.event == "start":
             self.first_step = p.step
             if self.interactive:
-                self.task = self.progress.add_task(
-                    "train", total=p.total, completed=p.step, loss="-", rate="-"
-                )
+                self.task = self.progress.add_task("train", total=p.total, completed=p.step, loss="-", rate="-")
             if p.step:
                 console.print(f"resuming at step {p.step}/{p.total}")
             return
@@ -68,12 +67,10 @@ class TrainDisplay:
             return
         self.loss_ema = p.loss if math.isnan(self.loss_ema) else 0.98 * self.loss_ema + 0.02 * p.loss
         if self.interactive:
-            self.progress.update(
-                self.task, completed=p.step, loss=f"{self.loss_ema:.4f}", rate=f"{p.images_per_s:.0f}"
-            )
+            self.progress.update(self.task, completed=p.step, loss=f"{self.loss_ema:.4f}", rate=f"{p.images_per_s:.0f}")
         elif p.step % self.log_every == 0 or p.step == p.total:
             eta = (p.total - p.step) * p.elapsed / max(1, p.step - self.first_step)
             console.print(
-                f"step {p.step}/{p.total}  loss {self.loss_ema:.4f}  {p.images_per_s:.0f} img/s  "
+                f"step {p.step}/{p.total}  loss {self.loss_ema:.4f}  {p.images_per_s:.0f} {self.unit}/s  "
                 f"elapsed {p.elapsed:.0f}s  eta {eta:.0f}s"
             )

@@ -1,4 +1,4 @@
-"""`ddib sample`: generate images of a domain with the probability-flow ODE."""
+"""`ddib sample`: generate images (or 2-D points) of a domain with the probability-flow ODE."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import typer
 from .. import ode
 from ..errors import DDIBError
 from ..images import image_grid, save_png, to_pil
+from ..points_io import POINT_SUFFIXES, write_points
+from ..points_plot import scatter_image
 from ..registry import load_domain_model
+from ..synthetic import DEFAULT_POINT_BATCH, point_model, sample_points
 from ..utils import resolve_device
 from .app import app, console
 from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RtolOpt, SeedOpt, SolverOpt, StepsOpt, ode_options
@@ -20,13 +23,20 @@ from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RtolOpt, SeedOpt, SolverO
 @app.command("sample")
 def sample_command(
     domain: str = typer.Option(..., "--domain", help="Domain whose model samples"),
-    n: int = typer.Option(64, "-n", "--num", min=1, help="Number of images"),
-    out: Path | None = typer.Option(None, "--out", help="Grid PNG to write [default: <domain>-samples.png]"),
-    out_dir: Path | None = typer.Option(
-        None, "--out-dir", help="Write one PNG per image into this folder instead"
+    n: int | None = typer.Option(
+        None, "-n", "--num", min=1, help="Number of images (points) [default: 64 images, 5000 points]"
     ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Grid PNG to write [default: <domain>-samples.png]; for point domains a scatter .png, "
+        "or the points as .csv / .npy (raw coordinates)",
+    ),
+    out_dir: Path | None = typer.Option(None, "--out-dir", help="Write one PNG per image into this folder instead"),
     nrow: int = typer.Option(8, "--nrow", min=1, help="Images per grid row"),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per ODE solve"),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help=f"Images (points) per ODE solve [default: 256, {DEFAULT_POINT_BATCH} points]"
+    ),
     seed: int = SeedOpt,
     solver: str = SolverOpt,
     steps: int = StepsOpt,
@@ -41,16 +51,17 @@ def sample_command(
     opts = ode_options(solver, steps, rtol, atol)
     dev = resolve_device(device)
     model, cfg, loc = load_domain_model(domain, models_dir, dev)
-    if cfg.model.kind != "unet":
-        raise DDIBError(f"{domain} is a point domain; sample it with `ddib sample-points`")
+    if cfg.model.kind == "mlp":
+        _sample_points(point_model(domain, model, cfg, loc), n or 5000, out, out_dir, batch_size, seed, opts)
+        return
+    n = n or 64
+    batch_size = batch_size or 256
     gen = torch.Generator().manual_seed(seed)
     stats = ode.SolveStats()
     t0 = time.perf_counter()
     # Noise is drawn for all n at once so the images do not depend on --batch-size.
     z = torch.randn((n, *model.data_shape), generator=gen)
-    chunks = [
-        ode.decode(model, z[i : i + batch_size].to(dev), opts, stats).cpu() for i in range(0, n, batch_size)
-    ]
+    chunks = [ode.decode(model, z[i : i + batch_size].to(dev), opts, stats).cpu() for i in range(0, n, batch_size)]
     x = torch.cat(chunks)
     seconds = time.perf_counter() - t0
     if out_dir is not None:
@@ -65,4 +76,28 @@ def sample_command(
     console.print(
         f"sampled {n} {domain} ({loc.origin} model) with {opts.describe()}: {nfe} NFE per image, "
         f"{seconds:.1f}s → {where}"
+    )
+
+
+def _sample_points(pm, n: int, out: Path | None, out_dir: Path | None, batch_size, seed: int, opts) -> None:
+    """Point domains: a scatter PNG, or the points (raw coordinates) as .csv / .npy."""
+    if out_dir is not None:
+        raise DDIBError(f"{pm.name} is a point domain: write its samples with --out FILE.png|.csv|.npy")
+    out = out or Path(f"{pm.name}-samples.png")
+    if out.suffix.lower() not in (".png", *POINT_SUFFIXES):
+        raise DDIBError(f"--out {out}: point samples are written as .png (scatter plot), .csv or .npy")
+    stats = ode.SolveStats()
+    t0 = time.perf_counter()
+    batch_size = batch_size or DEFAULT_POINT_BATCH
+    x = sample_points(pm.model, n, seed, opts, stats, batch_size)
+    seconds = time.perf_counter() - t0
+    raw = pm.to_raw(x)
+    if out.suffix.lower() == ".png":
+        save_png(scatter_image(raw, f"{n} {pm.name} samples (raw coordinates), {opts.describe()}"), out)
+    else:
+        write_points(out, raw)
+    nfe = stats.nfe / max(1, -(-n // batch_size))
+    console.print(
+        f"sampled {n} {pm.name} points ({pm.location.origin} model) with {opts.describe()}: {nfe:.0f} NFE per "
+        f"point, {seconds:.1f}s → {out}"
     )

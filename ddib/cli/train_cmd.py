@@ -5,10 +5,12 @@ from __future__ import annotations
 import typer
 
 from .. import checkpoint as ckpt
-from ..data import data_dir_or_default, domain_source, load_domain_images
+from .. import distributed
+from ..data import data_dir_or_default, domain_source, load_domain_images, load_point_domain
+from ..data.points import DEFAULT_TRAIN_POINTS, POINT_DOMAINS
 from ..diffusion import DiffusionConfig
 from ..errors import DDIBError
-from ..nets import UNET_SIZES, unet_config
+from ..nets import UNET_SIZES, MLPConfig, unet_config
 from ..registry import models_dir_or_default
 from ..train import TrainOptions, train
 from ..utils import resolve_device
@@ -16,60 +18,110 @@ from .app import app, console
 from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SeedOpt
 from .progress import TrainDisplay
 
+# Typer defaults are fixed, so options whose default depends on the domain's kind default to None here.
+IMAGE_DEFAULTS = {"steps": 10_000, "batch_size": 128, "lr": 3e-4}
+# Point domains: the paper's MLP (width 256, 3 residual blocks); large batches and a higher learning rate,
+# because a 2-D density is learnt from many cheap points (the official code used batch 30,000, lr 1e-4).
+POINT_DEFAULTS = {"steps": 4_000, "batch_size": 1024, "lr": 1e-3, "width": 256, "blocks": 3}
+
 
 @app.command("train")
 def train_command(
     domain: str = typer.Option(
-        ..., "--domain", help="Domain name: a digit domain (zeros … nines) or any name with --data"
+        ...,
+        "--domain",
+        help=f"Domain name: a digit domain (zeros … nines), a 2-D point domain ({', '.join(POINT_DOMAINS)}), "
+        "or any name with --data",
     ),
     data: str | None = typer.Option(None, "--data", help="Folder of images to use as the domain (recursive)"),
-    steps: int = typer.Option(
-        10_000, "--steps", min=1, help="Train until this many optimiser steps in total"
+    steps: int | None = typer.Option(
+        None,
+        "--steps",
+        min=1,
+        help="Train until this many optimiser steps in total [default: 10000 for "
+        f"images, {POINT_DEFAULTS['steps']} for points]",
     ),
-    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Images per step (over all processes)"),
-    lr: float = typer.Option(3e-4, "--lr", help="AdamW learning rate (after a 200-step warmup)"),
-    model_size: str = typer.Option("small", "--model-size", help=f"UNet size: {', '.join(UNET_SIZES)}"),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        min=1,
+        help="Images (points) per step, over all processes [default: 128 for "
+        f"images, {POINT_DEFAULTS['batch_size']} for points]",
+    ),
+    lr: float | None = typer.Option(
+        None, "--lr", help="AdamW learning rate (after a 200-step warmup) [default: 3e-4 for images, 1e-3 for points]"
+    ),
+    model_size: str | None = typer.Option(
+        None, "--model-size", help=f"UNet size (image domains): {', '.join(UNET_SIZES)} [default: small]"
+    ),
     image_size: int = typer.Option(32, "--image-size", min=8, help="Training resolution (square)"),
     channels: int = typer.Option(3, "--channels", help="Image channels: 3 (RGB) or 1 (greyscale)"),
+    n_points: int | None = typer.Option(
+        None, "--n-points", min=1, help=f"Point domains: training set size [default: {DEFAULT_TRAIN_POINTS}]"
+    ),
+    width: int | None = typer.Option(None, "--width", min=1, help="Point domains: MLP width [default: 256]"),
+    blocks: int | None = typer.Option(None, "--blocks", min=1, help="Point domains: residual MLP blocks [default: 3]"),
     device: str = DeviceOpt,
     seed: int = SeedOpt,
     models_dir: str | None = ModelsDirOpt,
     data_dir: str | None = DataDirOpt,
     sample_every: int = typer.Option(
-        1000, "--sample-every", min=0, help="Write a sample grid every N steps (0: never)"
+        1000, "--sample-every", min=0, help="Write a sample grid (scatter plot for points) every N steps (0: never)"
     ),
-    save_every: int = typer.Option(
-        500, "--save-every", min=1, help="Checkpoint every N steps (and at the end)"
-    ),
-    log_every: int = typer.Option(
-        100, "--log-every", min=1, help="Log line every N steps when not on a terminal"
-    ),
+    save_every: int = typer.Option(500, "--save-every", min=1, help="Checkpoint every N steps (and at the end)"),
+    log_every: int = typer.Option(100, "--log-every", min=1, help="Log line every N steps when not on a terminal"),
     bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast (CUDA only)"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the training step"),
 ) -> None:
     """Train a domain's diffusion model; re-running the same command resumes where it stopped."""
     source = domain_source(domain, data)
+    points = source.kind == "points"
+    defaults = POINT_DEFAULTS if points else IMAGE_DEFAULTS
+    steps = defaults["steps"] if steps is None else steps
+    batch_size = defaults["batch_size"] if batch_size is None else batch_size
+    lr = defaults["lr"] if lr is None else lr
     if not lr > 0:
         raise DDIBError(f"--lr must be positive, got {lr}")
-    if channels not in (1, 3):
-        raise DDIBError("--channels must be 1 or 3")
-    model_cfg = unet_config(model_size, image_size, channels)
+    info, dev = distributed.setup(resolve_device(device))
+    run_dir = models_dir_or_default(models_dir) / domain
+    if points:
+        if model_size is not None:
+            raise DDIBError(f"--model-size is for image domains; {domain} is a point domain (use --width/--blocks)")
+        model_cfg = MLPConfig(width=width or POINT_DEFAULTS["width"], num_blocks=blocks or POINT_DEFAULTS["blocks"])
+        source, data_tensor = load_point_domain(source, n_points or DEFAULT_TRAIN_POINTS, seed)
+        model_desc = f"MLP width {model_cfg.width}, {model_cfg.num_blocks} blocks"
+        what = "points"
+    else:
+        unused = [o for o, v in (("--n-points", n_points), ("--width", width), ("--blocks", blocks)) if v is not None]
+        if unused:
+            raise DDIBError(f"{', '.join(unused)} apply to point domains only ({', '.join(POINT_DOMAINS)})")
+        if channels not in (1, 3):
+            raise DDIBError("--channels must be 1 or 3")
+        model_size = model_size or "small"
+        model_cfg = unet_config(model_size, image_size, channels)
+        data_tensor = load_domain_images(source, data_dir_or_default(data_dir), image_size, channels)
+        model_desc = f"model {model_size}"
+        what = "images"
     run_cfg = ckpt.RunConfig(
         model=model_cfg,
         diffusion=DiffusionConfig(),
         train=ckpt.TrainConfig(batch_size=batch_size, lr=lr, seed=seed),
         domain=source.to_dict(),
     )
-    dev = resolve_device(device)
-    run_dir = models_dir_or_default(models_dir) / domain
-    images = load_domain_images(source, data_dir_or_default(data_dir), image_size, channels)
-    console.print(
-        f"training [bold]{domain}[/] ({source.describe()}, {len(images)} images) → {run_dir}  "
-        f"model {model_size}, batch {batch_size}, device {dev}"
-    )
+    procs = f", {info.world_size} processes × {batch_size // max(1, info.world_size)}" if info.enabled else ""
+    if info.is_main:
+        console.print(
+            f"training [bold]{domain}[/] ({source.describe()}, {len(data_tensor)} {what}) → {run_dir}  "
+            f"{model_desc}, batch {batch_size}{procs}, lr {lr:g}, {steps} steps, device {dev}"
+        )
     opts = TrainOptions(
-        steps=steps, device=dev, sample_every=sample_every, save_every=save_every, bf16=bf16, compile=compile
-    )
-    with TrainDisplay(steps, log_every) as display:
-        train(run_dir, run_cfg, images, opts, display)
-    console.print(f"done: {run_dir} (step {steps})")
+        steps=steps, device=dev, sample_every=sample_every, save_every=save_every, bf16=bf16, compile=compile,
+        rank=info.rank, world_size=info.world_size,
+    )  # fmt: skip
+    try:
+        with TrainDisplay(steps, log_every, enabled=info.is_main, unit="pts" if points else "img") as display:
+            train(run_dir, run_cfg, data_tensor, opts, display)
+    finally:
+        distributed.teardown(info)
+    if info.is_main:
+        console.print(f"done: {run_dir} (step {steps})")

@@ -13,7 +13,10 @@ from ..errors import DDIBError
 from ..images import image_grid, load_image, save_png, to_pil, to_unit_range
 from ..latents import load_latents, save_latents
 from ..outputs import check_outputs, plan_outputs
+from ..points_io import is_point_file, read_points, write_points
+from ..points_plot import transport_figure
 from ..registry import load_domain_model, pick_source
+from ..synthetic import DEFAULT_POINT_BATCH, decode_points, point_model, sample_points, translate_points
 from ..utils import resolve_device
 from .app import app, console
 from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RtolOpt, SolverOpt, StepsOpt, ode_options
@@ -30,26 +33,29 @@ def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @app.command("translate")
 def translate_command(
     inputs: list[Path] | None = typer.Argument(
-        None, help="Image files and/or folders (none: sample -n sources)"
+        None, help="Image files and/or folders, or .csv/.npy point files for point domains (none: sample -n sources)"
     ),
     to: str = typer.Option(..., "--to", help="Target domain"),
-    source: str | None = typer.Option(
-        None, "--from", help="Source domain (default: the only other trained one)"
+    source: str | None = typer.Option(None, "--from", help="Source domain (default: the only other trained one)"),
+    out: Path | None = typer.Option(None, "--out", help="Output PNG, or .csv/.npy for points (one input only)"),
+    out_dir: Path | None = typer.Option(None, "--out-dir", help="Output folder [default: next to each input]"),
+    grid: Path | None = typer.Option(
+        None, "--grid", help="Also write a side-by-side source → target sheet (points: source/latent/target plot)"
     ),
-    out: Path | None = typer.Option(None, "--out", help="Output PNG (one input only)"),
-    out_dir: Path | None = typer.Option(
-        None, "--out-dir", help="Output folder [default: next to each input]"
+    save_latent: Path | None = typer.Option(None, "--save-latent", help="Write the latents to this .safetensors"),
+    n: int | None = typer.Option(
+        None, "-n", "--num", min=1, help="With no inputs: how many sources to sample [default: 8 images, 5000 points]"
     ),
-    grid: Path | None = typer.Option(None, "--grid", help="Also write a side-by-side source → target sheet"),
-    save_latent: Path | None = typer.Option(
-        None, "--save-latent", help="Write the latents to this .safetensors"
-    ),
-    n: int = typer.Option(8, "-n", "--num", min=1, help="With no inputs: how many sources to sample"),
     solver: str = SolverOpt,
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
-    batch_size: int = typer.Option(DEFAULT_BATCH, "--batch-size", min=1, help="Images per ODE solve"),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        min=1,
+        help=f"Images per ODE solve [default: {DEFAULT_BATCH}; {DEFAULT_POINT_BATCH} points]",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled sources when no inputs are given"),
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
@@ -63,8 +69,16 @@ def translate_command(
     src_model, src_cfg, src_loc = load_domain_model(src_name, models_dir, dev)
     tgt_model, tgt_cfg, tgt_loc = load_domain_model(to, models_dir, dev)
     ode.check_compatible(src_model, tgt_model)
-    if src_cfg.model.kind != "unet":
-        raise DDIBError(f"{src_name} is a point domain; `ddib translate` here takes images")
+    if src_cfg.model.kind == "mlp":
+        src_pm, tgt_pm = (
+            point_model(src_name, src_model, src_cfg, src_loc),
+            point_model(to, tgt_model, tgt_cfg, tgt_loc),
+        )
+        _translate_points(src_pm, tgt_pm, inputs, out, out_dir, grid, save_latent, n or 5000, opts,
+                          batch_size or DEFAULT_POINT_BATCH, seed)  # fmt: skip
+        return
+    n = n or 8
+    batch_size = batch_size or DEFAULT_BATCH
     channels, size = src_cfg.model.channels, src_cfg.model.image_size
 
     if inputs:
@@ -118,17 +132,106 @@ def translate_command(
     )
 
 
+def plan_point_outputs(inputs: list[Path], suffix: str, out: Path | None, out_dir: Path | None):
+    """(input file, output file) pairs for point files: `a/b.csv` → `a/b-<suffix>.csv` (or into out_dir)."""
+    if out is not None and out_dir is not None:
+        raise DDIBError("give either --out or --out-dir, not both")
+    pairs = []
+    for p in inputs:
+        if p.is_dir():
+            raise DDIBError(f"{p} is a folder; point domains translate .csv or .npy files")
+        if not p.exists():
+            raise DDIBError(f"input not found: {p}")
+        if not is_point_file(p):
+            raise DDIBError(f"{p}: point domains translate .csv or .npy files (N rows of x, y)")
+        name = f"{p.stem}-{suffix}{p.suffix}"
+        pairs.append((p, Path(out_dir) / name if out_dir is not None else p.with_name(name)))
+    if out is not None:
+        if len(pairs) != 1:
+            raise DDIBError(f"--out names one file but there are {len(pairs)} inputs; use --out-dir")
+        pairs = [(pairs[0][0], Path(out))]
+    check_point_outputs(pairs)
+    return pairs
+
+
+def check_point_outputs(pairs: list[tuple[Path, Path]]) -> None:
+    inputs = {p.resolve() for p, _ in pairs}
+    seen: dict[Path, Path] = {}
+    for src, dst in pairs:
+        key = dst.resolve()
+        if key in inputs:
+            raise DDIBError(f"output {dst} is an input; refusing to overwrite it (choose another --out/--out-dir)")
+        if key in seen:
+            raise DDIBError(f"inputs {seen[key]} and {src} would both write {dst}; use distinct names or --out-dir")
+        seen[key] = src
+        if not is_point_file(dst):
+            raise DDIBError(f"output {dst} must be a .csv or .npy file")
+
+
+def _translate_points(src, tgt, inputs, out, out_dir, grid, save_latent, n, opts, batch_size, seed) -> None:
+    """Point domains: translate .csv/.npy files (raw coordinates in, raw coordinates of the target out)."""
+    if inputs:
+        pairs = plan_point_outputs(list(inputs), f"to-{tgt.name}", out, out_dir)
+        sources = [read_points(p) for p, _ in pairs]  # read (and validate) everything before writing anything
+    else:
+        dst = out or (out_dir or Path(".")) / f"{src.name}-to-{tgt.name}.csv"
+        pairs = [(Path(f"{n} sampled {src.name} points"), Path(dst))]
+        check_point_outputs(pairs)
+        sources = [src.to_raw(sample_points(src.model, n, seed, opts, batch_size=batch_size))]
+        console.print(f"sampled {n} {src.name} sources (seed {seed})")
+    results = []
+    for (_, dst), raw in zip(pairs, sources, strict=True):
+        result = translate_points(src, tgt, raw, opts, batch_size)
+        write_points(dst, result.output_raw)
+        results.append(result)
+    total = sum(len(r.output) for r in results)
+    seconds = sum(r.seconds for r in results)
+    if grid is not None:
+        figure = transport_figure(
+            torch.cat([src.to_model(r) for r in sources]),
+            torch.cat([r.latent for r in results]),
+            torch.cat([r.output for r in results]),
+            (
+                f"source: {src.name} (model space)",
+                f"latent ({src.name} encoder)",
+                f"translated: {tgt.name} (model space)",
+            ),
+            f"{total} points, {opts.describe()}; colour = position in the source",
+        )
+        save_png(figure, grid)
+        console.print(f"figure: {grid}")
+    if save_latent is not None:
+        meta = {"source": src.name, "solver": opts.describe(), "names": [str(p) for p, _ in pairs]}
+        save_latents(save_latent, torch.cat([r.latent for r in results]), meta)
+        console.print(f"latents: {save_latent}")
+    where = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
+    console.print(
+        f"translated {total} points {src.name} ({src.location.origin}) → {tgt.name} ({tgt.location.origin}) with "
+        f"{opts.describe()}: {results[0].nfe_per_point:.0f} NFE per point, {seconds:.1f}s → {where} "
+        f"(raw {tgt.name} coordinates)"
+    )
+
+
 @app.command("decode")
 def decode_command(
     latent: Path = typer.Argument(..., help="Latent .safetensors written by `ddib translate --save-latent`"),
     to: str = typer.Option(..., "--to", help="Domain whose model decodes"),
-    out: Path | None = typer.Option(None, "--out", help="Grid PNG [default: <latent>-<domain>.png]"),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Grid PNG [default: <latent>-<domain>.png]; points: .csv/.npy [default: <latent>-<domain>.csv]",
+    ),
     out_dir: Path | None = typer.Option(None, "--out-dir", help="Write one PNG per latent into this folder"),
     solver: str = SolverOpt,
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
-    batch_size: int = typer.Option(DEFAULT_BATCH, "--batch-size", min=1, help="Latents per ODE solve"),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        min=1,
+        help=f"Latents per ODE solve [default: {DEFAULT_BATCH}; {DEFAULT_POINT_BATCH} points]",
+    ),
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
 ) -> None:
@@ -138,18 +241,26 @@ def decode_command(
     opts = ode_options(solver, steps, rtol, atol)
     z, meta = load_latents(latent)
     dev = resolve_device(device)
-    model, _, loc = load_domain_model(to, models_dir, dev)
+    model, cfg, loc = load_domain_model(to, models_dir, dev)
     if tuple(z.shape[1:]) != tuple(model.data_shape):
-        raise DDIBError(
-            f"latents have shape {tuple(z.shape[1:])} but the {to} model expects {tuple(model.data_shape)}"
-        )
+        raise DDIBError(f"latents have shape {tuple(z.shape[1:])} but the {to} model expects {tuple(model.data_shape)}")
     stats = ode.SolveStats()
     t0 = time.perf_counter()
+    if cfg.model.kind == "mlp":  # point latents → points in the target's raw coordinates (.csv/.npy)
+        pm = point_model(to, model, cfg, loc)
+        if out_dir is not None:
+            raise DDIBError("point latents decode to one file: use --out FILE.csv|.npy")
+        out = out or latent.with_name(f"{latent.stem}-{to}.csv")
+        check_point_outputs([(latent, out)])
+        write_points(out, pm.to_raw(decode_points(model, z, opts, stats, batch_size)))
+        console.print(
+            f"decoded {len(z)} point latents (from {meta.get('source', '?')}) with {to} ({loc.origin}), "
+            f"{opts.describe()}, {time.perf_counter() - t0:.1f}s → {out} (raw {to} coordinates)"
+        )
+        return
+    batch_size = batch_size or DEFAULT_BATCH
     x = torch.cat(
-        [
-            ode.decode(model, z[i : i + batch_size].to(dev), opts, stats).cpu()
-            for i in range(0, len(z), batch_size)
-        ]
+        [ode.decode(model, z[i : i + batch_size].to(dev), opts, stats).cpu() for i in range(0, len(z), batch_size)]
     )
     seconds = time.perf_counter() - t0
     if out_dir is not None:

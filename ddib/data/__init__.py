@@ -1,5 +1,14 @@
-"""Domains: colored-MNIST digits, folders of images, and (later) 2-D point sets."""
+"""Domains: colored-MNIST digits, folders of images, and the paper's 2-D point sets."""
 
-from .domains import DomainSource, data_dir_or_default, domain_source, load_domain_images
+from .domains import DomainSource, data_dir_or_default, domain_source, load_domain_images, load_point_domain
+from .points import POINT_DOMAINS, make_points
 
-__all__ = ["DomainSource", "data_dir_or_default", "domain_source", "load_domain_images"]
+__all__ = [
+    "POINT_DOMAINS",
+    "DomainSource",
+    "data_dir_or_default",
+    "domain_source",
+    "load_domain_images",
+    "load_point_domain",
+    "make_points",
+]

@@ -12,25 +12,39 @@ import torch
 from ..errors import DDIBError
 from ..images import find_images, load_image
 from .colored_mnist import DIGIT_DOMAINS, colored_mnist
+from .points import DESCRIPTIONS, POINT_DOMAINS, make_points
 
 DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
 class DomainSource:
-    """Where a domain's data comes from: a colored-MNIST digit or a folder of images."""
+    """Where a domain's data comes from: a colored-MNIST digit, a folder of images, or a built-in 2-D point set.
+
+    Point domains also record the training set (n points, generator seed) and its standardisation
+    x_model = (x − mean) / std (scalars), so raw coordinates can be mapped in and out of the model's space.
+    """
 
     name: str
-    kind: str  # "mnist" | "folder"
+    kind: str  # "mnist" | "folder" | "points"
     digit: int | None = None
     path: str | None = None
+    n: int | None = None
+    seed: int | None = None
+    mean: float | None = None
+    std: float | None = None
 
     def describe(self) -> str:
         if self.kind == "mnist":
             return f"colored MNIST digit {self.digit}"
+        if self.kind == "points":
+            return f"2-D points: {DESCRIPTIONS[self.name]}"
         return f"image folder {self.path}"
 
     def to_dict(self) -> dict:
+        if self.kind == "points":
+            return {"name": self.name, "kind": self.kind, "n": self.n, "seed": self.seed, "mean": self.mean,
+                    "std": self.std}  # fmt: skip
         return {"name": self.name, "kind": self.kind, "digit": self.digit, "path": self.path}
 
 
@@ -51,16 +65,26 @@ def domain_source(name: str, data: str | None = None) -> DomainSource:
         return DomainSource(name=name, kind="folder", path=str(Path(data)))
     if name in DIGIT_DOMAINS:
         return DomainSource(name=name, kind="mnist", digit=DIGIT_DOMAINS.index(name))
+    if name in POINT_DOMAINS:
+        return DomainSource(name=name, kind="points")
     raise DDIBError(
         f"unknown domain {name!r}; built-in domains are {', '.join(DIGIT_DOMAINS)} "
-        f"(or pass --data FOLDER to train on a folder of images)"
+        f"and the 2-D point domains {', '.join(POINT_DOMAINS)} (or pass --data FOLDER to train on a folder of images)"
     )
+
+
+def load_point_domain(source: DomainSource, n: int, seed: int) -> tuple[DomainSource, torch.Tensor]:
+    """A point domain's standardised training set (n, 2), and its source with n, seed, mean and std filled in."""
+    points, mean, std = make_points(source.name, n, seed)
+    return DomainSource(name=source.name, kind="points", n=n, seed=seed, mean=mean, std=std), points
 
 
 def load_domain_images(
     source: DomainSource, data_dir: str, image_size: int, channels: int, split: str = "train"
 ) -> torch.Tensor:
     """Training images of a domain as uint8 (N, C, S, S)."""
+    if source.kind == "points":
+        raise DDIBError(f"{source.name} is a 2-D point domain, not an image domain")
     if source.kind == "mnist":
         if channels != 3:
             raise DDIBError("colored MNIST domains have 3 channels")

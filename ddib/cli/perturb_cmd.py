@@ -1,0 +1,248 @@
+"""`ddib perturb`: edit the latent between encode and decode and see what the target model makes of it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+from rich.table import Table
+
+from .. import ode
+from ..atomic import atomic_write
+from ..classifier import load_classifier
+from ..data import data_dir_or_default
+from ..data.colored_mnist import DIGIT_DOMAINS
+from ..errors import DDIBError
+from ..evaluate import digit_of, held_out_digits
+from ..images import expand_inputs, load_image, save_png, to_unit_range
+from ..latent_ops import BASES, OPS, OTHERS, Perturbation, Step
+from ..perturb import (
+    PRESETS,
+    ExperimentResult,
+    ExperimentSpec,
+    PerturbRunner,
+    RowResult,
+    figure,
+    mnist_available,
+    noise_seed,
+    preset,
+    summary_csv,
+    summary_markdown,
+    summary_records,
+)
+from ..registry import load_domain_model
+from ..utils import resolve_device
+from .app import app, console
+from .options import AtolOpt, DataDirOpt, DeviceOpt, ModelsDirOpt, RtolOpt, SolverOpt, StepsOpt, ode_options
+from .progress import bar
+
+
+def parse_coefs(text: str) -> tuple[float, ...]:
+    """'0.01,0.1,0.3' → (0.01, 0.1, 0.3)."""
+    values = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise DDIBError(f"--coef {text}: {item!r} is not a number (give a comma list like 0.1,0.3)") from None
+    return tuple(values)
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.0f}%"
+
+
+def numbers_table(rows: list[RowResult], title: str, target: str, with_experiment: bool = False) -> Table:
+    cols = ["row", "latent mean", "latent std", "KS vs N(0,1)", "skew", "ex. kurt", "nbr corr"]
+    cols += [f"read as {target}", "hue err median"]
+    t = Table(*((["exp"] if with_experiment else []) + cols), title=title)
+    for r in rows:
+        cells = [
+            r.label,
+            f"{r.latent_mean:+.3f}",
+            f"{r.latent_std:.3f}",
+            f"{r.ks:.3f}",
+            f"{r.skew:+.2f}",
+            f"{r.excess_kurtosis:+.2f}",
+            f"{r.neighbour_corr:+.3f}",
+            _pct(r.target_share),
+            "n/a" if r.hue_error_median is None else f"{r.hue_error_median:.1f}°",
+        ]
+        t.add_row(*(([r.experiment] if with_experiment else []) + cells))
+    return t
+
+
+def _load_inputs(
+    inputs: list[Path] | None, source: str, n: int, seed: int, data_dir: str, src_model, opts, dev
+) -> tuple[torch.Tensor, str]:
+    channels, size = src_model.data_shape[0], src_model.data_shape[-1]
+    if inputs:
+        files = expand_inputs(inputs)
+        x = to_unit_range(torch.stack([load_image(f, size, channels) for f in files]))
+        return x, f"{len(files)} input images"
+    if source in DIGIT_DOMAINS and channels == 3 and mnist_available(data_dir):
+        x = held_out_digits(data_dir, source, n, seed, image_size=size)
+        return x, f"{len(x)} held-out {source} (MNIST test split, seed {seed})"
+    gen = torch.Generator().manual_seed(seed)
+    x = ode.sample(src_model, n, gen, opts, device=dev).cpu()
+    why = f"no MNIST in {data_dir}" if source in DIGIT_DOMAINS else "not a digit domain"
+    return x, f"{n} {source} sampled from the {source} model (seed {seed}; {why})"
+
+
+@app.command("perturb")
+def perturb_command(
+    inputs: Optional[list[Path]] = typer.Argument(
+        None, help="Image files and/or folders [default: -n held-out source digits, or samples]"
+    ),
+    source: str = typer.Option("fives", "--from", help="Source domain (encodes)"),
+    target: str = typer.Option("sevens", "--to", help="Target domain (decodes)"),
+    n: int = typer.Option(8, "-n", "--num", min=1, help="Inputs to use when no files are given"),
+    ops: Optional[list[str]] = typer.Option(
+        None,
+        "--op",
+        help=f"Op to apply, repeatable, in order: {', '.join(OPS)}; OP=VALUE fixes its coefficient",
+    ),
+    preset_name: Optional[str] = typer.Option(
+        None, "--preset", help=f"Run a set of experiments instead of --op: {', '.join(PRESETS)}"
+    ),
+    base: Optional[str] = typer.Option(
+        None, "--base", help=f"Latent the ops start from: {' | '.join(BASES)} [default: source]"
+    ),
+    with_: Optional[str] = typer.Option(
+        None, "--with", help=f"What checkerboard mixes in: {' | '.join(OTHERS)} [default: image]"
+    ),
+    coef: Optional[str] = typer.Option(
+        None, "--coef", help="Coefficient(s), comma list to sweep, e.g. 0.01,0.1,0.3 [default: the op's sweep]"
+    ),
+    cell: int = typer.Option(1, "--cell", help="Checkerboard cell size in pixels"),
+    scale: float = typer.Option(1.0, "--scale", help="Scale s of the normalized base"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the inputs (held-out subset or samples) and fixed noise"),
+    solver: str = SolverOpt,
+    steps: int = StepsOpt,
+    rtol: float = RtolOpt,
+    atol: float = AtolOpt,
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Latents per ODE solve"),
+    device: str = DeviceOpt,
+    models_dir: Optional[str] = ModelsDirOpt,
+    data_dir: Optional[str] = DataDirOpt,
+    out: Optional[Path] = typer.Option(None, "--out", help="Figure PNG [default: perturb-<ops>.png]"),
+    out_dir: Optional[Path] = typer.Option(
+        None, "--out-dir", help="With --preset: folder for the figures and summary [default: perturb-<preset>/]"
+    ),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers as JSON"),
+) -> None:
+    """Perturb DDIB latents (normalize, noise, blend, checkerboard, 2x2 rotation, blur) and decode them."""
+    opts = ode_options(solver, steps, rtol, atol)
+    settings = {"cell": cell, "scale": scale, "seed": noise_seed(seed)}
+    if preset_name is not None:
+        given = [name for name, v in (("--op", ops), ("--coef", coef), ("--base", base), ("--with", with_),
+                                      ("--out", out), ("--json", json_out)) if v]  # fmt: skip
+        if given:
+            raise DDIBError(f"--preset defines its own experiments and writes into --out-dir; drop {', '.join(given)}")
+        specs = [s.with_settings(**settings) for s in preset(preset_name)]
+        out_dir = out_dir or Path(f"perturb-{preset_name}")
+    else:
+        if out_dir is not None:
+            raise DDIBError("--out-dir goes with --preset; for one experiment use --out")
+        if not ops:
+            raise DDIBError(f"name an op with --op ({', '.join(OPS)}) or a set of experiments with --preset")
+        plan = Perturbation(
+            tuple(Step.parse(o) for o in ops), base=base or "source", other=with_ or "image", **settings
+        )
+        coefs = parse_coefs(coef) if coef is not None else None
+        if coefs is not None and not plan.takes_coef:
+            raise DDIBError(f"--coef given but no op of {plan.ops_text()} takes a coefficient")
+        names = "-".join(s.op for s in plan.steps)
+        specs = [ExperimentSpec("perturb", names, plan.describe(), plan, coefs)]
+        specs[0].sweep()  # validate every coefficient before loading anything
+        out = out or Path(f"perturb-{names}.png")
+        if out.suffix.lower() != ".png":
+            raise DDIBError(f"--out {out}: the figure is written as PNG; give a .png name")
+
+    dev = resolve_device(device)
+    src_model, _, src_loc = load_domain_model(source, models_dir, dev)
+    tgt_model, _, tgt_loc = load_domain_model(target, models_dir, dev)
+    ode.check_compatible(src_model, tgt_model)
+    console.print(f"models: {source} ({src_loc.origin}), {target} ({tgt_loc.origin}); {opts.describe()}")
+    data_dir = data_dir_or_default(data_dir)
+    x, inputs_text = _load_inputs(inputs, source, n, seed, data_dir, src_model, opts, dev)
+    console.print(f"inputs: {inputs_text}")
+
+    classifier, target_digit = None, digit_of(target)
+    if target_digit is not None:
+        classifier = load_classifier(device=dev)
+        if classifier.config.image_size != tgt_model.data_shape[-1] or tgt_model.data_shape[0] not in (1, 3):
+            classifier, target_digit = None, None
+
+    runner = PerturbRunner(src_model, tgt_model, x, opts, classifier, target_digit, dev, batch_size)
+    t0 = time.perf_counter()
+    results: list[ExperimentResult] = []
+    with bar("perturb") as progress:
+        task = progress.add_task(f"{source} → {target}", total=runner.work(specs))
+        runner.on_images = lambda k: progress.advance(task, k)
+        for spec in specs:
+            results.append(runner.run(spec))
+    seconds = time.perf_counter() - t0
+    ref_images, ref_row = runner.reference
+    latent = runner.latent
+    input_label = f"inputs\n({source})"
+
+    if preset_name is not None:
+        for r in results:
+            sheet = figure(r, x, latent, ref_images, input_label, title=r.spec.title)
+            save_png(sheet, out_dir / f"{r.spec.slug()}.png")
+        records = summary_records(results)
+        header = f"# ddib perturb --preset {preset_name}: {source} → {target}, {inputs_text}, {opts.describe()}\n"
+        titles = {r.spec.key: f"{r.spec.title} ({r.spec.slug()}.png)" for r in results}
+        _write_text(out_dir / "summary.md", summary_markdown(records, titles, header))
+        _write_text(out_dir / "summary.csv", summary_csv(records))
+        payload = {
+            "preset": preset_name,
+            "source": source,
+            "target": target,
+            "inputs": inputs_text,
+            "n": len(x),
+            "solver": opts.describe(),
+            "device": str(dev),
+            "experiments": [r.to_dict() for r in results],
+            "records": records,
+        }
+        _write_text(out_dir / "summary.json", json.dumps(payload, indent=2) + "\n")
+        rows = [ref_row] + [row for r in results for row in r.rows]
+        console.print(numbers_table(rows, f"{source} → {target}: preset {preset_name}", target, True))
+        where = f"{len(results)} figures + summary.md/.csv/.json in {out_dir}/"
+    else:
+        (result,) = results
+        save_png(figure(result, x, latent, ref_images, input_label), out)
+        title = f"{source} → {target}: {result.spec.plan.describe()}"
+        console.print(numbers_table([ref_row, *result.rows], title, target))
+        if json_out is not None:
+            payload = {
+                "source": source,
+                "target": target,
+                "inputs": inputs_text,
+                "n": len(x),
+                "solver": opts.describe(),
+                "device": str(dev),
+                **result.to_dict(),
+            }
+            _write_text(json_out, json.dumps(payload, indent=2) + "\n")
+            console.print(f"numbers: {json_out}")
+        where = str(out)
+    enc, dec = runner.encode_stats, runner.decode_stats
+    decoded = len(x) * (1 + sum(len(r.rows) for r in results))
+    extra = len(x) * sum(len(r.rows) for r in results if r.spec.plan.acts_on_image)
+    again = f", encoded {extra} perturbed inputs for image-space ops" if extra else ""
+    console.print(
+        f"encoded {len(x)} inputs once ({enc.per_solve[0]} NFE per image){again}, decoded {decoded} latents "
+        f"({dec.per_solve[0]} NFE per image), {seconds:.1f}s → {where}"
+    )
