@@ -144,9 +144,11 @@ def bench_solvers(
         rt_rms, rt_max = _rms_max(back, x)
         ref_rms, ref_max = _rms_max(y, reference)
         steps = str(opts.steps) if opts.is_fixed else f"tol {opts.rtol:g}"
-        row = SolverBenchRow(
-            opts.solver, steps, enc.nfe, dec.nfe, len(x) / seconds, rt_rms, rt_max, ref_rms, ref_max
-        )
+        rate = len(x) / seconds
+        speedup = rate / rows[0].images_per_s if rows else 1.0
+        acc, hue = score(x, y) if score else (None, None)
+        row = SolverBenchRow(opts.solver, steps, enc.nfe, dec.nfe, rate, speedup, rt_rms, rt_max, ref_rms, ref_max,
+                             acc, hue)  # fmt: skip
         rows.append(row)
         if on_row:
             on_row(row)
