@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw),../shared/data,data)
+DATA_DIR ?= $(abspath $(if $(wildcard ../shared/data/MNIST/raw),../shared/data,data))
 
 .PHONY: setup test lint demo bench bench-train bench-translate clean
 

@@ -21,7 +21,8 @@ def mnist_dir() -> str | None:
     """The MNIST data dir when present (CI points DDIB_DATA_DIR at ../shared/data)."""
     for cand in (os.environ.get("DDIB_DATA_DIR"), str(REPO.parent / "shared" / "data")):
         if cand and (Path(cand) / "MNIST" / "raw" / "t10k-images-idx3-ubyte").exists():
-            return cand
+            # Absolute: tests run the CLI from tmp dirs, where a relative ../shared/data would miss.
+            return str(Path(cand).resolve())
     return None
 
 

@@ -113,21 +113,28 @@ def cycle_table_command(
         f"{evals * per_eval / 60:.0f} min"
     )
 
-    def show(r):
-        console.print(
-            f"{r.source} → {r.target} → {r.source}  {r.solver} × {r.steps}: mean {r.mean_l2:.4f}, max {r.max_l2:.4f} "
-            f"({r.nfe_per_point} NFE, {r.seconds:.0f}s)"
-        )
-
-    rows = cycle_table(load, chosen, settings, n, seed, batch_size, on_row=show)
     threads = torch.get_num_threads()
     header = (
         f"Cycle consistency A → B → A of DDIB on the 2-D point domains: {n} fresh test points of A per pair "
         f"(seed {seed}); distances are {SPACE}. NFE per point counts all four ODE solves. {dev.type}, "
         f"{threads} threads."
     )
-    md = f"{header}\n\n{bench.to_markdown(rows, '.4g')}"
-    atomic_write(out_dir / "cycle-points.md", lambda f: f.write(md.encode()))
-    atomic_write(out_dir / "cycle-points.csv", lambda f: f.write(bench.to_csv(rows).encode()))
-    console.print(md)
+    done: list = []
+
+    def write() -> str:
+        md = f"{header}\n\n{bench.to_markdown(done, '.4g')}"
+        atomic_write(out_dir / "cycle-points.md", lambda f: f.write(md.encode()))
+        atomic_write(out_dir / "cycle-points.csv", lambda f: f.write(bench.to_csv(done).encode()))
+        return md
+
+    def show(r):
+        done.append(r)
+        write()  # after every row: a long run that is stopped keeps what it measured
+        console.print(
+            f"{r.source} → {r.target} → {r.source}  {r.solver} × {r.steps}: mean {r.mean_l2:.4f}, max {r.max_l2:.4f} "
+            f"({r.nfe_per_point} NFE, {r.seconds:.0f}s)"
+        )
+
+    cycle_table(load, chosen, settings, n, seed, batch_size, on_row=show)
+    console.print(write())
     console.print(f"tables: {out_dir / 'cycle-points.md'}, {out_dir / 'cycle-points.csv'}")
