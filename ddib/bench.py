@@ -5,6 +5,7 @@ Numbers are measured, never asserted: the CLI writes them as Markdown + CSV for 
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -103,6 +104,16 @@ def bench_train(
     return rows
 
 
+def peak_rss_mb() -> float | None:
+    """This process's peak resident set size in MiB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024 if not sys.platform == "darwin" else kib / 2**20  # macOS reports bytes
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -164,7 +175,8 @@ def bench_throughput(
     repeats: int = 1,
     on_row: Callable[[ThroughputRow], None] | None = None,
 ) -> list[ThroughputRow]:
-    """Translation images/s at each batch size (inputs tiled from x), with peak CUDA memory where available."""
+    """Translation images/s at each batch size (inputs tiled from x) and peak memory: CUDA allocations, or on CPU
+    the process's peak resident set (a high-water mark, so batch sizes are best given in increasing order)."""
     rows = []
     device = x.device
     for b in batch_sizes:
@@ -179,7 +191,7 @@ def bench_throughput(
             ode.translate(src, tgt, batch, opts, stats)
         _sync(device)
         rate = repeats * b / (time.perf_counter() - t0)
-        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mb()
         row = ThroughputRow(b, opts.describe(), stats.nfe // repeats, rate, peak, str(device))
         rows.append(row)
         if on_row:
@@ -194,12 +206,8 @@ def solver_chart(rows: list[SolverBenchRow], title: str):
     series: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
         name = r.solver if r.solver in ("dopri5",) or r.steps != "1000" else "ddim × 1000"
-        series.setdefault(name, []).append(
-            (max(1, (r.nfe_encode + r.nfe_decode) / 2), max(r.to_reference_rms, 1e-4))
-        )
-    return loglog_chart(
-        series, title, "NFE per direction", "RMS to reference (8-bit levels)", hline=(1.0, "1/255")
-    )
+        series.setdefault(name, []).append((max(1, (r.nfe_encode + r.nfe_decode) / 2), max(r.to_reference_rms, 1e-4)))
+    return loglog_chart(series, title, "NFE per direction", "RMS to reference (8-bit levels)", hline=(1.0, "1/255"))
 
 
 def to_markdown(rows: list, floats: str = ".3g") -> str:

@@ -107,13 +107,9 @@ def read_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
     return RunConfig.from_dict(raw, str(path)), raw
 
 
-def save_weights(
-    run_dir: Path, model: Diffusion, metadata: dict[str, str], dtype: torch.dtype | None = None
-) -> None:
+def save_weights(run_dir: Path, model: Diffusion, metadata: dict[str, str], dtype: torch.dtype | None = None) -> None:
     """Write the network weights as safetensors (optionally cast, e.g. to float16 for bundling)."""
-    tensors = {
-        k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in model.net.state_dict().items()
-    }
+    tensors = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in model.net.state_dict().items()}
     blob = safetensors.torch.save(tensors, metadata={k: str(v) for k, v in metadata.items()})
     atomic_write(Path(run_dir) / WEIGHTS_FILE, lambda f: f.write(blob))
 
@@ -132,14 +128,10 @@ def load_train_state(run_dir: Path) -> dict[str, Any] | None:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, wrong pickle: all mean the same to the user
-        raise DDIBError(
-            f"{path} is corrupt or incompatible ({type(exc).__name__}); remove it to start over"
-        ) from None
+        raise DDIBError(f"{path} is corrupt or incompatible ({type(exc).__name__}); remove it to start over") from None
 
 
-def load_model(
-    run_dir: Path, device: torch.device | str = "cpu"
-) -> tuple[Diffusion, RunConfig, dict[str, str]]:
+def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Diffusion, RunConfig, dict[str, str]]:
     """The EMA model of a directory holding config.json + model.safetensors, in eval mode, as float32."""
     run_dir = Path(run_dir)
     cfg, _ = read_config(run_dir)
@@ -156,9 +148,7 @@ def load_model(
     try:
         net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
     except RuntimeError:
-        raise DDIBError(
-            f"{weights} does not match the network described in {run_dir / CONFIG_FILE}"
-        ) from None
+        raise DDIBError(f"{weights} does not match the network described in {run_dir / CONFIG_FILE}") from None
     model = Diffusion(net, cfg.diffusion).to(device).eval()
     model.requires_grad_(False)
     return model, cfg, metadata

@@ -228,9 +228,7 @@ def _batches(model: nn.Module, images: torch.Tensor, batch_size: int, fn) -> tor
     return torch.cat(outs)
 
 
-def predict(
-    model: DigitClassifier, images: torch.Tensor, batch_size: int = 512
-) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: DigitClassifier, images: torch.Tensor, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """(labels (B,), class probabilities (B, 10)) of images in [-1, 1] (uint8 pixels mapped there first)."""
     logits = _batches(model, images, batch_size, model)
     if logits.numel() == 0:

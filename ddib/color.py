@@ -43,9 +43,7 @@ def rgb_to_hue_value(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return hue * 60.0, maxc
 
 
-def digit_hue(
-    images: torch.Tensor, threshold: float = DIGIT_VALUE_THRESHOLD
-) -> tuple[torch.Tensor, torch.Tensor]:
+def digit_hue(images: torch.Tensor, threshold: float = DIGIT_VALUE_THRESHOLD) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image hue of the digit: value-weighted circular mean of the hue over digit pixels.
 
     `images` are (B, 3, H, W) in [-1, 1]. Digit pixels are those whose value max(R, G, B) is at least

@@ -77,3 +77,17 @@ def sum_across(value: float, info: DistInfo, device: torch.device) -> float:
     t = torch.tensor([float(value)], device=device, dtype=torch.float64)
     dist.all_reduce(t)
     return t.item()
+
+
+def gather_in_order(items: list, info: DistInfo) -> list | None:
+    """On rank 0: every rank's `shard` share merged back into the original order; None on other ranks."""
+    if not info.enabled:
+        return items
+    shares: list | None = [None] * info.world_size if info.is_main else None
+    dist.gather_object(items, shares, dst=0)
+    if not info.is_main:
+        return None
+    merged = []
+    for i in range(max(len(s) for s in shares)):
+        merged += [s[i] for s in shares if i < len(s)]
+    return merged

@@ -102,13 +102,9 @@ def evaluate_pair(
         if src_digit is not None:
             source_share = (labels == src_digit).float().mean().item()
         if target_reals is not None and len(target_reals) > 1 and len(outputs) > 1:
-            fd = frechet_distance(
-                extract_features(classifier, outputs), extract_features(classifier, target_reals)
-            )
+            fd = frechet_distance(extract_features(classifier, outputs), extract_features(classifier, target_reals))
     if cycle:
-        back = translate_batched(
-            tgt_model, src_model, outputs, opts, batch_size, ode.SolveStats(), device, on_batch
-        )
+        back = translate_batched(tgt_model, src_model, outputs, opts, batch_size, ode.SolveStats(), device, on_batch)
         cycle_err = rmse(back, sources)
         if classifier is not None and src_digit is not None:
             labels, _ = predict(classifier, back)

@@ -124,9 +124,7 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 def to_pil(x: torch.Tensor) -> Image.Image:
     """(C, H, W) in [-1, 1] → PIL image."""
     arr = to_uint8(x).permute(1, 2, 0).numpy()
-    return Image.fromarray(
-        arr[:, :, 0] if arr.shape[2] == 1 else arr, mode="L" if arr.shape[2] == 1 else "RGB"
-    )
+    return Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr, mode="L" if arr.shape[2] == 1 else "RGB")
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> Image.Image:
@@ -143,16 +141,12 @@ def save_png(img: Image.Image, path: str | Path) -> None:
     atomic_write(path, lambda f: img.save(f, format="PNG"))
 
 
-def labelled_grid(
-    rows: list[tuple[str, torch.Tensor]], scale: int = 2, label_width: int = 110
-) -> Image.Image:
+def labelled_grid(rows: list[tuple[str, torch.Tensor]], scale: int = 2, label_width: int = 110) -> Image.Image:
     """Rows of (label, (B, C, H, W) images in [-1, 1]) as one sheet, each row labelled on its left."""
     from PIL import ImageDraw
 
     row_images = [image_grid(x, nrow=len(x), padding=2) for _, x in rows]
-    row_images = [
-        im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST) for im in row_images
-    ]
+    row_images = [im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST) for im in row_images]
     width = label_width + max(im.width for im in row_images)
     height = sum(im.height for im in row_images)
     sheet = Image.new("RGB", (width, height), (255, 255, 255))

@@ -50,13 +50,9 @@ def check_outputs(pairs: list[tuple[Path, Path]]) -> None:
     for src, dst in pairs:
         key = dst.resolve()
         if key in inputs:
-            raise DDIBError(
-                f"output {dst} is an input; refusing to overwrite it (choose another --out/--out-dir)"
-            )
+            raise DDIBError(f"output {dst} is an input; refusing to overwrite it (choose another --out/--out-dir)")
         if key in seen:
-            raise DDIBError(
-                f"inputs {seen[key]} and {src} would both write {dst}; use distinct names or --out-dir"
-            )
+            raise DDIBError(f"inputs {seen[key]} and {src} would both write {dst}; use distinct names or --out-dir")
         seen[key] = src
         if dst.suffix.lower() != ".png":
             raise DDIBError(f"output {dst} must be a .png file")

@@ -52,9 +52,7 @@ def find_model(domain: str, models_dir: str | Path | None = None) -> ModelLocati
         return ModelLocation(domain, bundled, "bundled")
     names = [m.domain for m in available_models(models_dir)]
     have = f"available: {', '.join(names)}" if names else "no models are available"
-    hint = (
-        f" (a training run without saved weights is in {local})" if (local / ckpt.STATE_FILE).exists() else ""
-    )
+    hint = f" (a training run without saved weights is in {local})" if (local / ckpt.STATE_FILE).exists() else ""
     raise DDIBError(
         f"no trained model for domain {domain!r}{hint}; {have}; train one with `ddib train --domain {domain}`"
     )

@@ -18,9 +18,7 @@ def _one_line_error(r, *fragments):
 
 def test_train_sample_models_end_to_end(tmp_path, tiny_models):
     cfg = json.loads((tiny_models / "reds" / "config.json").read_text())
-    assert (
-        cfg["trained_steps"] == 30 and cfg["domain"]["kind"] == "folder" and cfg["model"]["image_size"] == 16
-    )
+    assert cfg["trained_steps"] == 30 and cfg["domain"]["kind"] == "folder" and cfg["model"]["image_size"] == 16
     assert {"torch", "ddib"} <= set(cfg["versions"])
     assert (tiny_models / "reds" / "train_state.pt").exists()
 

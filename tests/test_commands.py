@@ -26,9 +26,7 @@ def test_export_round_trip(tmp_path, tiny_models):
     r = run_cli("export", "--domain", "reds", "--models-dir", str(tiny_models), "--out", str(out), "--fp16")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
-    assert (out / "model.safetensors").stat().st_size < (
-        tiny_models / "reds" / "model.safetensors"
-    ).stat().st_size
+    assert (out / "model.safetensors").stat().st_size < (tiny_models / "reds" / "model.safetensors").stat().st_size
     r = run_cli("sample", "--domain", "reds", "-n", "2", "--models-dir", str(tmp_path / "shipped"),
                 "--out", str(tmp_path / "s.png"), "--steps", "2")  # fmt: skip
     assert r.returncode == 0 and "local" in r.stdout
@@ -58,14 +56,10 @@ def test_bench_translate_quick(tmp_path, tiny_models):
 
 
 def test_bench_train_quick(tmp_path):
-    r = run_cli(
-        "bench", "train", "--sizes", "tiny", "--iters", "1", "--batch-size", "4", "--out-dir", str(tmp_path)
-    )
+    r = run_cli("bench", "train", "--sizes", "tiny", "--iters", "1", "--batch-size", "4", "--out-dir", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "| tiny |" in (tmp_path / "train-cpu.md").read_text()
-    _one_line_error(
-        run_cli("bench", "train", "--sizes", "huge", "--out-dir", str(tmp_path)), "unknown model size"
-    )
+    _one_line_error(run_cli("bench", "train", "--sizes", "huge", "--out-dir", str(tmp_path)), "unknown model size")
 
 
 def test_evaluate_folder_domains_reports_what_applies(tmp_path, tiny_models):

@@ -96,9 +96,7 @@ def test_image_modes_are_converted(tmp_path):
     wide = Image.new("RGB", (64, 32), (0, 0, 0))
     wide.paste((255, 255, 255), (16, 0, 48, 32))
     x = load_image(_save(tmp_path, "w.png", wide), 16, 3)
-    assert (
-        x.shape == (3, 16, 16) and int(x[:, :, 2:14].min()) == 255 and int(x.min()) > 200
-    )  # crop kept the centre
+    assert x.shape == (3, 16, 16) and int(x[:, :, 2:14].min()) == 255 and int(x.min()) > 200  # crop kept the centre
 
 
 def test_folder_domain_and_unreadable_files(tmp_path):

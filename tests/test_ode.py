@@ -19,9 +19,7 @@ ADAPTIVE_RTOL = {"dopri5": 1e-8, "dopri8": 1e-8, "bosh3": 1e-6, "fehlberg2": 1e-
 @pytest.fixture(scope="module")
 def problem():
     model = gaussian_model(MEAN, STD)
-    x = MEAN + STD * torch.randn(
-        6, *MEAN.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64
-    )
+    x = MEAN + STD * torch.randn(6, *MEAN.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     return model, x
 
 
@@ -44,8 +42,7 @@ def test_adaptive_error_follows_tolerance(problem):
     model, x = problem
     exact = gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)
     errs = [
-        (ode.encode(model, x, ode.ODEOptions("dopri5", rtol=tol, atol=tol)) - exact).abs().max()
-        for tol in (1e-3, 1e-7)
+        (ode.encode(model, x, ode.ODEOptions("dopri5", rtol=tol, atol=tol)) - exact).abs().max() for tol in (1e-3, 1e-7)
     ]
     assert errs[1] < errs[0] / 100
 
@@ -54,10 +51,7 @@ def test_adaptive_error_follows_tolerance(problem):
 def test_fixed_step_error_decreases_with_steps(problem, solver):
     model, x = problem
     exact = gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)
-    errs = [
-        (ode.encode(model, x, ode.ODEOptions(solver, steps=n)) - exact).abs().max().item()
-        for n in (5, 20, 80)
-    ]
+    errs = [(ode.encode(model, x, ode.ODEOptions(solver, steps=n)) - exact).abs().max().item() for n in (5, 20, 80)]
     assert errs[0] > errs[1] > errs[2]
 
 
@@ -87,9 +81,7 @@ def test_adaptive_nfe_counts_every_evaluation(problem):
     model, x = problem
     stats = ode.SolveStats()
     ode.encode(model, x, ode.ODEOptions("dopri5", rtol=1e-5, atol=1e-5), stats)
-    assert (
-        stats.solves == 1 and stats.nfe > 6 and stats.nfe % 6 == 2
-    )  # two for the initial step, six per step
+    assert stats.solves == 1 and stats.nfe > 6 and stats.nfe % 6 == 2  # two for the initial step, six per step
 
 
 def test_ddim_is_the_deterministic_ddim_update(problem):

@@ -17,6 +17,7 @@ from ..evaluate import held_out_digits
 from ..images import expand_inputs, load_image, save_png, to_unit_range
 from ..nets import UNET_SIZES
 from ..registry import load_domain_model
+from ..speed import parse_speed
 from ..utils import resolve_device
 from .app import app, console
 from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt
@@ -64,9 +65,7 @@ def bench_translate_command(
     source: str = typer.Option("fives", "--from"),
     target: str = typer.Option("sevens", "--to"),
     n: int = typer.Option(16, "-n", "--num", min=1, help="Held-out test images in the fixed batch"),
-    inputs: Optional[list[Path]] = typer.Option(
-        None, "--inputs", help="Use these images instead of held-out digits"
-    ),
+    inputs: Optional[list[Path]] = typer.Option(None, "--inputs", help="Use these images instead of held-out digits"),
     quick: bool = typer.Option(False, "--quick", help="A few settings only, looser reference (smoke test)"),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
@@ -103,9 +102,7 @@ def bench_translate_command(
         f"Reference: {reference.describe()}."
     )
     write_tables(out_dir, f"translate-{dev.type}", rows, header)
-    chart = bench.solver_chart(
-        rows, f"DDIB {source} -> {target}: distance to converged solve vs cost ({dev.type})"
-    )
+    chart = bench.solver_chart(rows, f"DDIB {source} -> {target}: distance to converged solve vs cost ({dev.type})")
     save_png(chart, out_dir / f"translate-{dev.type}.png")
     console.print(f"plot: {out_dir / f'translate-{dev.type}.png'}")
 
@@ -123,12 +120,7 @@ def bench_throughput_command(
     out_dir: Path = OutDirOpt,
 ) -> None:
     """Translation images/s at the default solver settings for several batch sizes."""
-    try:
-        sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
-    except ValueError:
-        raise DDIBError(f"--batch-sizes must be integers separated by commas, got {batch_sizes!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise DDIBError("--batch-sizes must be positive")
+    sizes = _int_list(batch_sizes, "--batch-sizes")
     opts = ode.ODEOptions(solver=solver, steps=steps)
     dev = resolve_device(device)
     src, _, _ = load_domain_model(source, models_dir, dev)
@@ -136,14 +128,72 @@ def bench_throughput_command(
     x = ode.sample(src, min(16, max(sizes)), torch.Generator().manual_seed(0), ode.ODEOptions(), device=dev)
 
     def show(r):
-        console.print(
-            f"batch {r.batch_size}: {r.images_per_s:.2f} images/s ({r.nfe_per_image} NFE per image)"
-        )
+        console.print(f"batch {r.batch_size}: {r.images_per_s:.2f} images/s ({r.nfe_per_image} NFE per image)")
 
     rows = bench.bench_throughput(src, tgt, x, opts, sizes, repeats, on_row=show)
     threads = torch.get_num_threads()
     header = f"DDIB {source} → {target} throughput, {opts.describe()}, {_device_name(dev)}, {threads} threads"
     write_tables(out_dir, f"throughput-{dev.type}", rows, header)
+
+
+@bench_app.command("speed")
+def bench_speed_command(
+    source: str = typer.Option("fives", "--from"),
+    target: str = typer.Option("sevens", "--to"),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per translation batch"),
+    threads: str = typer.Option("", "--threads", help="Comma-separated CPU thread counts [default: 1 and all]"),
+    train_size: str = typer.Option("small", "--train-size", help="UNet size of the training rows ('' to skip)"),
+    settings: str = typer.Option(
+        "eager,channels_last,compile,channels_last+compile,bf16", "--settings", help="Comma-separated settings"
+    ),
+    solver: str = SolverOpt,
+    steps: int = StepsOpt,
+    device: str = DeviceOpt,
+    models_dir: Optional[str] = ModelsDirOpt,
+    out_dir: Path = OutDirOpt,
+) -> None:
+    """Images/s of translation and training per kernel setting (channels_last, compile, bf16) and thread count."""
+    from .. import bench_speed
+
+    dev = resolve_device(device)
+    counts = _int_list(threads, "--threads") if threads else sorted({1, torch.get_num_threads()})
+    opts = ode.ODEOptions(solver=solver, steps=steps)
+    src, _, _ = load_domain_model(source, models_dir, dev)
+    tgt, _, _ = load_domain_model(target, models_dir, dev)
+    x = ode.sample(src, batch_size, torch.Generator().manual_seed(0), opts, device=dev)
+
+    def show(r):
+        diff = f", {r.diff_rms:.3f} RMS / {r.diff_max:.2f} max levels from fp32 eager" if r.diff_rms is not None else ""
+        console.print(
+            f"{r.task:>9} {r.setting:>22} {r.threads} thr: {r.images_per_s:8.2f} img/s ×{r.speedup:.2f} "
+            f"(first call {r.first_call_s:.1f}s){diff}"
+        )
+
+    chosen = [parse_speed(s) for s in settings.split(",") if s.strip()]
+    if train_size and train_size not in UNET_SIZES:
+        raise DDIBError(f"unknown model size {train_size}; choose from {', '.join(UNET_SIZES)}")
+    rows = bench_speed.bench_translate_speed(src, tgt, x, opts, chosen, threads=counts, on_row=show)
+    if train_size:
+        train_settings = [s for s in chosen if not s.bf16 or dev.type == "cuda"]  # training bf16 is CUDA-only
+        rows += bench_speed.bench_train_speed(train_size, 64, src.data_shape[-1], dev, train_settings, counts,
+                                              on_row=show)  # fmt: skip
+    header = (
+        f"Speed settings on {_device_name(dev)}: translation {source} → {target} ({opts.describe()}, batch "
+        f"{batch_size}) and training ({train_size or '-'} UNet, batch 64). Speedup is against fp32 eager at the "
+        "same thread count; diff is the translation's distance to fp32 eager (8-bit levels, RMS / max); "
+        "first call includes compilation."
+    )
+    write_tables(out_dir, f"speed-{dev.type}", rows, header)
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise DDIBError(f"{option} must be integers separated by commas, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise DDIBError(f"{option} must be positive integers")
+    return values
 
 
 def scorer(target: str, device):
@@ -158,9 +208,7 @@ def scorer(target: str, device):
 
     def score(sources, outputs):
         labels, _ = predict(classifier, outputs)
-        return (labels == digit).float().mean().item(), quantile(
-            hue_errors(sources.cpu(), outputs.cpu()), 0.5
-        )
+        return (labels == digit).float().mean().item(), quantile(hue_errors(sources.cpu(), outputs.cpu()), 0.5)
 
     return score
 

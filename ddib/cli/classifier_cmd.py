@@ -27,20 +27,16 @@ def train_classifier_command(
     dev = resolve_device(device)
     out_dir = out or str(clf.BUNDLED_DIR)
     console.print(
-        f"training the digit classifier on MNIST train ({data}): "
-        f"{epochs} epochs, batch {batch_size}, device {dev}"
+        f"training the digit classifier on MNIST train ({data}): {epochs} epochs, batch {batch_size}, device {dev}"
     )
 
     def report(s: clf.EpochStats) -> None:
         console.print(
-            f"epoch {s.epoch}/{s.epochs}  loss {s.loss:.4f}  "
-            f"train acc {s.train_accuracy:.2%}  ({s.seconds:.0f} s)"
+            f"epoch {s.epoch}/{s.epochs}  loss {s.loss:.4f}  train acc {s.train_accuracy:.2%}  ({s.seconds:.0f} s)"
         )
 
     start = time.perf_counter()
-    model = clf.train_classifier(
-        data, epochs=epochs, batch_size=batch_size, seed=seed, device=dev, callback=report
-    )
+    model = clf.train_classifier(data, epochs=epochs, batch_size=batch_size, seed=seed, device=dev, callback=report)
     train_seconds = time.perf_counter() - start
     acc = clf.test_accuracy(model, data)
     metadata = {

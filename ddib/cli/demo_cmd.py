@@ -34,9 +34,7 @@ def demo_command(
     dev = resolve_device(device)
     src_model, _, src_loc = load_domain_model(source, models_dir, dev)
     tgt_model, _, tgt_loc = load_domain_model(target, models_dir, dev)
-    console.print(
-        f"models: {source} ({src_loc.origin}, {src_loc.path}), {target} ({tgt_loc.origin}, {tgt_loc.path})"
-    )
+    console.print(f"models: {source} ({src_loc.origin}, {src_loc.path}), {target} ({tgt_loc.origin}, {tgt_loc.path})")
     gen = torch.Generator().manual_seed(seed)
     sample_stats, stats = ode.SolveStats(), ode.SolveStats()
     t0 = time.perf_counter()

@@ -33,9 +33,7 @@ def _num(v: float | None, fmt: str = ".3f") -> str:
 
 
 def report_table(r: EvalReport) -> Table:
-    t = Table(
-        "metric", "value", title=f"{r.source} → {r.target}: {r.n} held-out images, {r.solver}, {r.device}"
-    )
+    t = Table("metric", "value", title=f"{r.source} → {r.target}: {r.n} held-out images, {r.solver}, {r.device}")
     rows = [
         ("read as target digit", _pct(r.target_accuracy)),
         ("still read as source digit", _pct(r.source_share)),
@@ -66,9 +64,7 @@ def evaluate_command(
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per ODE solve"),
     no_cycle: bool = typer.Option(False, "--no-cycle", help="Skip the translation back (halves the cost)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON"),
-    grid: Optional[Path] = typer.Option(
-        None, "--grid", help="Write a grid of the first 32 sources and outputs"
-    ),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="Write a grid of the first 32 sources and outputs"),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
     data_dir: Optional[str] = DataDirOpt,

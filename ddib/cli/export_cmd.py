@@ -19,9 +19,7 @@ from .options import ModelsDirOpt
 def export_command(
     domain: str = typer.Option(..., "--domain", help="Domain whose model to export"),
     out: Path = typer.Option(..., "--out", help="Destination folder (gets config.json + model.safetensors)"),
-    fp16: bool = typer.Option(
-        False, "--fp16", help="Store weights as float16 (half the size; loaded as float32)"
-    ),
+    fp16: bool = typer.Option(False, "--fp16", help="Store weights as float16 (half the size; loaded as float32)"),
     models_dir: Optional[str] = ModelsDirOpt,
 ) -> None:
     """Write a self-contained inference copy of a model: no optimiser state, nothing pickled."""
@@ -31,9 +29,7 @@ def export_command(
     model, cfg, meta = ckpt.load_model(loc.path)
     _, raw = ckpt.read_config(loc.path)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt.save_weights(
-        out, model, {**meta, "dtype": "float16" if fp16 else "float32"}, torch.float16 if fp16 else None
-    )
+    ckpt.save_weights(out, model, {**meta, "dtype": "float16" if fp16 else "float32"}, torch.float16 if fp16 else None)
     ckpt.write_json(out / ckpt.CONFIG_FILE, raw)
     size = (out / ckpt.WEIGHTS_FILE).stat().st_size
     console.print(f"exported {domain} (step {raw.get('trained_steps', '?')}) → {out} ({size / 1e6:.1f} MB)")

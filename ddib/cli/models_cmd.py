@@ -26,7 +26,5 @@ def models_command(models_dir: str | None = ModelsDirOpt) -> None:
             data = f"{cfg.domain.get('n')} 2-D points"
         else:
             data = cfg.domain.get("path") or f"digit {cfg.domain.get('digit')}"
-        table.add_row(
-            loc.domain, loc.origin, arch, str(raw.get("trained_steps", "?")), str(data), str(loc.path)
-        )
+        table.add_row(loc.domain, loc.origin, arch, str(raw.get("trained_steps", "?")), str(data), str(loc.path))
     console.print(table)

@@ -7,11 +7,10 @@ from typing import Optional
 import typer
 
 from .. import ode
+from ..speed import SpeedOptions, check_speed, default_speed
 
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps")
-ModelsDirOpt = typer.Option(
-    None, "--models-dir", help="Trained models folder [default: $DDIB_MODELS_DIR or models/]"
-)
+ModelsDirOpt = typer.Option(None, "--models-dir", help="Trained models folder [default: $DDIB_MODELS_DIR or models/]")
 DataDirOpt = typer.Option(None, "--data-dir", help="Dataset folder [default: $DDIB_DATA_DIR or data/]")
 SeedOpt = typer.Option(0, "--seed", help="Random seed")
 SolverOpt = typer.Option(ode.DEFAULT_SOLVER, "--solver", help=f"ODE solver: {', '.join(ode.SOLVERS)}")
@@ -19,8 +18,22 @@ StepsOpt = typer.Option(ode.DEFAULT_STEPS, "--steps", help="Steps per ODE solve 
 RtolOpt = typer.Option(ode.DEFAULT_RTOL, "--rtol", help="Relative tolerance (adaptive solvers)")
 AtolOpt = typer.Option(ode.DEFAULT_ATOL, "--atol", help="Absolute tolerance (adaptive solvers)")
 BatchOpt = typer.Option(None, "--batch-size", help="Images per batch [default: 64]")
+ChannelsLastOpt = typer.Option(
+    None, "--channels-last/--no-channels-last", help="NHWC convolutions [default: the measured best per device]"
+)
+CompileOpt = typer.Option(False, "--compile", help="torch.compile the network (pays off on large runs)")
+Bf16Opt = typer.Option(False, "--bf16", help="bfloat16 autocast for the network (faster, but moves encodings)")
 
 __all__ = ["Optional"]
+
+
+def resolve_speed(device, channels_last: bool | None, compile: bool, bf16: bool) -> SpeedOptions:
+    """The user's kernel settings over the device's measured defaults."""
+    base = default_speed(device)
+    speed = SpeedOptions(base.channels_last if channels_last is None else channels_last, compile or base.compile,
+                         bf16 or base.bf16)  # fmt: skip
+    check_speed(speed, device)
+    return speed
 
 
 def ode_options(solver: str, steps: int, rtol: float, atol: float) -> ode.ODEOptions:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import torch
 import typer
 
-from .. import ode
+from .. import distributed, ode
+from ..batch_size import CPU_BATCH, auto_batch_size
 from ..errors import DDIBError
 from ..images import image_grid, load_image, save_png, to_pil, to_unit_range
 from ..latents import load_latents, save_latents
@@ -16,10 +18,23 @@ from ..outputs import check_outputs, plan_outputs
 from ..points_io import is_point_file, read_points, write_points
 from ..points_plot import transport_figure
 from ..registry import load_domain_model, pick_source
+from ..speed import accelerate
 from ..synthetic import DEFAULT_POINT_BATCH, decode_points, point_model, sample_points, translate_points
 from ..utils import resolve_device
 from .app import app, console
-from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RtolOpt, SolverOpt, StepsOpt, ode_options
+from .options import (
+    AtolOpt,
+    Bf16Opt,
+    ChannelsLastOpt,
+    CompileOpt,
+    DeviceOpt,
+    ModelsDirOpt,
+    RtolOpt,
+    SolverOpt,
+    StepsOpt,
+    ode_options,
+    resolve_speed,
+)
 from .progress import bar
 
 DEFAULT_BATCH = 64
@@ -54,11 +69,15 @@ def translate_command(
         None,
         "--batch-size",
         min=1,
-        help=f"Images per ODE solve [default: {DEFAULT_BATCH}; {DEFAULT_POINT_BATCH} points]",
+        help=f"Images per ODE solve [default: fits the device — {CPU_BATCH} on CPU, memory-fitted on GPU; "
+        f"{DEFAULT_POINT_BATCH} points]",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled sources when no inputs are given"),
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
+    channels_last: bool | None = ChannelsLastOpt,
+    compile: bool = CompileOpt,
+    bf16: bool = Bf16Opt,
 ) -> None:
     """Translate images: encode with the source model's ODE (t 0→1), decode with the target's (t 1→0)."""
     opts = ode_options(solver, steps, rtol, atol)
@@ -70,6 +89,8 @@ def translate_command(
     tgt_model, tgt_cfg, tgt_loc = load_domain_model(to, models_dir, dev)
     ode.check_compatible(src_model, tgt_model)
     if src_cfg.model.kind == "mlp":
+        if distributed.launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
+            raise DDIBError("point files translate in one process (they are cheap): run without torchrun")
         src_pm, tgt_pm = (
             point_model(src_name, src_model, src_cfg, src_loc),
             point_model(to, tgt_model, tgt_cfg, tgt_loc),
@@ -77,58 +98,80 @@ def translate_command(
         _translate_points(src_pm, tgt_pm, inputs, out, out_dir, grid, save_latent, n or 5000, opts,
                           batch_size or DEFAULT_POINT_BATCH, seed)  # fmt: skip
         return
-    n = n or 8
-    batch_size = batch_size or DEFAULT_BATCH
-    channels, size = src_cfg.model.channels, src_cfg.model.image_size
+    _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, inputs, out, out_dir, grid,
+                      save_latent, n or 8, opts, batch_size, seed, dev,
+                      resolve_speed(dev, channels_last, compile, bf16))  # fmt: skip
 
+
+def _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, inputs, out, out_dir, grid,
+                      save_latent, n, opts, batch_size, seed, dev, speed) -> None:  # fmt: skip
+    """Images: stream batches (bounded memory); under torchrun each rank translates its share of the inputs."""
+    info, dev = distributed.setup(dev)
+    src_model, tgt_model = src_model.to(dev), tgt_model.to(dev)
+    channels, size = src_model.data_shape[0], src_model.data_shape[-1]
     if inputs:
         pairs = plan_outputs(inputs, f"to-{to}", out, out_dir)
-        sampled = None
+        noise = None
     else:
         if out is not None:
             raise DDIBError("--out needs one input image; with no inputs use --out-dir or --grid")
         folder = out_dir or Path(f"{src_name}-to-{to}")
         pairs = [(Path(f"sample-{i:04d}"), folder / f"{src_name}-{i:04d}-to-{to}.png") for i in range(n)]
         check_outputs(pairs)
-        gen = torch.Generator().manual_seed(seed)
-        sampled = ode.sample(src_model, n, gen, opts, device=dev).cpu()
-        console.print(f"sampled {n} {src_name} sources (seed {seed})")
+        # All of the noise on every rank (cheap), so sample i is the same whatever the number of processes.
+        noise = torch.randn((n, *src_model.data_shape), generator=torch.Generator().manual_seed(seed))
+    indices = distributed.shard(list(range(len(pairs))), info)
+    batch_size = batch_size or auto_batch_size([src_model, tgt_model], dev, max(len(indices), 1))
+    src_fast, tgt_fast = accelerate(src_model, speed), accelerate(tgt_model, speed)
+    main = info.is_main
+    if main and noise is not None:
+        console.print(f"sampling {n} {src_name} sources (seed {seed})")
+    if main and info.enabled:
+        console.print(f"{info.world_size} processes: {len(pairs)} images sharded, {batch_size} per batch per process")
 
     stats = ode.SolveStats()
     sources, results, latents = [], [], []
     t0 = time.perf_counter()
     with bar("translate") as progress:
-        task = progress.add_task(f"{src_name} → {to}", total=len(pairs))
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start : start + batch_size]
-            if sampled is None:
-                x = to_unit_range(torch.stack([load_image(p, size, channels) for p, _ in chunk]))
+        task = progress.add_task(f"{src_name} → {to}", total=len(indices), visible=main)
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            if noise is None:
+                x = to_unit_range(torch.stack([load_image(pairs[i][0], size, channels) for i in chunk])).to(dev)
             else:
-                x = sampled[start : start + batch_size]
-            z = ode.encode(src_model, x.to(dev), opts, stats)
-            y = ode.decode(tgt_model, z, opts, stats).cpu()
-            for (_, dst), img in zip(chunk, y, strict=True):
-                save_png(to_pil(img), dst)
+                x = ode.decode(src_fast, noise[chunk].to(dev), opts)
+            z = ode.encode(src_fast, x, opts, stats)
+            y = ode.decode(tgt_fast, z, opts, stats).cpu()
+            for i, img in zip(chunk, y, strict=True):
+                save_png(to_pil(img), pairs[i][1])
             if grid is not None:
-                sources.append(x.cpu())
-                results.append(y)
+                sources += list(x.cpu())
+                results += list(y)
             if save_latent is not None:
-                latents.append(z.cpu())
-            progress.advance(task, len(chunk))
+                latents += list(z.cpu())
+            if main:
+                progress.advance(task, len(chunk) * info.world_size)
     seconds = time.perf_counter() - t0
+    batches = -(-len(indices) // batch_size)
+    nfe = stats.nfe / max(batches, 1)
+    sources, results, latents = (distributed.gather_in_order(v, info) for v in (sources, results, latents))
+    written = distributed.sum_across(len(indices), info, dev)
+    distributed.teardown(info)
+    if not main:
+        return
     if grid is not None:
-        save_png(image_grid(interleave(torch.cat(sources), torch.cat(results)), nrow=8), grid)
+        save_png(image_grid(interleave(torch.stack(sources), torch.stack(results)), nrow=8), grid)
         console.print(f"grid: {grid}")
     if save_latent is not None:
         meta = {"source": src_name, "solver": opts.describe(), "names": [str(p) for p, _ in pairs]}
-        save_latents(save_latent, torch.cat(latents), meta)
+        save_latents(save_latent, torch.stack(latents), meta)
         console.print(f"latents: {save_latent}")
-    batches = -(-len(pairs) // batch_size)
-    nfe = stats.nfe / batches
     where = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
+    procs = f" on {info.world_size} processes" if info.enabled else ""
     console.print(
-        f"translated {len(pairs)} images {src_name} ({src_loc.origin}) → {to} ({tgt_loc.origin}) with "
-        f"{opts.describe()}: {nfe:.0f} NFE per image, {seconds:.1f}s, {len(pairs) / seconds:.1f} images/s → {where}"
+        f"translated {written:.0f} images {src_name} ({src_loc.origin}) → {to} ({tgt_loc.origin}) with "
+        f"{opts.describe()}{procs}: {nfe:.0f} NFE per image, {seconds:.1f}s, {written / seconds:.1f} images/s → "
+        f"{where}"
     )
 
 

@@ -48,9 +48,7 @@ ModelConfig = Union[UNetConfig, MLPConfig]
 
 # Named sizes: `tiny` keeps tests fast, `small` is what the bundled models use, `base` is for a GPU.
 UNET_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": dict(
-        base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(), groups=4
-    ),
+    "tiny": dict(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(), groups=4),
     "small": dict(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, attention_resolutions=(8,)),
     "medium": dict(base_channels=48, channel_mults=(1, 2, 2), num_res_blocks=2, attention_resolutions=(8,)),
     "base": dict(base_channels=64, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_resolutions=(8,)),
@@ -69,9 +67,7 @@ def unet_config(size: str, image_size: int = 32, channels: int = 3) -> UNetConfi
 def validate_unet(cfg: UNetConfig) -> None:
     factor = 2 ** (len(cfg.channel_mults) - 1)
     if cfg.image_size < factor or cfg.image_size % factor:
-        raise DDIBError(
-            f"image size {cfg.image_size} must be a positive multiple of {factor} for this model size"
-        )
+        raise DDIBError(f"image size {cfg.image_size} must be a positive multiple of {factor} for this model size")
     if cfg.channels not in (1, 3):
         raise DDIBError(f"images must have 1 or 3 channels, not {cfg.channels}")
     for mult in cfg.channel_mults:

@@ -24,6 +24,4 @@ class SinusoidalEmbedding(nn.Module):
 
 
 def time_mlp(dim: int, hidden: int) -> nn.Sequential:
-    return nn.Sequential(
-        SinusoidalEmbedding(dim), nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden)
-    )
+    return nn.Sequential(SinusoidalEmbedding(dim), nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))

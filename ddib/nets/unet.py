@@ -92,15 +92,11 @@ class UNet(nn.Module):
                 self.up.append(layer)
             if level > 0:
                 self.up.append(
-                    nn.ModuleList(
-                        [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)]
-                    )
+                    nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)])
                 )
                 res *= 2
 
-        self.head = nn.Sequential(
-            nn.GroupNorm(cfg.groups, c), nn.SiLU(), nn.Conv2d(c, cfg.channels, 3, padding=1)
-        )
+        self.head = nn.Sequential(nn.GroupNorm(cfg.groups, c), nn.SiLU(), nn.Conv2d(c, cfg.channels, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 

@@ -1,0 +1,146 @@
+"""Speed settings measured, not assumed: images/s of translation and training per kernel setting and thread count.
+
+Each translation row also reports how far its outputs move from the fp32-eager ones (RMS / max in 8-bit
+levels): a setting is only worth defaulting to where it is faster *and* that distance is well under a level.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from . import ode
+from .bench import LEVELS, _sync
+from .diffusion import Diffusion
+from .nets import build_network, unet_config
+from .speed import SpeedOptions, accelerate
+
+SETTINGS = [
+    SpeedOptions(),
+    SpeedOptions(channels_last=True),
+    SpeedOptions(compile=True),
+    SpeedOptions(channels_last=True, compile=True),
+    SpeedOptions(bf16=True),
+]
+
+
+@dataclass
+class SpeedRow:
+    task: str
+    setting: str
+    threads: int
+    batch_size: int
+    images_per_s: float
+    speedup: float
+    first_call_s: float
+    diff_rms: float | None
+    diff_max: float | None
+    device: str
+
+
+def _timed(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> tuple[float, float, torch.Tensor]:
+    """(seconds of the first call — compilation included —, mean seconds of the next `repeats`, last output)."""
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        out = fn()
+    _sync(device)
+    return first, (time.perf_counter() - t0) / repeats, out
+
+
+def bench_translate_speed(
+    src: Diffusion,
+    tgt: Diffusion,
+    x: torch.Tensor,
+    options: ode.ODEOptions,
+    settings: list[SpeedOptions] = SETTINGS,
+    threads: list[int] | None = None,
+    repeats: int = 2,
+    on_row: Callable[[SpeedRow], None] | None = None,
+) -> list[SpeedRow]:
+    """Translation images/s of batch x per (threads, setting); outputs compared with fp32 eager at 1 thread."""
+    device = x.device
+    threads = threads or [torch.get_num_threads()]
+    before = torch.get_num_threads()
+    rows: list[SpeedRow] = []
+    reference = None
+    try:
+        for n_threads in threads:
+            torch.set_num_threads(n_threads)
+            base_rate = None
+            for setting in settings:
+                if setting.bf16 and device.type == "mps":
+                    continue
+                s, t = accelerate(src, setting), accelerate(tgt, setting)
+                first, seconds, y = _timed(lambda s=s, t=t: ode.translate(s, t, x, options), device, repeats)
+                rate = len(x) / seconds
+                base_rate = base_rate or rate
+                reference = y if reference is None else reference
+                d = (y.double() - reference.double()) * LEVELS
+                row = SpeedRow("translate", setting.describe(), n_threads, len(x), rate, rate / base_rate, first,
+                               d.pow(2).mean().sqrt().item(), d.abs().max().item(), str(device))  # fmt: skip
+                rows.append(row)
+                if on_row:
+                    on_row(row)
+    finally:
+        torch.set_num_threads(before)
+    return rows
+
+
+def bench_train_speed(
+    size: str = "small",
+    batch_size: int = 64,
+    image_size: int = 32,
+    device: torch.device | str = "cpu",
+    settings: list[SpeedOptions] | None = None,
+    threads: list[int] | None = None,
+    iters: int = 3,
+    on_row: Callable[[SpeedRow], None] | None = None,
+) -> list[SpeedRow]:
+    """Training images/s (forward, backward, AdamW) of one UNet size per (threads, setting), random data."""
+    device = torch.device(device)
+    settings = settings or [s for s in SETTINGS if not s.bf16 or device.type == "cuda"]
+    threads = threads or [torch.get_num_threads()]
+    before = torch.get_num_threads()
+    rows: list[SpeedRow] = []
+    try:
+        for n_threads in threads:
+            torch.set_num_threads(n_threads)
+            base_rate = None
+            for setting in settings:
+                torch.manual_seed(0)
+                net = build_network(unet_config(size, image_size)).to(device)
+                x = torch.randn(batch_size, 3, image_size, image_size, device=device)
+                if setting.channels_last:
+                    net = net.to(memory_format=torch.channels_last)
+                    x = x.contiguous(memory_format=torch.channels_last)
+                model = Diffusion(net)
+                opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+                loss_fn = torch.compile(model.loss) if setting.compile else model.loss
+
+                def step(model=model, opt=opt, loss_fn=loss_fn, x=x, setting=setting):
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=setting.bf16):
+                        loss = loss_fn(x)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    return loss
+
+                first, seconds, _ = _timed(step, device, iters)
+                rate = batch_size / seconds
+                base_rate = base_rate or rate
+                row = SpeedRow("train", setting.describe(), n_threads, batch_size, rate, rate / base_rate, first,
+                               None, None, str(device))  # fmt: skip
+                rows.append(row)
+                if on_row:
+                    on_row(row)
+    finally:
+        torch.set_num_threads(before)
+    return rows

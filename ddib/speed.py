@@ -1,0 +1,83 @@
+"""Fast kernels for one device: channels_last memory format, torch.compile, bf16 autocast — as a network wrapper.
+
+The wrapper changes how ε̂ is computed, never what the schedule or the solver do. Defaults per device come
+from `ddib bench speed` (README, "Speed settings"): a setting is on by default only where it measured faster
+*and* its translations stay within a fraction of an 8-bit level of the fp32 ones.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .diffusion import Diffusion
+from .errors import DDIBError
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """channels_last: NHWC convolutions; compile: torch.compile the network; bf16: bfloat16 autocast (CUDA)."""
+
+    channels_last: bool = False
+    compile: bool = False
+    bf16: bool = False
+
+    def describe(self) -> str:
+        on = [name for name in ("channels_last", "compile", "bf16") if getattr(self, name)]
+        return "+".join(on) or "fp32 eager"
+
+
+def parse_speed(text: str) -> SpeedOptions:
+    """'fp32 eager' / 'eager' or a '+'-joined subset of channels_last, compile, bf16 (as `describe` writes)."""
+    names = {n.strip() for n in text.replace("fp32 eager", "eager").split("+") if n.strip()} - {"eager"}
+    unknown = names - {"channels_last", "compile", "bf16"}
+    if unknown:
+        raise DDIBError(f"unknown speed setting {', '.join(sorted(unknown))}; use eager or channels_last+compile+bf16")
+    return SpeedOptions(**{n: True for n in names})
+
+
+def default_speed(device: torch.device) -> SpeedOptions:
+    """The measured-safe fast settings per device (see `ddib bench speed`)."""
+    return SpeedOptions()
+
+
+def check_speed(options: SpeedOptions, device: torch.device) -> None:
+    if options.bf16 and device.type not in ("cuda", "cpu"):
+        raise DDIBError(f"--bf16 autocast is supported on cuda and cpu, not {device.type}")
+
+
+class FastNet(nn.Module):
+    """Runs `net` under the chosen memory format and autocast; outputs stay in the input's dtype."""
+
+    def __init__(self, net: nn.Module, options: SpeedOptions):
+        super().__init__()
+        self.net = net
+        self.config = net.config
+        self.options = options
+        images = len(net.config.data_shape) == 3
+        self.memory_format = torch.channels_last if options.channels_last and images else None
+        if self.memory_format is not None:
+            self.net = net = copy.deepcopy(net).to(memory_format=self.memory_format)  # the caller's net is untouched
+        self.forward_impl = torch.compile(self._forward, dynamic=False) if options.compile else self._forward
+
+    def _forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.memory_format is not None:
+            x = x.contiguous(memory_format=self.memory_format)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.options.bf16):
+            out = self.net(x, t)
+        return out.to(x.dtype).contiguous()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.forward_impl(x, t)
+
+
+def accelerate(model: Diffusion, options: SpeedOptions) -> Diffusion:
+    """The same model (same weights, same schedule) with ε̂ computed through FastNet; inference only."""
+    if options == SpeedOptions():
+        return model
+    device = next(model.net.parameters()).device
+    check_speed(options, device)
+    return Diffusion(FastNet(model.net, options), model.config).eval()

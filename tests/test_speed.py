@@ -1,0 +1,92 @@
+"""Kernel settings (channels_last, bf16 autocast), the automatic batch size and `ddib bench speed`."""
+
+import pytest
+import torch
+
+from ddib import ode
+from ddib.batch_size import CPU_BATCH, auto_batch_size, fitting_batch
+from ddib.diffusion import Diffusion
+from ddib.distributed import DistInfo, gather_in_order, shard
+from ddib.errors import DDIBError
+from ddib.nets import build_network, unet_config
+from ddib.speed import SpeedOptions, accelerate, parse_speed
+
+from .conftest import run_cli
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    net = build_network(unet_config("tiny", image_size=16))
+    with torch.no_grad():  # the output layer starts at zero: give every weight a value so outputs are non-trivial
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return Diffusion(net).eval()
+
+
+def test_channels_last_computes_the_same_translation_without_touching_the_callers_net():
+    model = _model()
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    opts = ode.ODEOptions("heun2", steps=3)  # the random net makes large outputs: compare relatively
+    fast = accelerate(model, SpeedOptions(channels_last=True))
+    convs = [p for p in fast.net.parameters() if p.ndim == 4 and p.shape[-1] > 1]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert all(p.is_contiguous() for p in model.net.parameters())  # the original keeps NCHW weights
+    a, b = ode.translate(fast, fast, x, opts), ode.translate(model, model, x, opts)
+    assert ((a - b).norm() / b.norm()).item() < 1e-5  # fp32 reassociation only
+
+
+def test_bf16_autocast_runs_on_cpu_and_moves_the_output_a_little():
+    model = _model()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    t = torch.full((2,), 0.3)
+    exact = model.eps(x, t)
+    approx = accelerate(model, SpeedOptions(bf16=True)).eps(x, t)
+    assert approx.dtype == torch.float32 and approx.shape == exact.shape
+    err = (approx - exact).abs().max().item()
+    assert 0 < err < 0.2 * exact.abs().max().item()  # bf16 keeps ~3 significant digits, not 7
+
+
+def test_parse_speed_round_trips_describe():
+    for opts in (SpeedOptions(), SpeedOptions(channels_last=True, compile=True), SpeedOptions(bf16=True)):
+        assert parse_speed(opts.describe()) == opts
+    with pytest.raises(DDIBError, match="unknown speed setting"):
+        parse_speed("channels_first")
+
+
+def test_fitting_batch_is_the_largest_power_of_two_that_fits():
+    assert fitting_batch(0, 1.0, 100, fraction=1.0) == 64
+    assert fitting_batch(40, 1.0, 100, fraction=1.0) == 32  # fixed cost comes off the budget first
+    assert fitting_batch(0, 1.0, 100, fraction=1.0, cap=16) == 16
+    assert fitting_batch(0, 1000.0, 100) == 1  # never below one
+    assert auto_batch_size([_model()], torch.device("cpu"), 10_000) == CPU_BATCH
+    assert auto_batch_size([_model()], torch.device("cpu"), 5) == 5  # no bigger than the work
+
+
+def test_shard_then_gather_restores_order_and_covers_everything_once():
+    items = list(range(11))
+    shares = [shard(items, DistInfo(rank=r, world_size=3)) for r in range(3)]
+    assert sorted(sum(shares, [])) == items
+    assert gather_in_order(items, DistInfo()) == items
+
+
+def test_bench_speed_end_to_end(tmp_path, tiny_models):
+    r = run_cli("bench", "speed", "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
+                "--batch-size", "2", "--steps", "2", "--threads", "1", "--settings", "eager,channels_last,bf16",
+                "--train-size", "tiny", "--out-dir", str(tmp_path))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = (tmp_path / "speed-cpu.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 + 2  # header, 3 translate settings, 2 train settings (bf16 training is CUDA-only)
+    assert rows[1].startswith("translate,fp32 eager,1,2,") and ",1.0," in rows[1]
+    bad = run_cli("bench", "speed", "--models-dir", str(tiny_models), "--from", "reds", "--to", "blues",
+                  "--settings", "turbo", "--out-dir", str(tmp_path))  # fmt: skip
+    assert bad.returncode != 0 and "unknown speed setting" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_translate_accepts_speed_options(tmp_path, tiny_models):
+    from .conftest import make_blob_images
+
+    src = make_blob_images(tmp_path / "in", 1, (230, 30, 30), seed=3)
+    r = run_cli("translate", str(src), "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
+                "--steps", "2", "--channels-last", "--bf16", "--out-dir", str(tmp_path / "o"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "o").iterdir())) == 1
