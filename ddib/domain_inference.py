@@ -1,4 +1,10 @@
-"""Which domain does an input come from? Compare its exact likelihood under every candidate model."""
+"""Which domain does an input come from? Compare its likelihood under every candidate model.
+
+Two estimators, both run with the same random draws (dequantisation noise, Hutchinson probes, ELBO noise
+levels) for every model, so a margin between two models is judged by the spread of its *paired* differences:
+- "ode":  exact log-likelihood of the probability-flow ODE (dopri5, Hutchinson divergence; `likelihood.py`);
+- "elbo": the diffusion ELBO at a few noise levels (`elbo.py`), a bound costing `levels` evaluations.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,32 @@ from dataclasses import dataclass
 import torch
 
 from .diffusion import Diffusion
+from .elbo import draw, elbo
+from .errors import DDIBError
 from .likelihood import DEQUANT_BIN, dequantize, log_likelihood
+
+METHODS = ("elbo", "ode")
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise DDIBError(f"unknown likelihood method {method!r}; choose from {', '.join(METHODS)}")
 
 
 @dataclass
 class DomainScore:
     domain: str
-    bits_per_dim: torch.Tensor  # (B,)
-    stderr: torch.Tensor  # (B,)
+    draws: torch.Tensor  # (B, K) bits/dim per probe / noise level, paired across domains
     nfe: int
+
+    @property
+    def bits_per_dim(self) -> torch.Tensor:
+        return self.draws.mean(1)
+
+    @property
+    def stderr(self) -> torch.Tensor:
+        k = self.draws.shape[1]
+        return self.draws.std(1) / math.sqrt(k) if k > 1 else torch.zeros(len(self.draws))
 
 
 def score_images(
@@ -27,22 +50,27 @@ def score_images(
     atol: float = 1e-5,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    method: str = "ode",
+    levels: int = 16,
 ) -> list[DomainScore]:
-    """Bits/dim of 8-bit images under each model; the same dequantisation noise and probes for every model."""
+    """Bits/dim of 8-bit images under each model; the same dequantisation and random draws for every model."""
+    check_method(method)
     x = dequantize(images_u8, torch.Generator().manual_seed(seed)).to(device)
+    shared = draw(x, levels, torch.Generator().manual_seed(seed + 1)) if method == "elbo" else None
     scores = []
     for name, model in models.items():
-        res = log_likelihood(
-            model, x, probes=probes, rtol=rtol, atol=atol, generator=torch.Generator().manual_seed(seed)
-        )
-        bpd, err = res.bits_per_dim(DEQUANT_BIN)
-        scores.append(DomainScore(name, bpd.cpu(), err.cpu(), res.nfe))
+        if method == "elbo":
+            res = elbo(model, x, levels, shared)
+        else:
+            gen = torch.Generator().manual_seed(seed)
+            res = log_likelihood(model, x, probes=probes, rtol=rtol, atol=atol, generator=gen)
+        scores.append(DomainScore(name, res.bits_per_dim_draws(DEQUANT_BIN).cpu(), res.nfe))
     return scores
 
 
 @dataclass
 class Ranking:
-    """Domains of one input, most likely first, with the margin between the first two in bits/dim."""
+    """Domains most likely first (mean bits/dim), with the margin between the first two and its paired error."""
 
     order: list[tuple[str, float, float]]  # (domain, bits/dim, stderr)
     margin: float
@@ -58,10 +86,19 @@ class Ranking:
         return self.margin > 2 * self.margin_stderr if self.margin_stderr > 0 else self.margin > 0
 
 
-def rank(scores: list[DomainScore], i: int) -> Ranking:
-    """Ranking for input i: lower bits/dim = more likely."""
-    order = sorted(((s.domain, s.bits_per_dim[i].item(), s.stderr[i].item()) for s in scores), key=lambda r: r[1])
+def rank(scores: list[DomainScore], i: int | None = None) -> Ranking:
+    """Ranking for input i, or (i = None) for all inputs together, as samples of one domain; lower bits/dim wins."""
+    rows = slice(None) if i is None else slice(i, i + 1)
+    by_domain = {s.domain: s.draws[rows].double() for s in scores}
+    n = next(iter(by_domain.values())).shape[0]
+
+    def mean_and_err(d: torch.Tensor) -> tuple[float, float]:
+        k = d.shape[1]
+        var = d.var(1) / k if k > 1 else torch.zeros(n, dtype=d.dtype)
+        return d.mean().item(), (var.sum().sqrt() / n).item()
+
+    order = sorted(((name, *mean_and_err(d)) for name, d in by_domain.items()), key=lambda r: r[1])
     if len(order) < 2:
         return Ranking(order, math.inf, 0.0)
-    margin = order[1][1] - order[0][1]
-    return Ranking(order, margin, math.hypot(order[0][2], order[1][2]))
+    margin, margin_err = mean_and_err(by_domain[order[1][0]] - by_domain[order[0][0]])
+    return Ranking(order, margin, margin_err)

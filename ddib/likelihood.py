@@ -29,18 +29,29 @@ LOG_2PI = math.log(2 * math.pi)
 
 @dataclass
 class LikelihoodResult:
-    """Per-sample log-density (nats) with the standard error over Hutchinson probes (0 when exact)."""
+    """Per-sample log-density (nats) with the standard error over Hutchinson probes (0 when exact).
+
+    `per_draw` (B, K) holds the estimate from each probe (or noise level, for the ELBO); estimates of several
+    models made with the same draws are paired, so their differences have a much smaller error than each alone.
+    """
 
     log_p: torch.Tensor
     stderr: torch.Tensor
     nfe: int
     dims: int
+    per_draw: torch.Tensor | None = None
 
     def bits_per_dim(self, dequantized_bin: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(bits/dim, its standard error); with a bin width, the discrete bits/dim of dequantised data."""
         shift = self.dims * math.log(dequantized_bin) if dequantized_bin else 0.0
         scale = 1.0 / (self.dims * math.log(2))
         return -(self.log_p + shift) * scale, self.stderr * scale
+
+    def bits_per_dim_draws(self, dequantized_bin: float | None = None) -> torch.Tensor:
+        """(B, K) bits/dim of each draw (K = 1 for an exact divergence)."""
+        draws = self.per_draw if self.per_draw is not None else self.log_p[:, None]
+        shift = self.dims * math.log(dequantized_bin) if dequantized_bin else 0.0
+        return -(draws + shift) / (self.dims * math.log(2))
 
 
 def _divergence_fn(model: Diffusion, exact: bool, probes: torch.Tensor | None, counter: list[int]):
@@ -108,7 +119,7 @@ def log_likelihood(
     per_probe = prior[:, None] + dims * math.log(alpha_1) - dims * math.log(alpha_0) + integral
     log_p = per_probe.mean(1)
     stderr = per_probe.std(1) / math.sqrt(n_div) if n_div > 1 else torch.zeros_like(log_p)
-    return LikelihoodResult(log_p, stderr, counter[0], dims)
+    return LikelihoodResult(log_p, stderr, counter[0], dims, per_probe)
 
 
 def _state_norm(state) -> torch.Tensor:

@@ -66,14 +66,13 @@ def load_domain_model(
     return model, cfg, loc
 
 
-def pick_source(target: str, source: str | None, models_dir: str | Path | None = None) -> tuple[str, bool]:
-    """(source domain, whether it was chosen automatically): --from, else the one other available domain."""
+def source_candidates(target: str, source: str | None, models_dir: str | Path | None = None) -> list[str]:
+    """--from alone, else every available domain but the target (the caller infers among several)."""
     if source is not None:
         if source == target:
             raise DDIBError(f"--from and --to are both {target!r}; translate between two different domains")
-        return source, False
+        return [source]
     others = [m.domain for m in available_models(models_dir) if m.domain != target]
-    if len(others) == 1:
-        return others[0], True
-    listed = ", ".join(others) if others else "none"
-    raise DDIBError(f"name the source domain with --from (trained domains other than {target}: {listed})")
+    if not others:
+        raise DDIBError(f"no trained domain besides {target} to translate from; train one with `ddib train`")
+    return others

@@ -71,3 +71,19 @@ def test_evaluate_folder_domains_reports_what_applies(tmp_path, tiny_models):
     rep = json.loads((tmp_path / "e.json").read_text())
     assert rep["n"] == 3 and rep["target_accuracy"] is None and rep["frechet_distance"] is None
     assert rep["cycle_rmse"] is not None and rep["hue_error_median"] is not None
+
+
+def test_likelihood_reports_bits_per_dim_under_each_model(tmp_path, tiny_models):
+    red = make_blob_images(tmp_path / "in", 2, (230, 30, 30), seed=6)
+    for method in ("ode", "elbo"):
+        out = tmp_path / f"{method}.json"
+        r = run_cli("likelihood", str(red), "--models-dir", str(tiny_models), "--domain", "reds", "--domain", "blues",
+                    "--method", method, "--probes", "2", "--levels", "8", "--json", str(out))  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        rep = json.loads(out.read_text())
+        assert rep["method"] == method and len(rep["results"]) == 2
+        for rec in rep["results"]:
+            (red_bpd, red_err), (blue_bpd, _) = rec["reds"], rec["blues"]
+            assert 0 < red_bpd < blue_bpd and red_err > 0  # a red blob is likelier under the reds model
+    bad = run_cli("likelihood", str(red), "--models-dir", str(tiny_models), "--method", "guess")
+    assert bad.returncode != 0 and "unknown likelihood method" in bad.stderr and "Traceback" not in bad.stderr

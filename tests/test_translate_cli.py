@@ -113,7 +113,31 @@ def test_translate_errors(tmp_path, tiny_models):
         run_cli("translate", str(tmp_path / "missing.png"), "--from", "reds", "--to", "blues", "--models-dir", m),
         "not found",
     )
-    _one_line_error(run_cli("translate", str(src), "--to", "blues", "--models-dir", m), "--from", "fives, reds, sevens")
+    only = run_cli("translate", str(src), "--to", "blues", "--models-dir", m, "--steps", "1",
+                   "--out", str(tmp_path / "only.png"))  # fmt: skip
+    assert only.returncode == 0 and "using reds, the only other trained domain of this shape" in only.stdout
+
+
+def test_source_is_inferred_by_likelihood_and_refused_when_undecided(tmp_path, tiny_models):
+    import shutil
+
+    models = tmp_path / "models"
+    for src, dst in (("reds", "reds"), ("blues", "blues"), ("blues", "bluecopy")):
+        shutil.copytree(tiny_models / src, models / dst)
+    red = make_blob_images(tmp_path / "in", 3, (230, 30, 30), seed=5)
+    m = str(models)
+    r = run_cli("translate", str(red), "--to", "bluecopy", "--models-dir", m, "--steps", "1", "--out-dir",
+                str(tmp_path / "o"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "--from inferred from 3 input(s) by elbo bits/dim: reds" in r.stdout and "using reds (margin" in r.stdout
+    ode = run_cli("classify", str(red), "--models-dir", m, "--domain", "reds", "--domain", "blues", "--method", "ode",
+                  "--probes", "1")  # fmt: skip
+    assert ode.returncode == 0, ode.stderr
+    assert ode.stdout.count(": reds; margin") == 3  # every red blob is decisively a red under the exact likelihood
+    shutil.copytree(tiny_models / "reds", models / "redcopy")  # two identical candidates: no margin at all
+    _one_line_error(run_cli("translate", str(red), "--to", "blues", "--models-dir", m, "--steps", "1"),
+                    "cannot tell the source domain")  # fmt: skip
+    _one_line_error(run_cli("translate", "--to", "blues", "--models-dir", m), "inferred from input images only")
 
 
 def test_mismatched_models_are_refused(tmp_path, tiny_models):

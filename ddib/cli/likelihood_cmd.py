@@ -12,13 +12,14 @@ import typer
 from rich.table import Table
 
 from ..atomic import atomic_write
-from ..domain_inference import rank, score_images
+from ..domain_inference import check_method, rank, score_images
 from ..errors import DDIBError
 from ..images import expand_inputs, load_image
 from ..registry import available_models, load_domain_model
 from ..utils import resolve_device
 from .app import app, console
 from .options import DeviceOpt, ModelsDirOpt
+from .source_choice import LevelsOpt, MethodOpt
 
 ProbesOpt = typer.Option(4, "--probes", min=1, help="Rademacher probes of the Hutchinson divergence estimate")
 TolOpt = typer.Option(1e-4, "--tol", help="rtol = atol of the dopri5 solve")
@@ -41,7 +42,8 @@ def _load_models(domains: Optional[list[str]], models_dir, dev):
     return models
 
 
-def _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir):
+def _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, method="ode", levels=16):
+    check_method(method)
     dev = resolve_device(device)
     models = _load_models(domains, models_dir, dev)
     channels, size, _ = next(iter(models.values())).data_shape
@@ -50,7 +52,7 @@ def _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir):
     t0 = time.perf_counter()
     for i in range(0, len(files), batch_size):
         u8 = torch.stack([load_image(f, size, channels) for f in files[i : i + batch_size]])
-        scores_per_batch.append(score_images(models, u8, probes, tol, tol, seed, dev))
+        scores_per_batch.append(score_images(models, u8, probes, tol, tol, seed, dev, method, levels))
     seconds = time.perf_counter() - t0
     return files, models, scores_per_batch, seconds
 
@@ -63,12 +65,18 @@ def likelihood_command(
     tol: float = TolOpt,
     seed: int = typer.Option(0, "--seed", help="Seed of the dequantisation noise and the probes"),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
+    method: str = typer.Option(
+        "ode", "--method", help="ode (exact, Hutchinson) | elbo (bound at --levels noise levels)"
+    ),
+    levels: int = LevelsOpt,
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers as JSON"),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
 ) -> None:
     """Bits/dim of each image under each domain model (probability-flow ODE, dequantised 8-bit data)."""
-    files, models, batches, seconds = _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir)
+    files, models, batches, seconds = _score(
+        inputs, domains, probes, tol, seed, batch_size, device, models_dir, method, levels
+    )
     table = Table("image", *[f"{d} bits/dim" for d in models])
     records = []
     nfe = {d: 0 for d in models}
@@ -86,7 +94,8 @@ def likelihood_command(
     per_image = ", ".join(f"{d} {n / len(batches):.0f}" for d, n in nfe.items())
     console.print(f"{len(files)} images × {len(models)} models in {seconds:.1f}s; NFE per batch: {per_image}")
     if json_out is not None:
-        text = json.dumps({"probes": probes, "tol": tol, "seed": seed, "results": records}, indent=2) + "\n"
+        meta = {"method": method, "probes": probes, "levels": levels, "tol": tol, "seed": seed}
+        text = json.dumps({**meta, "results": records}, indent=2) + "\n"
         atomic_write(json_out, lambda fh: fh.write(text.encode()))
 
 
@@ -98,11 +107,14 @@ def classify_command(
     tol: float = TolOpt,
     seed: int = typer.Option(0, "--seed"),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
+    method: str = MethodOpt,
+    levels: int = LevelsOpt,
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
 ) -> None:
     """Rank the domains by likelihood for each image; say when the margin is within the estimator's error."""
-    files, models, batches, _ = _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir)
+    files, models, batches, _ = _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, method,
+                                       levels)  # fmt: skip
     for b, scores in enumerate(batches):
         for j in range(len(scores[0].bits_per_dim)):
             r = rank(scores, j)

@@ -11,13 +11,14 @@ import typer
 
 from .. import distributed, ode
 from ..batch_size import CPU_BATCH, auto_batch_size
+from ..domain_inference import check_method
 from ..errors import DDIBError
 from ..images import image_grid, load_image, save_png, to_pil, to_unit_range
 from ..latents import load_latents, save_latents
 from ..outputs import check_outputs, plan_outputs
 from ..points_io import is_point_file, read_points, write_points
 from ..points_plot import transport_figure
-from ..registry import load_domain_model, pick_source
+from ..registry import load_domain_model
 from ..speed import accelerate
 from ..synthetic import DEFAULT_POINT_BATCH, decode_points, point_model, sample_points, translate_points
 from ..utils import resolve_device
@@ -36,6 +37,7 @@ from .options import (
     resolve_speed,
 )
 from .progress import bar
+from .source_choice import LevelsOpt, MethodOpt, choose_source
 
 DEFAULT_BATCH = 64
 
@@ -51,7 +53,11 @@ def translate_command(
         None, help="Image files and/or folders, or .csv/.npy point files for point domains (none: sample -n sources)"
     ),
     to: str = typer.Option(..., "--to", help="Target domain"),
-    source: str | None = typer.Option(None, "--from", help="Source domain (default: the only other trained one)"),
+    source: str | None = typer.Option(
+        None,
+        "--from",
+        help="Source domain [default: the only other one of this shape, else inferred by likelihood]",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Output PNG, or .csv/.npy for points (one input only)"),
     out_dir: Path | None = typer.Option(None, "--out-dir", help="Output folder [default: next to each input]"),
     grid: Path | None = typer.Option(
@@ -78,15 +84,17 @@ def translate_command(
     channels_last: bool | None = ChannelsLastOpt,
     compile: bool = CompileOpt,
     bf16: bool = Bf16Opt,
+    method: str = MethodOpt,
+    levels: int = LevelsOpt,
 ) -> None:
     """Translate images: encode with the source model's ODE (t 0→1), decode with the target's (t 1→0)."""
     opts = ode_options(solver, steps, rtol, atol)
-    src_name, auto = pick_source(to, source, models_dir)
-    if auto:
-        console.print(f"--from not given: using {src_name}, the only other trained domain")
+    check_method(method)
     dev = resolve_device(device)
-    src_model, src_cfg, src_loc = load_domain_model(src_name, models_dir, dev)
     tgt_model, tgt_cfg, tgt_loc = load_domain_model(to, models_dir, dev)
+    src_name, src_model, src_cfg, src_loc = choose_source(
+        to, source, tgt_model, tgt_cfg.model.kind, inputs, models_dir, dev, method, levels
+    )
     ode.check_compatible(src_model, tgt_model)
     if src_cfg.model.kind == "mlp":
         if distributed.launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
