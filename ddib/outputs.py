@@ -43,8 +43,10 @@ def plan_outputs(
     return pairs
 
 
-def check_outputs(pairs: list[tuple[Path, Path]]) -> None:
-    """Refuse an output that is an input, or two inputs writing the same output."""
+def check_outputs(
+    pairs: list[tuple[Path, Path]], valid=lambda p: p.suffix.lower() == ".png", kind: str = "a .png file"
+) -> None:
+    """Refuse an output that is an input, two inputs writing the same output, or an output `valid` rejects."""
     inputs = {p.resolve() for p, _ in pairs}
     seen: dict[Path, Path] = {}
     for src, dst in pairs:
@@ -54,5 +56,5 @@ def check_outputs(pairs: list[tuple[Path, Path]]) -> None:
         if key in seen:
             raise DDIBError(f"inputs {seen[key]} and {src} would both write {dst}; use distinct names or --out-dir")
         seen[key] = src
-        if dst.suffix.lower() != ".png":
-            raise DDIBError(f"output {dst} must be a .png file")
+        if not valid(dst):
+            raise DDIBError(f"output {dst} must be {kind}")

@@ -39,8 +39,6 @@ from .options import (
 from .progress import bar
 from .source_choice import LevelsOpt, MethodOpt, choose_source
 
-DEFAULT_BATCH = 64
-
 
 def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """[a0, b0, a1, b1, …]: pairs side by side in a grid."""
@@ -206,17 +204,7 @@ def plan_point_outputs(inputs: list[Path], suffix: str, out: Path | None, out_di
 
 
 def check_point_outputs(pairs: list[tuple[Path, Path]]) -> None:
-    inputs = {p.resolve() for p, _ in pairs}
-    seen: dict[Path, Path] = {}
-    for src, dst in pairs:
-        key = dst.resolve()
-        if key in inputs:
-            raise DDIBError(f"output {dst} is an input; refusing to overwrite it (choose another --out/--out-dir)")
-        if key in seen:
-            raise DDIBError(f"inputs {seen[key]} and {src} would both write {dst}; use distinct names or --out-dir")
-        seen[key] = src
-        if not is_point_file(dst):
-            raise DDIBError(f"output {dst} must be a .csv or .npy file")
+    check_outputs(pairs, is_point_file, "a .csv or .npy file")
 
 
 def _translate_points(src, tgt, inputs, out, out_dir, grid, save_latent, n, opts, batch_size, seed) -> None:
@@ -281,7 +269,7 @@ def decode_command(
         None,
         "--batch-size",
         min=1,
-        help=f"Latents per ODE solve [default: {DEFAULT_BATCH}; {DEFAULT_POINT_BATCH} points]",
+        help=f"Latents per ODE solve [default: fits the device, {CPU_BATCH} on CPU; {DEFAULT_POINT_BATCH} points]",
     ),
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
@@ -309,7 +297,7 @@ def decode_command(
             f"{opts.describe()}, {time.perf_counter() - t0:.1f}s → {out} (raw {to} coordinates)"
         )
         return
-    batch_size = batch_size or DEFAULT_BATCH
+    batch_size = batch_size or auto_batch_size([model], dev, len(z))
     x = torch.cat(
         [ode.decode(model, z[i : i + batch_size].to(dev), opts, stats).cpu() for i in range(0, len(z), batch_size)]
     )
