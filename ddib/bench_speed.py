@@ -39,6 +39,14 @@ class SpeedRow:
     diff_rms: float | None
     diff_max: float | None
     device: str
+    note: str = ""
+
+
+def _failed(task: str, setting: SpeedOptions, threads: int, batch: int, device, exc: Exception) -> SpeedRow:
+    # torch.compile needs a working C++ toolchain (CPU) or Triton (GPU); report instead of aborting the table.
+    reason = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
+    nan = float("nan")
+    return SpeedRow(task, setting.describe(), threads, batch, nan, nan, nan, None, None, str(device), reason)
 
 
 def _timed(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> tuple[float, float, torch.Tensor]:
@@ -78,8 +86,14 @@ def bench_translate_speed(
             for setting in settings:
                 if setting.bf16 and device.type == "mps":
                     continue
-                s, t = accelerate(src, setting), accelerate(tgt, setting)
-                first, seconds, y = _timed(lambda s=s, t=t: ode.translate(s, t, x, options), device, repeats)
+                try:
+                    s, t = accelerate(src, setting), accelerate(tgt, setting)
+                    first, seconds, y = _timed(lambda s=s, t=t: ode.translate(s, t, x, options), device, repeats)
+                except Exception as exc:  # noqa: BLE001 - any backend failure becomes a row
+                    rows.append(_failed("translate", setting, n_threads, len(x), device, exc))
+                    if on_row:
+                        on_row(rows[-1])
+                    continue
                 rate = len(x) / seconds
                 base_rate = base_rate or rate
                 reference = y if reference is None else reference
@@ -133,7 +147,13 @@ def bench_train_speed(
                     opt.step()
                     return loss
 
-                first, seconds, _ = _timed(step, device, iters)
+                try:
+                    first, seconds, _ = _timed(step, device, iters)
+                except Exception as exc:  # noqa: BLE001 - any backend failure becomes a row
+                    rows.append(_failed("train", setting, n_threads, batch_size, device, exc))
+                    if on_row:
+                        on_row(rows[-1])
+                    continue
                 rate = batch_size / seconds
                 base_rate = base_rate or rate
                 row = SpeedRow("train", setting.describe(), n_threads, batch_size, rate, rate / base_rate, first,

@@ -40,7 +40,11 @@ def parse_speed(text: str) -> SpeedOptions:
 
 
 def default_speed(device: torch.device) -> SpeedOptions:
-    """The measured-safe fast settings per device (see `ddib bench speed`)."""
+    """The measured-safe fast settings per device (see `ddib bench speed` and the README's table)."""
+    # CPU (measured): channels_last ×1.26 for translation and training with identical outputs; compile ×0.94–1.01
+    # after 60–70 s of compilation; bf16 moves outputs. GPUs: not measured yet (no GPU lent), so plain fp32.
+    if device.type == "cpu":
+        return SpeedOptions(channels_last=True)
     return SpeedOptions()
 
 

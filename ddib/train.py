@@ -51,6 +51,7 @@ class TrainOptions:
     sample_count: int = 16
     bf16: bool = False
     compile: bool = False
+    channels_last: bool = False
     rank: int = 0
     world_size: int = 1
 
@@ -132,6 +133,9 @@ def train(
 
     torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
     net = build_network(run_cfg.model).to(device)
+    images = len(run_cfg.model.data_shape) == 3
+    memory_format = torch.channels_last if opts.channels_last and images else torch.contiguous_format
+    net = net.to(memory_format=memory_format)
     ema = copy.deepcopy(net).requires_grad_(False)
     model = Diffusion(net, run_cfg.diffusion)
     if opts.world_size > 1:
@@ -162,6 +166,7 @@ def train(
     last_time, last_step = t0, start
     for step in range(start, opts.steps):
         batch = to_model_space(data[stream.indices(step)]).to(device, non_blocking=True)
+        batch = batch.contiguous(memory_format=memory_format) if images else batch
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, tcfg)
         gen = step_generator(tcfg.seed, opts.rank, step, device)

@@ -164,6 +164,9 @@ def bench_speed_command(
 
     def show(r):
         diff = f", {r.diff_rms:.3f} RMS / {r.diff_max:.2f} max levels from fp32 eager" if r.diff_rms is not None else ""
+        if r.note:
+            console.print(f"{r.task:>9} {r.setting:>22} {r.threads} thr: {r.note}")
+            return
         console.print(
             f"{r.task:>9} {r.setting:>22} {r.threads} thr: {r.images_per_s:8.2f} img/s ×{r.speedup:.2f} "
             f"(first call {r.first_call_s:.1f}s){diff}"

@@ -12,6 +12,7 @@ from ..diffusion import DiffusionConfig
 from ..errors import DDIBError
 from ..nets import UNET_SIZES, MLPConfig, unet_config
 from ..registry import models_dir_or_default
+from ..speed import default_speed
 from ..train import TrainOptions, train
 from ..utils import resolve_device
 from .app import app, console
@@ -72,6 +73,9 @@ def train_command(
     log_every: int = typer.Option(100, "--log-every", min=1, help="Log line every N steps when not on a terminal"),
     bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast (CUDA only)"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the training step"),
+    channels_last: bool | None = typer.Option(
+        None, "--channels-last/--no-channels-last", help="NHWC UNet and batches [default: the measured best per device]"
+    ),
 ) -> None:
     """Train a domain's diffusion model; re-running the same command resumes where it stopped."""
     source = domain_source(domain, data)
@@ -116,6 +120,7 @@ def train_command(
         )
     opts = TrainOptions(
         steps=steps, device=dev, sample_every=sample_every, save_every=save_every, bf16=bf16, compile=compile,
+        channels_last=default_speed(dev).channels_last if channels_last is None else channels_last,
         rank=info.rank, world_size=info.world_size,
     )  # fmt: skip
     try:
