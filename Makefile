@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Two test workers: the suite is mostly single-threaded subprocesses, so it scales with cores.
+TEST_WORKERS ?= 2
 DATA_DIR ?= $(abspath $(if $(wildcard ../shared/data/MNIST/raw),../shared/data,data))
 
 .PHONY: setup test lint demo bench bench-train bench-translate clean
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: setup
-	DDIB_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q
+	DDIB_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 lint: setup
 	$(BIN)/ruff check ddib tests

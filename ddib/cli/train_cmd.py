@@ -23,7 +23,7 @@ from .progress import TrainDisplay
 IMAGE_DEFAULTS = {"steps": 10_000, "batch_size": 128, "lr": 3e-4}
 # Point domains: the paper's MLP (width 256, 3 residual blocks); large batches and a higher learning rate,
 # because a 2-D density is learnt from many cheap points (the official code used batch 30,000, lr 1e-4).
-POINT_DEFAULTS = {"steps": 4_000, "batch_size": 1024, "lr": 1e-3, "width": 256, "blocks": 3}
+POINT_DEFAULTS = {"steps": 12_000, "batch_size": 1024, "lr": 1e-3, "width": 256, "blocks": 3}
 
 
 @app.command("train")
