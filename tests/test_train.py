@@ -131,3 +131,12 @@ def test_data_stream_covers_each_epoch_once():
     assert sorted(idx[:10].tolist()) == list(range(10)) and sorted(idx[10:].tolist()) == list(range(10))
     assert not torch.equal(idx[:10], idx[10:])
     assert torch.equal(DataStream(10, 4, seed=3).indices(3), s.indices(3))
+
+
+def test_channels_last_training_matches_the_default_layout(tmp_path):
+    a = train(tmp_path / "nchw", _cfg(), _data(), TrainOptions(steps=5, save_every=100))
+    b = train(tmp_path / "nhwc", _cfg(), _data(), TrainOptions(steps=5, save_every=100, channels_last=True))
+    for (name, p), q in zip(a.net.state_dict().items(), b.net.state_dict().values(), strict=True):
+        assert torch.allclose(p, q, rtol=1e-3, atol=1e-5), name  # same training, another memory layout
+    saved, _, _ = ckpt.load_model(tmp_path / "nhwc")  # weights are saved contiguous, loadable as usual
+    assert all(v.is_contiguous() for v in saved.net.state_dict().values())

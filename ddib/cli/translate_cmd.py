@@ -139,7 +139,7 @@ def _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, inpu
     sources, results, latents = [], [], []
     t0 = time.perf_counter()
     with bar("translate") as progress:
-        task = progress.add_task(f"{src_name} → {to}", total=len(indices), visible=main)
+        task = progress.add_task(f"{src_name} → {to}", total=len(pairs), visible=main)  # rank 0 speaks for all
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             if noise is None:
