@@ -205,7 +205,7 @@ def solver_chart(rows: list[SolverBenchRow], title: str):
 
     series: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
-        name = r.solver if r.solver in ("dopri5",) or r.steps != "1000" else "ddim × 1000"
+        name = r.solver if r.solver in ("dopri5",) or r.steps != "1000" else "ddim x1000 (official)"
         series.setdefault(name, []).append((max(1, (r.nfe_encode + r.nfe_decode) / 2), max(r.to_reference_rms, 1e-4)))
     return loglog_chart(series, title, "NFE per direction", "RMS to reference (8-bit levels)", hline=(1.0, "1/255"))
 

@@ -34,7 +34,7 @@ ADAPTIVE_SOLVERS = ("dopri5", "bosh3", "adaptive_heun", "fehlberg2", "dopri8")
 SOLVERS = tuple(FIXED_SOLVERS) + ADAPTIVE_SOLVERS
 
 # Defaults chosen from `ddib bench translate` (see README, "Choosing the default solver").
-DEFAULT_SOLVER = "heun2"
+DEFAULT_SOLVER = "midpoint"
 DEFAULT_STEPS = 10
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-4
