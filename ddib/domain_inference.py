@@ -31,6 +31,7 @@ class DomainScore:
     domain: str
     draws: torch.Tensor  # (B, K) bits/dim per probe / noise level, paired across domains
     nfe: int
+    estimated: bool = True  # False for an exact divergence (low-dimensional data): K = 1 then has no error
 
     @property
     def bits_per_dim(self) -> torch.Tensor:
@@ -64,7 +65,7 @@ def score_images(
         else:
             gen = torch.Generator().manual_seed(seed)
             res = log_likelihood(model, x, probes=probes, rtol=rtol, atol=atol, generator=gen)
-        scores.append(DomainScore(name, res.bits_per_dim_draws(DEQUANT_BIN).cpu(), res.nfe))
+        scores.append(DomainScore(name, res.bits_per_dim_draws(DEQUANT_BIN).cpu(), res.nfe))  # images: estimated
     return scores
 
 
@@ -82,7 +83,8 @@ class Ranking:
 
     @property
     def decisive(self) -> bool:
-        """The margin exceeds twice its standard error (or is positive when the estimate is exact)."""
+        """The margin exceeds twice its standard error (or is positive when the estimate is exact; never with an
+        error that one random draw cannot tell)."""
         return self.margin > 2 * self.margin_stderr if self.margin_stderr > 0 else self.margin > 0
 
 
@@ -92,10 +94,13 @@ def rank(scores: list[DomainScore], i: int | None = None) -> Ranking:
     by_domain = {s.domain: s.draws[rows].double() for s in scores}
     n = next(iter(by_domain.values())).shape[0]
 
+    unknown_error = any(s.estimated for s in scores)  # a random estimate from one draw has no error bar
+
     def mean_and_err(d: torch.Tensor) -> tuple[float, float]:
         k = d.shape[1]
-        var = d.var(1) / k if k > 1 else torch.zeros(n, dtype=d.dtype)
-        return d.mean().item(), (var.sum().sqrt() / n).item()
+        if k == 1:
+            return d.mean().item(), math.inf if unknown_error else 0.0
+        return d.mean().item(), ((d.var(1) / k).sum().sqrt() / n).item()
 
     order = sorted(((name, *mean_and_err(d)) for name, d in by_domain.items()), key=lambda r: r[1])
     if len(order) < 2:

@@ -42,3 +42,15 @@ def test_a_worse_model_gets_a_lower_bound_on_average():
     good = elbo(gaussian_model(mean, std), x, 16, sample).log_p.mean()
     wrong_scale = elbo(gaussian_model(mean, 1.0), x, 16, sample).log_p.mean()
     assert good > wrong_scale
+
+
+def test_one_random_draw_is_never_decisive_but_an_exact_one_is():
+    from ddib.domain_inference import DomainScore, rank
+
+    a, b = torch.tensor([[1.0], [1.0]]), torch.tensor([[2.0], [2.0]])
+    assert not rank([DomainScore("a", a, 1), DomainScore("b", b, 1)]).decisive  # one probe: error unknown
+    exact = rank([DomainScore("a", a, 1, estimated=False), DomainScore("b", b, 1, estimated=False)])
+    assert exact.decisive and exact.best == "a" and exact.margin == 1.0
+    many = rank([DomainScore("a", a.repeat(1, 4) + torch.tensor([0.0, 0.1, -0.1, 0.0]), 4),
+                 DomainScore("b", b.repeat(1, 4), 4)])  # fmt: skip
+    assert many.decisive and many.margin_stderr > 0

@@ -131,7 +131,7 @@ def test_source_is_inferred_by_likelihood_and_refused_when_undecided(tmp_path, t
     assert r.returncode == 0, r.stderr
     assert "--from inferred from 3 input(s) by elbo bits/dim: reds" in r.stdout and "using reds (margin" in r.stdout
     ode = run_cli("classify", str(red), "--models-dir", m, "--domain", "reds", "--domain", "blues", "--method", "ode",
-                  "--probes", "1")  # fmt: skip
+                  "--probes", "2")  # fmt: skip
     assert ode.returncode == 0, ode.stderr
     assert ode.stdout.count(": reds; margin") == 3  # every red blob is decisively a red under the exact likelihood
     shutil.copytree(tiny_models / "reds", models / "redcopy")  # two identical candidates: no margin at all
