@@ -63,6 +63,41 @@ def _timed(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -
     return first, (time.perf_counter() - t0) / repeats, out
 
 
+def _sweep(
+    task: str,
+    settings: list[SpeedOptions],
+    threads: list[int],
+    batch: int,
+    device: torch.device,
+    measure: Callable[[SpeedOptions], tuple[float, float, float | None, float | None]],
+    on_row: Callable[[SpeedRow], None] | None,
+) -> list[SpeedRow]:
+    """One row per (threads, setting): measure(setting) → (first call s, seconds per batch, diff RMS, diff max);
+    speed-ups are against the first setting that ran at the same thread count; failures become rows."""
+    before = torch.get_num_threads()
+    rows: list[SpeedRow] = []
+    try:
+        for n_threads in threads:
+            torch.set_num_threads(n_threads)
+            base_rate = None
+            for setting in settings:
+                try:
+                    first, seconds, diff_rms, diff_max = measure(setting)
+                except Exception as exc:  # noqa: BLE001 - any backend failure becomes a row
+                    row = _failed(task, setting, n_threads, batch, device, exc)
+                else:
+                    rate = batch / seconds
+                    base_rate = base_rate or rate
+                    row = SpeedRow(task, setting.describe(), n_threads, batch, rate, rate / base_rate, first,
+                                   diff_rms, diff_max, str(device))  # fmt: skip
+                rows.append(row)
+                if on_row:
+                    on_row(row)
+    finally:
+        torch.set_num_threads(before)
+    return rows
+
+
 def bench_translate_speed(
     src: Diffusion,
     tgt: Diffusion,
@@ -73,39 +108,20 @@ def bench_translate_speed(
     repeats: int = 2,
     on_row: Callable[[SpeedRow], None] | None = None,
 ) -> list[SpeedRow]:
-    """Translation images/s of batch x per (threads, setting); outputs compared with fp32 eager at 1 thread."""
+    """Translation images/s of batch x per (threads, setting); outputs compared with the first setting's first run."""
     device = x.device
-    threads = threads or [torch.get_num_threads()]
-    before = torch.get_num_threads()
-    rows: list[SpeedRow] = []
-    reference = None
-    try:
-        for n_threads in threads:
-            torch.set_num_threads(n_threads)
-            base_rate = None
-            for setting in settings:
-                if setting.bf16 and device.type == "mps":
-                    continue
-                try:
-                    s, t = accelerate(src, setting), accelerate(tgt, setting)
-                    first, seconds, y = _timed(lambda s=s, t=t: ode.translate(s, t, x, options), device, repeats)
-                except Exception as exc:  # noqa: BLE001 - any backend failure becomes a row
-                    rows.append(_failed("translate", setting, n_threads, len(x), device, exc))
-                    if on_row:
-                        on_row(rows[-1])
-                    continue
-                rate = len(x) / seconds
-                base_rate = base_rate or rate
-                reference = y if reference is None else reference
-                d = (y.double() - reference.double()) * LEVELS
-                row = SpeedRow("translate", setting.describe(), n_threads, len(x), rate, rate / base_rate, first,
-                               d.pow(2).mean().sqrt().item(), d.abs().max().item(), str(device))  # fmt: skip
-                rows.append(row)
-                if on_row:
-                    on_row(row)
-    finally:
-        torch.set_num_threads(before)
-    return rows
+    reference: list[torch.Tensor] = []
+
+    def measure(setting: SpeedOptions):
+        s, t = accelerate(src, setting), accelerate(tgt, setting)
+        first, seconds, y = _timed(lambda: ode.translate(s, t, x, options), device, repeats)
+        if not reference:  # fp32 eager at the first thread count, when it runs first
+            reference.append(y)
+        d = (y.double() - reference[0].double()) * LEVELS
+        return first, seconds, d.pow(2).mean().sqrt().item(), d.abs().max().item()
+
+    chosen = [s for s in settings if not (s.bf16 and device.type == "mps")]
+    return _sweep("translate", chosen, threads or [torch.get_num_threads()], len(x), device, measure, on_row)
 
 
 def bench_train_speed(
@@ -121,46 +137,27 @@ def bench_train_speed(
     """Training images/s (forward, backward, AdamW) of one UNet size per (threads, setting), random data."""
     device = torch.device(device)
     settings = settings or [s for s in SETTINGS if not s.bf16 or device.type == "cuda"]
-    threads = threads or [torch.get_num_threads()]
-    before = torch.get_num_threads()
-    rows: list[SpeedRow] = []
-    try:
-        for n_threads in threads:
-            torch.set_num_threads(n_threads)
-            base_rate = None
-            for setting in settings:
-                torch.manual_seed(0)
-                net = build_network(unet_config(size, image_size)).to(device)
-                x = torch.randn(batch_size, 3, image_size, image_size, device=device)
-                if setting.channels_last:
-                    net = net.to(memory_format=torch.channels_last)
-                    x = x.contiguous(memory_format=torch.channels_last)
-                model = Diffusion(net)
-                opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-                loss_fn = torch.compile(model.loss) if setting.compile else model.loss
 
-                def step(model=model, opt=opt, loss_fn=loss_fn, x=x, setting=setting):
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=setting.bf16):
-                        loss = loss_fn(x)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    return loss
+    def measure(setting: SpeedOptions):
+        torch.manual_seed(0)
+        net = build_network(unet_config(size, image_size)).to(device)
+        x = torch.randn(batch_size, 3, image_size, image_size, device=device)
+        if setting.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        model = Diffusion(net)
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+        loss_fn = torch.compile(model.loss) if setting.compile else model.loss
 
-                try:
-                    first, seconds, _ = _timed(step, device, iters)
-                except Exception as exc:  # noqa: BLE001 - any backend failure becomes a row
-                    rows.append(_failed("train", setting, n_threads, batch_size, device, exc))
-                    if on_row:
-                        on_row(rows[-1])
-                    continue
-                rate = batch_size / seconds
-                base_rate = base_rate or rate
-                row = SpeedRow("train", setting.describe(), n_threads, batch_size, rate, rate / base_rate, first,
-                               None, None, str(device))  # fmt: skip
-                rows.append(row)
-                if on_row:
-                    on_row(row)
-    finally:
-        torch.set_num_threads(before)
-    return rows
+        def step():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=setting.bf16):
+                loss = loss_fn(x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return loss
+
+        first, seconds, _ = _timed(step, device, iters)
+        return first, seconds, None, None
+
+    return _sweep("train", settings, threads or [torch.get_num_threads()], batch_size, device, measure, on_row)
