@@ -35,9 +35,14 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def several_processes() -> bool:
+    """torchrun started more than one process (a world of one is a plain run)."""
+    return launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1
+
+
 def setup(device: torch.device) -> tuple[DistInfo, torch.device]:
     """Join the process group torchrun describes (if any) and pick this process's device."""
-    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+    if not several_processes():
         return DistInfo(), device
     info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
     if device.type == "cuda":

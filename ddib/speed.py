@@ -86,3 +86,8 @@ def accelerate(model: Diffusion, options: SpeedOptions) -> Diffusion:
     device = next(model.net.parameters()).device
     check_speed(options, device)
     return Diffusion(FastNet(model.net, options), model.config).eval()
+
+
+def accelerate_for(model: Diffusion, device: torch.device) -> Diffusion:
+    """The model with the device's default kernels (what `ddib translate` runs without kernel options)."""
+    return accelerate(model, default_speed(device))

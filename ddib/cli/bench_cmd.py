@@ -17,7 +17,7 @@ from ..evaluate import held_out_digits
 from ..images import expand_inputs, load_image, save_png, to_unit_range
 from ..nets import UNET_SIZES
 from ..registry import load_domain_model
-from ..speed import accelerate, default_speed, parse_speed
+from ..speed import accelerate_for, default_speed, parse_speed
 from ..utils import resolve_device
 from .app import app, console
 from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt
@@ -76,7 +76,7 @@ def bench_translate_command(
     dev = resolve_device(device)
     src, src_cfg, _ = load_domain_model(source, models_dir, dev)
     tgt, _, _ = load_domain_model(target, models_dir, dev)
-    src, tgt = fast_defaults(src, dev), fast_defaults(tgt, dev)  # what `ddib translate` runs
+    src, tgt = accelerate_for(src, dev), accelerate_for(tgt, dev)  # what `ddib translate` runs
     if inputs:
         size, channels = src_cfg.model.image_size, src_cfg.model.channels
         files = expand_inputs(inputs)[:n]
@@ -127,7 +127,7 @@ def bench_throughput_command(
     dev = resolve_device(device)
     src, _, _ = load_domain_model(source, models_dir, dev)
     tgt, _, _ = load_domain_model(target, models_dir, dev)
-    src, tgt = fast_defaults(src, dev), fast_defaults(tgt, dev)  # what `ddib translate` runs
+    src, tgt = accelerate_for(src, dev), accelerate_for(tgt, dev)  # what `ddib translate` runs
     x = ode.sample(src, min(16, max(sizes)), torch.Generator().manual_seed(0), ode.ODEOptions(), device=dev)
 
     def show(r):
@@ -249,10 +249,6 @@ def bench_identify_command(
         "bits_per_dim: each domain's own images under its own model."
     )
     write_tables(out_dir, f"identify-{dev.type}", rows, header)
-
-
-def fast_defaults(model, dev):
-    return accelerate(model, default_speed(dev))
 
 
 def _int_list(text: str, option: str) -> list[int]:

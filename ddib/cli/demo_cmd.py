@@ -12,7 +12,7 @@ import typer
 from .. import ode
 from ..images import labelled_grid, save_png
 from ..registry import load_domain_model
-from ..speed import accelerate, default_speed
+from ..speed import accelerate_for
 from ..utils import resolve_device
 from .app import app, console
 from .options import DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt
@@ -35,7 +35,7 @@ def demo_command(
     dev = resolve_device(device)
     src_model, _, src_loc = load_domain_model(source, models_dir, dev)
     tgt_model, _, tgt_loc = load_domain_model(target, models_dir, dev)
-    src_model, tgt_model = accelerate(src_model, default_speed(dev)), accelerate(tgt_model, default_speed(dev))
+    src_model, tgt_model = accelerate_for(src_model, dev), accelerate_for(tgt_model, dev)
     console.print(f"models: {source} ({src_loc.origin}, {src_loc.path}), {target} ({tgt_loc.origin}, {tgt_loc.path})")
     gen = torch.Generator().manual_seed(seed)
     sample_stats, stats = ode.SolveStats(), ode.SolveStats()

@@ -18,7 +18,7 @@ from ..errors import DDIBError
 from ..evaluate import EvalReport, evaluate_pair, held_out_digits
 from ..images import expand_inputs, image_grid, load_image, save_png, to_unit_range
 from ..registry import load_domain_model
-from ..speed import accelerate, default_speed
+from ..speed import accelerate_for
 from ..utils import resolve_device
 from .app import app, console
 from .options import AtolOpt, DataDirOpt, DeviceOpt, ModelsDirOpt, RtolOpt, SolverOpt, StepsOpt, ode_options
@@ -79,7 +79,7 @@ def evaluate_command(
     dev = resolve_device(device)
     src_model, src_cfg, _ = load_domain_model(source, models_dir, dev)
     tgt_model, _, _ = load_domain_model(target, models_dir, dev)
-    src_model, tgt_model = accelerate(src_model, default_speed(dev)), accelerate(tgt_model, default_speed(dev))
+    src_model, tgt_model = accelerate_for(src_model, dev), accelerate_for(tgt_model, dev)
     data_dir = data_dir_or_default(data_dir)
     if inputs:
         files = expand_inputs(inputs)[:n]

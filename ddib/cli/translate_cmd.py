@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -95,7 +94,7 @@ def translate_command(
     )
     ode.check_compatible(src_model, tgt_model)
     if src_cfg.model.kind == "mlp":
-        if distributed.launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
+        if distributed.several_processes():
             raise DDIBError("point files translate in one process (they are cheap): run without torchrun")
         src_pm, tgt_pm = (
             point_model(src_name, src_model, src_cfg, src_loc),
