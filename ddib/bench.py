@@ -55,8 +55,19 @@ class SolverBenchRow:
     round_trip_max: float
     to_reference_rms: float
     to_reference_max: float
+    cycle_rms: float | None = None
+    cycle_max: float | None = None
     target_accuracy: float | None = None
+    source_share: float | None = None
     hue_error_median: float | None = None
+    hue_error_p90: float | None = None
+    cycle_source_accuracy: float | None = None
+    frechet_distance: float | None = None
+
+
+# The `ddib evaluate` metrics a solver row can carry (all but the cycle error, which the row has in 8-bit levels).
+SCORE_FIELDS = ("target_accuracy", "source_share", "hue_error_median", "hue_error_p90", "cycle_source_accuracy",
+                "frechet_distance")  # fmt: skip
 
 
 @dataclass
@@ -132,16 +143,20 @@ def bench_solvers(
     adaptive: list[tuple[str, float]] | None = None,
     reference_options: ode.ODEOptions = REFERENCE,
     on_row: Callable[[SolverBenchRow], None] | None = None,
-    score: Callable[[torch.Tensor, torch.Tensor], tuple[float | None, float | None]] | None = None,
+    score: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], dict] | None = None,
+    cycle: bool = True,
 ) -> list[SolverBenchRow]:
-    """For each solver setting: NFE, images/s, round trip x → src → x error, distance to the reference translation.
+    """For each solver setting: NFE, images/s, round trip x → src → x error, distance to the reference translation,
+    and (with `cycle`) the error of the translation back with the swapped models, src → tgt → src.
 
     The first setting is the baseline that `speedup_vs_baseline` divides by (the official ddim × 1000).
-    `score(sources, outputs)` adds (target accuracy, median hue error) when given.
+    `score(sources, outputs, cycled)` adds the `ddib evaluate` metrics named in SCORE_FIELDS (missing keys → None).
     """
     reference = ode.translate(src, tgt, x, reference_options)
-    settings = [ode.ODEOptions(s, steps=n) for s, n in (grid or TRANSLATE_GRID)]
-    settings += [ode.ODEOptions(s, rtol=tol, atol=tol) for s, tol in (adaptive or ADAPTIVE_GRID)]
+    grid = TRANSLATE_GRID if grid is None else grid
+    adaptive = ADAPTIVE_GRID if adaptive is None else adaptive
+    settings = [ode.ODEOptions(s, steps=n) for s, n in grid]
+    settings += [ode.ODEOptions(s, rtol=tol, atol=tol) for s, tol in adaptive]
     rows: list[SolverBenchRow] = []
     for opts in settings:
         enc, dec = ode.SolveStats(), ode.SolveStats()
@@ -154,12 +169,14 @@ def bench_solvers(
         back = ode.decode(src, z, opts)
         rt_rms, rt_max = _rms_max(back, x)
         ref_rms, ref_max = _rms_max(y, reference)
+        cycled = ode.translate(tgt, src, y, opts) if cycle else None
+        cyc_rms, cyc_max = _rms_max(cycled, x) if cycle else (None, None)
         steps = str(opts.steps) if opts.is_fixed else f"tol {opts.rtol:g}"
         rate = len(x) / seconds
         speedup = rate / rows[0].images_per_s if rows else 1.0
-        acc, hue = score(x, y) if score else (None, None)
+        scores = score(x, y, cycled) if score else {}
         row = SolverBenchRow(opts.solver, steps, enc.nfe, dec.nfe, rate, speedup, rt_rms, rt_max, ref_rms, ref_max,
-                             acc, hue)  # fmt: skip
+                             cyc_rms, cyc_max, **{k: scores.get(k) for k in SCORE_FIELDS})  # fmt: skip
         rows.append(row)
         if on_row:
             on_row(row)

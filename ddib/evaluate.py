@@ -92,39 +92,55 @@ def evaluate_pair(
     seconds = time.perf_counter() - t0
     batches = -(-len(sources) // batch_size)
     nfe = stats.nfe / batches
-    hue = hue_errors(sources, outputs)
-    tgt_digit, src_digit = digit_of(target), digit_of(source)
-
-    target_acc = source_share = cycle_acc = fd = cycle_err = None
-    if classifier is not None and tgt_digit is not None:
-        labels, _ = predict(classifier, outputs)
-        target_acc = (labels == tgt_digit).float().mean().item()
-        if src_digit is not None:
-            source_share = (labels == src_digit).float().mean().item()
-        if target_reals is not None and len(target_reals) > 1 and len(outputs) > 1:
-            fd = frechet_distance(extract_features(classifier, outputs), extract_features(classifier, target_reals))
+    back = None
     if cycle:
         back = translate_batched(tgt_model, src_model, outputs, opts, batch_size, ode.SolveStats(), device, on_batch)
-        cycle_err = rmse(back, sources)
-        if classifier is not None and src_digit is not None:
-            labels, _ = predict(classifier, back)
-            cycle_acc = (labels == src_digit).float().mean().item()
+    scores = score_translations(sources, outputs, back, source, target, classifier, target_reals)
     report = EvalReport(
         source=source,
         target=target,
         n=len(sources),
         solver=opts.describe(),
         device=str(device),
-        target_accuracy=target_acc,
-        source_share=source_share,
-        hue_error_median=quantile(hue, 0.5),
-        hue_error_p90=quantile(hue, 0.9),
-        cycle_rmse=cycle_err,
-        cycle_source_accuracy=cycle_acc,
-        frechet_distance=fd,
+        **scores,
         nfe_per_image=nfe,
         images_per_s=len(sources) / seconds,
         seconds=seconds,
         classifier_test_accuracy=None if classifier is None else classifier.metadata.get("test_accuracy"),
     )
     return report, outputs
+
+
+def score_translations(
+    sources: torch.Tensor,
+    outputs: torch.Tensor,
+    cycled: torch.Tensor | None,
+    source: str,
+    target: str,
+    classifier: DigitClassifier | None,
+    target_reals: torch.Tensor | None,
+) -> dict:
+    """The quality metrics of `EvalReport` for translations (and their translations back, `cycled`, if any).
+
+    Metrics that need what is missing (a classifier, a digit domain, real targets, the cycle) are None.
+    """
+    sources, outputs = sources.cpu(), outputs.cpu()
+    hue = hue_errors(sources, outputs)
+    tgt_digit, src_digit = digit_of(target), digit_of(source)
+    scores = dict(target_accuracy=None, source_share=None, hue_error_median=quantile(hue, 0.5),
+                  hue_error_p90=quantile(hue, 0.9), cycle_rmse=None, cycle_source_accuracy=None,
+                  frechet_distance=None)  # fmt: skip
+    if classifier is not None and tgt_digit is not None:
+        labels, _ = predict(classifier, outputs)
+        scores["target_accuracy"] = (labels == tgt_digit).float().mean().item()
+        if src_digit is not None:
+            scores["source_share"] = (labels == src_digit).float().mean().item()
+        if target_reals is not None and len(target_reals) > 1 and len(outputs) > 1:
+            feats = extract_features(classifier, outputs), extract_features(classifier, target_reals)
+            scores["frechet_distance"] = frechet_distance(*feats)
+    if cycled is not None:
+        scores["cycle_rmse"] = rmse(cycled.cpu(), sources)
+        if classifier is not None and src_digit is not None:
+            labels, _ = predict(classifier, cycled)
+            scores["cycle_source_accuracy"] = (labels == src_digit).float().mean().item()
+    return scores

@@ -51,8 +51,27 @@ def test_bench_translate_quick(tmp_path, tiny_models):
                 "--models-dir", str(tiny_models), "--out-dir", str(tmp_path))  # fmt: skip
     assert r.returncode == 0, r.stderr
     md = (tmp_path / "translate-cpu.md").read_text()
-    assert "| ddim | 20 | 20 | 20 |" in md and "dopri5" in md
-    assert len((tmp_path / "translate-cpu.csv").read_text().splitlines()) == 4
+    assert "| ddim | 20 | 20 | 20 |" in md and "dopri5" in md and "no classifier" in md
+    lines = (tmp_path / "translate-cpu.csv").read_text().splitlines()
+    assert len(lines) == 4
+    rows = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+    assert all(float(r["cycle_rms"]) > 0 and 0 <= float(r["hue_error_median"]) <= 180 for r in rows)
+    assert all(r["target_accuracy"] == r["frechet_distance"] == "" for r in rows)  # no digit domain, no classifier
+
+
+@needs_mnist
+def test_bench_translate_scores_every_budget_on_digits(tmp_path):
+    r = run_cli("bench", "translate", "--quick", "-n", "3", "--data-dir", mnist_dir(), "--out-dir", str(tmp_path),
+                cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "translate-cpu.md").read_text()
+    assert "3 real sevens score" in md and "frechet_distance" in md and "cycle_source_accuracy" in md
+    lines = (tmp_path / "translate-cpu.csv").read_text().splitlines()
+    rows = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+    for row in rows:
+        assert float(row["frechet_distance"]) > 0 and float(row["cycle_rms"]) > 0
+        for share in ("target_accuracy", "source_share", "cycle_source_accuracy"):
+            assert 0 <= float(row[share]) <= 1
 
 
 def test_bench_train_quick(tmp_path):

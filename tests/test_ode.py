@@ -133,3 +133,28 @@ def test_points_share_the_code_path():
     x = mean + 0.7 * torch.randn(50, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     z = ode.encode(model, x, ode.ODEOptions("rk4", steps=40))
     assert (z - gaussian_flow(model, x, mean, 0.7, 0.0, 1.0)).abs().max().item() < 1e-3
+
+
+def test_bench_solvers_cycle_column_is_exact_for_gaussians(problem):
+    from ddib import bench
+
+    model, x = problem
+    other = gaussian_model(-MEAN, 0.3)
+    seen = []
+
+    def score(sources, outputs, cycled):
+        seen.append(cycled)
+        return {"hue_error_median": 1.5, "cycle_rmse": 99.0}  # cycle_rmse is not a row field: the row has levels
+
+    tight = ode.ODEOptions("dopri5", rtol=1e-9, atol=1e-9)
+    rows = bench.bench_solvers(model, other, x, [("ddim", 5), ("rk4", 30)], [("dopri5", 1e-8)], tight, score=score)
+    coarse, fine, adaptive = rows
+    assert adaptive.cycle_rms < 1e-3 and fine.cycle_rms < 1e-2 < coarse.cycle_rms
+    assert adaptive.to_reference_rms < 1e-3 < coarse.to_reference_rms
+    ddim5 = ode.ODEOptions("ddim", 5)
+    back = ode.translate(other, model, ode.translate(model, other, x, ddim5), ddim5)
+    assert coarse.cycle_rms == pytest.approx((back - x).pow(2).mean().sqrt().item() * bench.LEVELS)
+    assert all(r.hue_error_median == 1.5 and r.frechet_distance is None for r in rows)
+    assert len(seen) == 3 and all(c is not None for c in seen)
+    rows = bench.bench_solvers(model, other, x, [("ddim", 5)], [], tight, score=score, cycle=False)
+    assert len(rows) == 1 and rows[0].cycle_rms is None and seen[-1] is None

@@ -92,16 +92,19 @@ def bench_translate_command(
     def show(r):
         console.print(
             f"{r.solver:>8} {r.steps:>9}: NFE {r.nfe_encode}+{r.nfe_decode}, {r.images_per_s:.2f} img/s, "
-            f"round trip {r.round_trip_rms:.3f}, to reference {r.to_reference_rms:.3f} (RMS, 8-bit levels)"
+            f"round trip {r.round_trip_rms:.3f}, to reference {r.to_reference_rms:.3f}, cycle {r.cycle_rms:.3f} "
+            f"(RMS, 8-bit levels)"
         )
 
     console.print(f"reference: {reference.describe()} translation of {len(x)} {source} → {target}")
-    rows = bench.bench_solvers(src, tgt, x, grid, adaptive, reference, on_row=show, score=scorer(target, dev))
+    score, fd_note = scorer(source, target, len(x), dev, data_dir)
+    rows = bench.bench_solvers(src, tgt, x, grid, adaptive, reference, on_row=show, score=score)
     header = (
         f"DDIB {source} → {target}, {len(x)} {'held-out test ' if not inputs else ''}images, {_device_name(dev)}, "
         f"{torch.get_num_threads()} threads, kernels {default_speed(dev).describe()}. "
         f"Errors are RMS / max over pixels in 8-bit levels (1.0 = 1/255 of the range). "
-        f"Reference: {reference.describe()}."
+        f"Reference: {reference.describe()}. Cycle: translated back {target} → {source} with the same solver. "
+        f"Accuracy, source share and hue as in `ddib evaluate`. {fd_note}"
     )
     write_tables(out_dir, f"translate-{dev.type}", rows, header)
     chart = bench.solver_chart(rows, f"DDIB {source} -> {target}: distance to converged solve vs cost ({dev.type})")
@@ -261,21 +264,39 @@ def _int_list(text: str, option: str) -> list[int]:
     return values
 
 
-def scorer(target: str, device):
-    """(target accuracy, median hue error) of a translated batch, when the target is a digit domain."""
-    if target not in DIGIT_DOMAINS:
-        return None
-    from ..classifier import load_classifier, predict
-    from ..metrics import hue_errors, quantile
+def scorer(source: str, target: str, n: int, device, data_dir: str | None):
+    """(score(sources, outputs, cycled) → the `ddib evaluate` metrics that apply, a line on what FD is measured against).
 
-    classifier = load_classifier(device=device)
-    digit = DIGIT_DOMAINS.index(target)
+    FD is biased upward at small n, so the line gives the floor: the same statistic between n real targets and the
+    other real targets, which a perfect translation would reach at this n.
+    """
+    from ..classifier import extract_features, load_classifier
+    from ..evaluate import score_translations
+    from ..metrics import frechet_distance
 
-    def score(sources, outputs):
-        labels, _ = predict(classifier, outputs)
-        return (labels == digit).float().mean().item(), quantile(hue_errors(sources.cpu(), outputs.cpu()), 0.5)
+    digits = target in DIGIT_DOMAINS or source in DIGIT_DOMAINS
+    classifier = load_classifier(device=device) if digits else None
+    reals, note = None, "No FD: the real target test digits are not in the data dir."
+    if not digits:
+        note = f"{source} and {target} are not digit domains: no classifier, so no accuracy and no FD."
+    if target in DIGIT_DOMAINS:
+        try:
+            reals = held_out_digits(data_dir_or_default(data_dir), target, 10_000, seed=0)
+        except DDIBError:
+            pass
+    if reals is not None and n < 2:
+        note = "No FD from fewer than 2 images."
+    elif reals is not None and n > len(reals) // 2:
+        note = f"FD is to all {len(reals)} real {target} test digits."
+    elif reals is not None:
+        feats = extract_features(classifier, reals)
+        floor = frechet_distance(feats[:n], feats[n:])
+        note = f"FD is to all {len(reals)} real {target} test digits; {n} real {target} score {floor:.1f} (the floor)."
 
-    return score
+    def score(sources, outputs, cycled):
+        return score_translations(sources, outputs, cycled, source, target, classifier, reals)
+
+    return score, note
 
 
 def _device_name(dev: torch.device) -> str:
