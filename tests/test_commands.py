@@ -106,3 +106,14 @@ def test_likelihood_reports_bits_per_dim_under_each_model(tmp_path, tiny_models)
             assert 0 < red_bpd < blue_bpd and red_err > 0  # a red blob is likelier under the reds model
     bad = run_cli("likelihood", str(red), "--models-dir", str(tiny_models), "--method", "guess")
     assert bad.returncode != 0 and "unknown likelihood method" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@needs_mnist
+def test_bench_identify_writes_rows_and_matrices(tmp_path):
+    r = run_cli("bench", "identify", "-n", "2", "--settings", "elbo:2", "--data-dir", mnist_dir(),
+                "--out-dir", str(tmp_path), cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "| elbo | levels 2 | 2 |" in (tmp_path / "identify-cpu.md").read_text()
+    matrices = (tmp_path / "identify-matrices-cpu.md").read_text()
+    assert "| images ↓ model → | fives | sevens |" in matrices and "ranked first" in matrices
+    _one_line_error(run_cli("bench", "identify", "--domains", "fives", "--out-dir", str(tmp_path)), "two or more")

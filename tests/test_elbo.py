@@ -54,3 +54,28 @@ def test_one_random_draw_is_never_decisive_but_an_exact_one_is():
     many = rank([DomainScore("a", a.repeat(1, 4) + torch.tensor([0.0, 0.1, -0.1, 0.0]), 4),
                  DomainScore("b", b.repeat(1, 4), 4)])  # fmt: skip
     assert many.decisive and many.margin_stderr > 0
+
+
+def test_bench_identify_confusion_and_bits_matrices(tiny_models, tmp_path):
+    from ddib.bench_identify import bench_identify, matrix_markdown
+    from ddib.images import expand_inputs, load_image
+    from ddib.registry import load_domain_model
+
+    from .conftest import make_blob_images
+
+    models = {d: load_domain_model(d, str(tiny_models), "cpu")[0] for d in ("reds", "blues")}
+    images = {}
+    for d, rgb in (("reds", (230, 30, 30)), ("blues", (30, 30, 230))):
+        folder = make_blob_images(tmp_path / d, 6, rgb, seed=9)
+        images[d] = torch.stack([load_image(f, 16, 3) for f in expand_inputs([folder])])
+    rows, details = bench_identify(models, images, [("elbo", {"levels": 8})], batch_size=4)
+    (row,), (detail,) = rows, details
+    confusion = detail.confusion
+    assert sum(confusion["reds"].values()) == sum(confusion["blues"].values()) == 6 == row.n_per_domain
+    right = confusion["reds"]["reds"] + confusion["blues"]["blues"]
+    assert row.accuracy == right / 12 and row.accuracy > 0.9  # red and blue blobs are told apart by colour
+    bits = detail.bits_per_dim
+    assert bits["reds"]["reds"] < bits["reds"]["blues"] and bits["blues"]["blues"] < bits["blues"]["reds"]
+    assert f"reds {bits['reds']['reds']:.3f}" in row.bits_per_dim
+    md = matrix_markdown(confusion, "images", "d")
+    assert md.splitlines()[0] == "| images | reds | blues |" and md.splitlines()[2].startswith("| reds | ")

@@ -243,7 +243,7 @@ def bench_identify_command(
             f"{r.bits_per_dim}"
         )
 
-    rows = bench_identify.bench_identify(models, images, parsed, batch_size, dev, on_row=show)
+    rows, details = bench_identify.bench_identify(models, images, parsed, batch_size, dev, on_row=show)
     header = (
         f"Source-domain identification among {', '.join(names)}: {n} held-out MNIST test images per domain "
         f"(coloured, seed 0), ranked by bits/dim under each model; {_device_name(dev)}, "
@@ -252,6 +252,15 @@ def bench_identify_command(
         "bits_per_dim: each domain's own images under its own model."
     )
     write_tables(out_dir, f"identify-{dev.type}", rows, header)
+    parts = [f"{header}\n"]
+    for d in details:
+        parts.append(f"### {d.setting}: images of each domain (rows) ranked first under each model (columns)\n")
+        parts.append(bench_identify.matrix_markdown(d.confusion, "images ↓ model →", "d"))
+        parts.append(f"### {d.setting}: mean bits/dim of each domain's images (rows) under each model (columns)\n")
+        parts.append(bench_identify.matrix_markdown(d.bits_per_dim, "images ↓ model →", ".3f"))
+    text = "\n".join(parts)
+    atomic_write(out_dir / f"identify-matrices-{dev.type}.md", lambda f: f.write(text.encode()))
+    console.print(f"confusion and bits/dim matrices: {out_dir / f'identify-matrices-{dev.type}.md'}")
 
 
 def _int_list(text: str, option: str) -> list[int]:
