@@ -274,7 +274,7 @@ def _int_list(text: str, option: str) -> list[int]:
 
 
 def scorer(source: str, target: str, n: int, device, data_dir: str | None):
-    """(score(sources, outputs, cycled) → the `ddib evaluate` metrics that apply, a line on what FD is measured against).
+    """(score(sources, outputs, cycled) → the `ddib evaluate` metrics that apply, a line saying what FD is against).
 
     FD is biased upward at small n, so the line gives the floor: the same statistic between n real targets and the
     other real targets, which a perfect translation would reach at this n.
