@@ -5,6 +5,7 @@ Numbers are measured, never asserted: the CLI writes them as Markdown + CSV for 
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -19,8 +20,9 @@ from .nets import UNET_SIZES, build_network, unet_config
 # Pixel errors are reported in 8-bit grey levels: RMS over [-1, 1] pixels × 127.5.
 LEVELS = 127.5
 
-# (solver, steps) rows of the solver benchmark; the official DDIB setting is ddim × 1000.
-TRANSLATE_GRID: list[tuple[str, int]] = [
+# (solver, steps[, ρ]) rows of the solver benchmark; the official DDIB setting is ddim × 1000. ρ = ∞ is the grid
+# uniform in log-SNR (DPM-Solver's), the others use the EDM ρ = 7 grid.
+TRANSLATE_GRID: list[tuple] = [
     ("ddim", 1000),
     ("ddim", 10), ("ddim", 20), ("ddim", 50), ("ddim", 100),
     ("euler", 10), ("euler", 20), ("euler", 50),
@@ -28,6 +30,7 @@ TRANSLATE_GRID: list[tuple[str, int]] = [
     ("heun2", 5), ("heun2", 10), ("heun2", 20),
     ("heun3", 4), ("heun3", 7),
     ("rk4", 3), ("rk4", 5), ("rk4", 10),
+    ("midpoint", 5, math.inf), ("midpoint", 10, math.inf), ("midpoint", 20, math.inf), ("rk4", 5, math.inf),
 ]  # fmt: skip
 ADAPTIVE_GRID: list[tuple[str, float]] = [("dopri5", 1e-3), ("dopri5", 1e-4)]
 REFERENCE = ode.ODEOptions("dopri5", rtol=1e-5, atol=1e-5)
@@ -47,6 +50,7 @@ class TrainBenchRow:
 class SolverBenchRow:
     solver: str
     steps: str
+    grid: str
     nfe_encode: int
     nfe_decode: int
     images_per_s: float
@@ -139,7 +143,7 @@ def bench_solvers(
     src: Diffusion,
     tgt: Diffusion,
     x: torch.Tensor,
-    grid: list[tuple[str, int]] | None = None,
+    grid: list[tuple] | None = None,
     adaptive: list[tuple[str, float]] | None = None,
     reference_options: ode.ODEOptions = REFERENCE,
     on_row: Callable[[SolverBenchRow], None] | None = None,
@@ -155,7 +159,7 @@ def bench_solvers(
     reference = ode.translate(src, tgt, x, reference_options)
     grid = TRANSLATE_GRID if grid is None else grid
     adaptive = ADAPTIVE_GRID if adaptive is None else adaptive
-    settings = [ode.ODEOptions(s, steps=n) for s, n in grid]
+    settings = [ode.ODEOptions(s, steps=n, rho=rho[0] if rho else ode.DEFAULT_RHO) for s, n, *rho in grid]
     settings += [ode.ODEOptions(s, rtol=tol, atol=tol) for s, tol in adaptive]
     rows: list[SolverBenchRow] = []
     for opts in settings:
@@ -172,11 +176,12 @@ def bench_solvers(
         cycled = ode.translate(tgt, src, y, opts) if cycle else None
         cyc_rms, cyc_max = _rms_max(cycled, x) if cycle else (None, None)
         steps = str(opts.steps) if opts.is_fixed else f"tol {opts.rtol:g}"
+        grid_kind = "uniform t" if opts.solver == "ddim" else ode.grid_name(opts.rho) if opts.is_fixed else "adaptive"
         rate = len(x) / seconds
         speedup = rate / rows[0].images_per_s if rows else 1.0
         scores = score(x, y, cycled) if score else {}
-        row = SolverBenchRow(opts.solver, steps, enc.nfe, dec.nfe, rate, speedup, rt_rms, rt_max, ref_rms, ref_max,
-                             cyc_rms, cyc_max, **{k: scores.get(k) for k in SCORE_FIELDS})  # fmt: skip
+        row = SolverBenchRow(opts.solver, steps, grid_kind, enc.nfe, dec.nfe, rate, speedup, rt_rms, rt_max, ref_rms,
+                             ref_max, cyc_rms, cyc_max, **{k: scores.get(k) for k in SCORE_FIELDS})  # fmt: skip
         rows.append(row)
         if on_row:
             on_row(row)
@@ -222,7 +227,8 @@ def solver_chart(rows: list[SolverBenchRow], title: str):
 
     series: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
-        name = r.solver if r.solver in ("dopri5",) or r.steps != "1000" else "ddim x1000 (official)"
+        name = "ddim x1000 (official)" if r.solver == "ddim" and r.steps == "1000" else r.solver
+        name += " (log-SNR grid)" if r.grid == ode.grid_name(math.inf) else ""
         series.setdefault(name, []).append((max(1, (r.nfe_encode + r.nfe_decode) / 2), max(r.to_reference_rms, 1e-4)))
     return loglog_chart(series, title, "NFE per direction", "RMS to reference (8-bit levels)", hline=(1.0, "1/255"))
 

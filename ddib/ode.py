@@ -8,8 +8,9 @@ The probability-flow ODE of a VP diffusion (Song et al. 2021) is solved in the D
 In these coordinates the ODE is nearly linear in σ̄ (exactly so where ε̂ is constant), so one Euler step
 there *is* the deterministic DDIM update, and higher-order solvers gain the most from each evaluation.
 Fixed-step solvers step on the EDM time grid σ̄_i = (σ̄_min^{1/ρ} + i/N·(σ̄_max^{1/ρ} − σ̄_min^{1/ρ}))^ρ
-with ρ = 7 (Karras et al. 2022), which spends steps where ε̂ changes fastest (low noise). The `ddim`
-solver is Euler on the uniform-in-t grid, i.e. the deterministic DDIM sampler of the official DDIB code.
+with ρ = 7 (Karras et al. 2022), which spends steps where ε̂ changes fastest (low noise); ρ = ∞ is its limit,
+the grid uniform in log σ̄ (half the log-SNR), as in DPM-Solver (Lu et al. 2022). The `ddim` solver is Euler
+on the uniform-in-t grid, i.e. the deterministic DDIM sampler of the official DDIB code.
 
 encode:    z = ODESolve(x; source, t 0 → 1)        (DDIB eq. 5)
 decode:    x = ODESolve(z; target, t 1 → 0)
@@ -20,6 +21,7 @@ Nothing is clipped on the way: clipping x̂0 would make encoding non-invertible.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -67,7 +69,8 @@ class ODEOptions:
 
     def describe(self) -> str:
         if self.is_fixed:
-            return f"{self.solver} × {self.steps} steps"
+            grid = "" if self.rho == DEFAULT_RHO or self.solver == "ddim" else f", {grid_name(self.rho)} grid"
+            return f"{self.solver} × {self.steps} steps{grid}"
         return f"{self.solver} (rtol={self.rtol:g}, atol={self.atol:g})"
 
 
@@ -85,12 +88,19 @@ class SolveStats:
         self.per_solve.append(nfe)
 
 
+def grid_name(rho: float) -> str:
+    return "log-SNR uniform" if math.isinf(rho) else f"EDM ρ={rho:g}"
+
+
 def sigma_grid(model: Diffusion, steps: int, rho: float = DEFAULT_RHO, uniform_t: bool = False) -> torch.Tensor:
-    """Increasing σ̄ grid from σ̄_min to σ̄_max: EDM's ρ-spaced grid, or σ̄(i/N) for the DDIM grid (float64)."""
+    """Increasing σ̄ grid from σ̄_min to σ̄_max: EDM's ρ-spaced grid (log-uniform for ρ = ∞), or σ̄(i/N) for the
+    DDIM grid (float64)."""
     sched = model.schedule
     i = torch.arange(steps + 1, dtype=torch.float64) / steps
     if uniform_t:
         grid = sched.sigma_bar(i)
+    elif math.isinf(rho):
+        grid = sched.sigma_min * (sched.sigma_max / sched.sigma_min) ** i
     else:
         lo, hi = sched.sigma_min ** (1 / rho), sched.sigma_max ** (1 / rho)
         grid = (lo + i * (hi - lo)) ** rho

@@ -1,5 +1,7 @@
 """Known-answer tests of the bridge: Gaussian data, whose ε is exact, so the ODE flow is known in closed form."""
 
+import math
+
 import pytest
 import torch
 
@@ -158,3 +160,17 @@ def test_bench_solvers_cycle_column_is_exact_for_gaussians(problem):
     assert len(seen) == 3 and all(c is not None for c in seen)
     rows = bench.bench_solvers(model, other, x, [("ddim", 5)], [], tight, score=score, cycle=False)
     assert len(rows) == 1 and rows[0].cycle_rms is None and seen[-1] is None
+
+
+def test_log_snr_grid_is_geometric_and_as_accurate(problem):
+    model, x = problem
+    grid = ode.sigma_grid(model, 8, rho=math.inf)
+    sched = model.schedule
+    assert grid[0] == sched.sigma_min and grid[-1] == sched.sigma_max
+    ratios = grid[1:] / grid[:-1]
+    assert torch.allclose(ratios, torch.full_like(ratios, (sched.sigma_max / sched.sigma_min) ** (1 / 8)))
+    assert torch.allclose(ode.sigma_grid(model, 8, rho=1e6), grid, rtol=1e-4)  # the limit of EDM's grid
+    opts = ode.ODEOptions("midpoint", steps=60, rho=math.inf)
+    z = ode.encode(model, x, opts)
+    assert (z - gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)).abs().max().item() < 1e-3
+    assert "log-SNR uniform grid" in opts.describe() and "grid" not in ode.ODEOptions("midpoint").describe()

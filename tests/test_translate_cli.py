@@ -90,6 +90,10 @@ def test_translate_is_deterministic_and_accepts_any_image(tmp_path, tiny_models)
         assert r.returncode == 0, r.stderr
         outs.append((tmp_path / name).read_bytes())
     assert outs[0] == outs[1]
+    r = run_cli("translate", str(img), "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
+                "--out", str(tmp_path / "c.png"), "--steps", "3", "--rho", "inf")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "log-SNR uniform grid" in r.stdout and (tmp_path / "c.png").read_bytes() != outs[0]
 
 
 def test_translate_errors(tmp_path, tiny_models):

@@ -22,7 +22,7 @@ from ..synthetic import (
 )
 from ..utils import resolve_device
 from .app import app, console
-from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RtolOpt, SeedOpt, SolverOpt, StepsOpt, ode_options
+from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RhoOpt, RtolOpt, SeedOpt, SolverOpt, StepsOpt, ode_options
 
 SPACE = "L2 in the source model's standardised space (scalar mean 0, std 1 over all coordinates)"
 
@@ -37,13 +37,14 @@ def cycle_command(
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
+    rho: float = RhoOpt,
     batch_size: int = typer.Option(DEFAULT_POINT_BATCH, "--batch-size", min=1, help="Points per ODE solve"),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result as JSON ('-': stdout only)"),
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
 ) -> None:
     """Translate A → B → A and report the mean / max L2 distance between each point and its cycled self."""
-    opts = ode_options(solver, steps, rtol, atol)
+    opts = ode_options(solver, steps, rtol, atol, rho)
     if source == target:
         raise DDIBError("--from and --to must differ")
     dev = resolve_device(device)

@@ -21,7 +21,7 @@ from ..registry import load_domain_model
 from ..speed import accelerate_for
 from ..utils import resolve_device
 from .app import app, console
-from .options import AtolOpt, DataDirOpt, DeviceOpt, ModelsDirOpt, RtolOpt, SolverOpt, StepsOpt, ode_options
+from .options import AtolOpt, DataDirOpt, DeviceOpt, ModelsDirOpt, RhoOpt, RtolOpt, SolverOpt, StepsOpt, ode_options
 from .progress import bar
 
 
@@ -62,6 +62,7 @@ def evaluate_command(
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
+    rho: float = RhoOpt,
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per ODE solve"),
     no_cycle: bool = typer.Option(False, "--no-cycle", help="Skip the translation back (halves the cost)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON"),
@@ -71,7 +72,7 @@ def evaluate_command(
     data_dir: Optional[str] = DataDirOpt,
 ) -> None:
     """Score a translation on held-out digits: target accuracy, hue kept, cycle consistency, FD, speed."""
-    opts = ode_options(solver, steps, rtol, atol)
+    opts = ode_options(solver, steps, rtol, atol, rho)
     if source == target:
         raise DDIBError("--from and --to must differ")
     if not inputs and source not in DIGIT_DOMAINS:

@@ -37,7 +37,7 @@ from ..perturb import (
 from ..registry import load_domain_model
 from ..utils import resolve_device
 from .app import app, console
-from .options import AtolOpt, DataDirOpt, DeviceOpt, ModelsDirOpt, RtolOpt, SolverOpt, StepsOpt, ode_options
+from .options import AtolOpt, DataDirOpt, DeviceOpt, ModelsDirOpt, RhoOpt, RtolOpt, SolverOpt, StepsOpt, ode_options
 from .progress import bar
 
 
@@ -130,6 +130,7 @@ def perturb_command(
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
+    rho: float = RhoOpt,
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Latents per ODE solve"),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
@@ -141,7 +142,7 @@ def perturb_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers as JSON"),
 ) -> None:
     """Perturb DDIB latents (normalize, noise, blend, checkerboard, 2x2 rotation, blur) and decode them."""
-    opts = ode_options(solver, steps, rtol, atol)
+    opts = ode_options(solver, steps, rtol, atol, rho)
     settings = {"cell": cell, "scale": scale, "seed": noise_seed(seed)}
     if preset_name is not None:
         given = [name for name, v in (("--op", ops), ("--coef", coef), ("--base", base), ("--with", with_),

@@ -12,7 +12,7 @@ from ..points_plot import transport_figure
 from ..synthetic import DEFAULT_POINT_BATCH, load_point_model, translate_points
 from ..utils import resolve_device
 from .app import app, console
-from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RtolOpt, SeedOpt, SolverOpt, StepsOpt, ode_options
+from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RhoOpt, RtolOpt, SeedOpt, SolverOpt, StepsOpt, ode_options
 
 
 @app.command("plot")
@@ -26,12 +26,13 @@ def plot_command(
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
+    rho: float = RhoOpt,
     batch_size: int = typer.Option(DEFAULT_POINT_BATCH, "--batch-size", min=1, help="Points per ODE solve"),
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
 ) -> None:
     """Three panels: source points, their latents, their translations, each point coloured by its source position."""
-    opts = ode_options(solver, steps, rtol, atol)
+    opts = ode_options(solver, steps, rtol, atol, rho)
     out = out or Path(f"{source}-to-{target}.png")
     if out.suffix.lower() != ".png":
         raise DDIBError(f"--out {out} must be a .png file")

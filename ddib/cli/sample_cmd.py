@@ -17,7 +17,7 @@ from ..registry import load_domain_model
 from ..synthetic import DEFAULT_POINT_BATCH, point_model, sample_points
 from ..utils import resolve_device
 from .app import app, console
-from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RtolOpt, SeedOpt, SolverOpt, StepsOpt, ode_options
+from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RhoOpt, RtolOpt, SeedOpt, SolverOpt, StepsOpt, ode_options
 
 
 @app.command("sample")
@@ -42,13 +42,14 @@ def sample_command(
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
+    rho: float = RhoOpt,
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
 ) -> None:
     """Sample z ~ N(0, I) and decode it with the domain's model (deterministic given --seed)."""
     if out is not None and out_dir is not None:
         raise DDIBError("give either --out or --out-dir, not both")
-    opts = ode_options(solver, steps, rtol, atol)
+    opts = ode_options(solver, steps, rtol, atol, rho)
     dev = resolve_device(device)
     model, cfg, loc = load_domain_model(domain, models_dir, dev)
     if cfg.model.kind == "mlp":

@@ -29,6 +29,7 @@ from .options import (
     CompileOpt,
     DeviceOpt,
     ModelsDirOpt,
+    RhoOpt,
     RtolOpt,
     SolverOpt,
     StepsOpt,
@@ -68,6 +69,7 @@ def translate_command(
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
+    rho: float = RhoOpt,
     batch_size: int | None = typer.Option(
         None,
         "--batch-size",
@@ -85,7 +87,7 @@ def translate_command(
     levels: int = LevelsOpt,
 ) -> None:
     """Translate images: encode with the source model's ODE (t 0→1), decode with the target's (t 1→0)."""
-    opts = ode_options(solver, steps, rtol, atol)
+    opts = ode_options(solver, steps, rtol, atol, rho)
     check_method(method)
     dev = resolve_device(device)
     tgt_model, tgt_cfg, tgt_loc = load_domain_model(to, models_dir, dev)
@@ -264,6 +266,7 @@ def decode_command(
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
+    rho: float = RhoOpt,
     batch_size: int | None = typer.Option(
         None,
         "--batch-size",
@@ -276,7 +279,7 @@ def decode_command(
     """Decode saved latents with a domain's model (ODE t 1→0)."""
     if out is not None and out_dir is not None:
         raise DDIBError("give either --out or --out-dir, not both")
-    opts = ode_options(solver, steps, rtol, atol)
+    opts = ode_options(solver, steps, rtol, atol, rho)
     z, meta = load_latents(latent)
     dev = resolve_device(device)
     model, cfg, loc = load_domain_model(to, models_dir, dev)
