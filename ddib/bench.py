@@ -59,6 +59,8 @@ class SolverBenchRow:
     round_trip_max: float
     to_reference_rms: float
     to_reference_max: float
+    latent_to_reference_rms: float
+    decode_only_to_reference_rms: float
     cycle_rms: float | None = None
     cycle_max: float | None = None
     target_accuracy: float | None = None
@@ -150,13 +152,16 @@ def bench_solvers(
     score: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], dict] | None = None,
     cycle: bool = True,
 ) -> list[SolverBenchRow]:
-    """For each solver setting: NFE, images/s, round trip x → src → x error, distance to the reference translation,
-    and (with `cycle`) the error of the translation back with the swapped models, src → tgt → src.
+    """For each solver setting: NFE, images/s, round trip x → src → x error, distance to the reference translation
+    (and of its latent, and of a decode of the reference latent), and (with `cycle`) the error of the translation
+    back with the swapped models, src → tgt → src.
 
     The first setting is the baseline that `speedup_vs_baseline` divides by (the official ddim × 1000).
     `score(sources, outputs, cycled)` adds the `ddib evaluate` metrics named in SCORE_FIELDS (missing keys → None).
     """
-    reference = ode.translate(src, tgt, x, reference_options)
+    ode.check_compatible(src, tgt)
+    latent_ref = ode.encode(src, x, reference_options)
+    reference = ode.decode(tgt, latent_ref, reference_options)
     grid = TRANSLATE_GRID if grid is None else grid
     adaptive = ADAPTIVE_GRID if adaptive is None else adaptive
     settings = [ode.ODEOptions(s, steps=n, rho=rho[0] if rho else ode.DEFAULT_RHO) for s, n, *rho in grid]
@@ -173,6 +178,9 @@ def bench_solvers(
         back = ode.decode(src, z, opts)
         rt_rms, rt_max = _rms_max(back, x)
         ref_rms, ref_max = _rms_max(y, reference)
+        # Which half of the bridge the distance comes from: the latent (z ≈ N(0, I) units) and a decode alone.
+        latent_rms = (z.double() - latent_ref.double()).pow(2).mean().sqrt().item()
+        decode_only_rms, _ = _rms_max(ode.decode(tgt, latent_ref, opts), reference)
         cycled = ode.translate(tgt, src, y, opts) if cycle else None
         cyc_rms, cyc_max = _rms_max(cycled, x) if cycle else (None, None)
         steps = str(opts.steps) if opts.is_fixed else f"tol {opts.rtol:g}"
@@ -181,7 +189,7 @@ def bench_solvers(
         speedup = rate / rows[0].images_per_s if rows else 1.0
         scores = score(x, y, cycled) if score else {}
         row = SolverBenchRow(opts.solver, steps, grid_kind, enc.nfe, dec.nfe, rate, speedup, rt_rms, rt_max, ref_rms,
-                             ref_max, cyc_rms, cyc_max, **{k: scores.get(k) for k in SCORE_FIELDS})  # fmt: skip
+                             ref_max, latent_rms, decode_only_rms, cyc_rms, cyc_max, **{k: scores.get(k) for k in SCORE_FIELDS})  # fmt: skip
         rows.append(row)
         if on_row:
             on_row(row)

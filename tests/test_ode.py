@@ -153,6 +153,8 @@ def test_bench_solvers_cycle_column_is_exact_for_gaussians(problem):
     coarse, fine, adaptive = rows
     assert adaptive.cycle_rms < 1e-3 and fine.cycle_rms < 1e-2 < coarse.cycle_rms
     assert adaptive.to_reference_rms < 1e-3 < coarse.to_reference_rms
+    assert adaptive.latent_to_reference_rms < 1e-5 < coarse.latent_to_reference_rms
+    assert adaptive.decode_only_to_reference_rms < 1e-3 < coarse.decode_only_to_reference_rms
     ddim5 = ode.ODEOptions("ddim", 5)
     back = ode.translate(other, model, ode.translate(model, other, x, ddim5), ddim5)
     assert coarse.cycle_rms == pytest.approx((back - x).pow(2).mean().sqrt().item() * bench.LEVELS)

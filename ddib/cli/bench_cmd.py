@@ -92,8 +92,9 @@ def bench_translate_command(
     def show(r):
         console.print(
             f"{r.solver:>8} {r.steps:>9}: NFE {r.nfe_encode}+{r.nfe_decode}, {r.images_per_s:.2f} img/s, "
-            f"round trip {r.round_trip_rms:.3f}, to reference {r.to_reference_rms:.3f}, cycle {r.cycle_rms:.3f} "
-            f"(RMS, 8-bit levels)"
+            f"round trip {r.round_trip_rms:.3f}, to reference {r.to_reference_rms:.3f} (decode alone "
+            f"{r.decode_only_to_reference_rms:.3f}), cycle {r.cycle_rms:.3f} (RMS, 8-bit levels); latent "
+            f"{r.latent_to_reference_rms:.4f} RMS"
         )
 
     console.print(f"reference: {reference.describe()} translation of {len(x)} {source} → {target}")
@@ -103,7 +104,8 @@ def bench_translate_command(
         f"DDIB {source} → {target}, {len(x)} {'held-out test ' if not inputs else ''}images, {_device_name(dev)}, "
         f"{torch.get_num_threads()} threads, kernels {default_speed(dev).describe()}. "
         f"Errors are RMS / max over pixels in 8-bit levels (1.0 = 1/255 of the range). "
-        f"Reference: {reference.describe()}. Cycle: translated back {target} → {source} with the same solver. "
+        f"Reference: {reference.describe()}; latent_to_reference_rms is in latent units (z ≈ N(0, I)), "
+        f"decode_only: the reference latent decoded with the row's solver. Cycle: translated back {target} → {source} with the same solver. "
         f"Accuracy, source share and hue as in `ddib evaluate`. {fd_note}"
     )
     write_tables(out_dir, f"translate-{dev.type}", rows, header)
