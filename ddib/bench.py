@@ -189,7 +189,8 @@ def bench_solvers(
         speedup = rate / rows[0].images_per_s if rows else 1.0
         scores = score(x, y, cycled) if score else {}
         row = SolverBenchRow(opts.solver, steps, grid_kind, enc.nfe, dec.nfe, rate, speedup, rt_rms, rt_max, ref_rms,
-                             ref_max, latent_rms, decode_only_rms, cyc_rms, cyc_max, **{k: scores.get(k) for k in SCORE_FIELDS})  # fmt: skip
+                             ref_max, latent_rms, decode_only_rms, cyc_rms, cyc_max,
+                             **{k: scores.get(k) for k in SCORE_FIELDS})  # fmt: skip
         rows.append(row)
         if on_row:
             on_row(row)

@@ -52,7 +52,7 @@ def test_bench_translate_quick(tmp_path, tiny_models):
                 "--models-dir", str(tiny_models), "--out-dir", str(tmp_path))  # fmt: skip
     assert r.returncode == 0, r.stderr
     md = (tmp_path / "translate-cpu.md").read_text()
-    assert "| ddim | 20 | 20 | 20 |" in md and "dopri5" in md and "no classifier" in md
+    assert "| ddim | 20 | uniform t | 20 | 20 |" in md and "dopri5" in md and "no classifier" in md
     rows = _csv_rows(tmp_path / "translate-cpu.csv")
     assert len(rows) == 3
     assert all(float(r["cycle_rms"]) > 0 and 0 <= float(r["hue_error_median"]) <= 180 for r in rows)
