@@ -105,7 +105,8 @@ def bench_translate_command(
         f"{torch.get_num_threads()} threads, kernels {default_speed(dev).describe()}. "
         f"Errors are RMS / max over pixels in 8-bit levels (1.0 = 1/255 of the range). "
         f"Reference: {reference.describe()}; latent_to_reference_rms is in latent units (z ≈ N(0, I)), "
-        f"decode_only: the reference latent decoded with the row's solver. Cycle: translated back {target} → {source} with the same solver. "
+        f"decode_only: the reference latent decoded with the row's solver. "
+        f"Cycle: translated back {target} → {source} with the same solver. "
         f"Accuracy, source share and hue as in `ddib evaluate`. {fd_note}"
     )
     write_tables(out_dir, f"translate-{dev.type}", rows, header)
