@@ -32,7 +32,8 @@ def test_channels_last_computes_the_same_translation_without_touching_the_caller
     assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
     assert all(p.is_contiguous() for p in model.net.parameters())  # the original keeps NCHW weights
     a, b = ode.translate(fast, fast, x, opts), ode.translate(model, model, x, opts)
-    assert ((a - b).norm() / b.norm()).item() < 1e-5  # fp32 reassociation only
+    # fp32 reassociation only (a layout bug would be O(1)); the random net amplifies it to ~1e-5 over 3 steps
+    assert ((a - b).norm() / b.norm()).item() < 1e-4
 
 
 def test_bf16_autocast_runs_on_cpu_and_moves_the_output_a_little():
