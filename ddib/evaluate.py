@@ -95,7 +95,10 @@ def evaluate_pair(
     back = None
     if cycle:
         back = translate_batched(tgt_model, src_model, outputs, opts, batch_size, ode.SolveStats(), device, on_batch)
-    scores = score_translations(sources, outputs, back, source, target, classifier, target_reals)
+    real_feats = None
+    if classifier is not None and target_reals is not None:
+        real_feats = extract_features(classifier, target_reals)
+    scores = score_translations(sources, outputs, back, source, target, classifier, real_feats)
     report = EvalReport(
         source=source,
         target=target,
@@ -118,10 +121,11 @@ def score_translations(
     source: str,
     target: str,
     classifier: DigitClassifier | None,
-    target_reals: torch.Tensor | None,
+    target_features: torch.Tensor | None,
 ) -> dict:
     """The quality metrics of `EvalReport` for translations (and their translations back, `cycled`, if any).
 
+    `target_features`: the classifier's features of real target images, for FD (computed once by the caller).
     Metrics that need what is missing (a classifier, a digit domain, real targets, the cycle) are None.
     """
     sources, outputs = sources.cpu(), outputs.cpu()
@@ -135,9 +139,8 @@ def score_translations(
         scores["target_accuracy"] = (labels == tgt_digit).float().mean().item()
         if src_digit is not None:
             scores["source_share"] = (labels == src_digit).float().mean().item()
-        if target_reals is not None and len(target_reals) > 1 and len(outputs) > 1:
-            feats = extract_features(classifier, outputs), extract_features(classifier, target_reals)
-            scores["frechet_distance"] = frechet_distance(*feats)
+        if target_features is not None and len(target_features) > 1 and len(outputs) > 1:
+            scores["frechet_distance"] = frechet_distance(extract_features(classifier, outputs), target_features)
     if cycled is not None:
         scores["cycle_rmse"] = rmse(cycled.cpu(), sources)
         if classifier is not None and src_digit is not None:

@@ -286,27 +286,24 @@ def scorer(source: str, target: str, n: int, device, data_dir: str | None):
     from ..evaluate import score_translations
     from ..metrics import frechet_distance
 
-    digits = target in DIGIT_DOMAINS or source in DIGIT_DOMAINS
-    classifier = load_classifier(device=device) if digits else None
-    reals, note = None, "No FD: the real target test digits are not in the data dir."
-    if not digits:
+    classifier = load_classifier(device=device) if target in DIGIT_DOMAINS or source in DIGIT_DOMAINS else None
+    if classifier is None:
         note = f"{source} and {target} are not digit domains: no classifier, so no accuracy and no FD."
-    if target in DIGIT_DOMAINS:
+    else:
+        note = "No FD: the target is not a digit domain, or its test digits are not in the data dir."
+    real_feats = None
+    if classifier is not None and target in DIGIT_DOMAINS:
         try:
-            reals = held_out_digits(data_dir_or_default(data_dir), target, 10_000, seed=0)
+            real_feats = extract_features(classifier, held_out_digits(data_dir_or_default(data_dir), target, 10_000))
         except DDIBError:
             pass
-    if reals is not None and n < 2:
-        note = "No FD from fewer than 2 images."
-    elif reals is not None and n > len(reals) // 2:
-        note = f"FD is to all {len(reals)} real {target} test digits."
-    elif reals is not None:
-        feats = extract_features(classifier, reals)
-        floor = frechet_distance(feats[:n], feats[n:])
-        note = f"FD is to all {len(reals)} real {target} test digits; {n} real {target} score {floor:.1f} (the floor)."
+    if real_feats is not None:
+        note = f"FD is to all {len(real_feats)} real {target} test digits."
+        if 2 <= n <= len(real_feats) // 2:
+            note += f" {n} real {target} score {frechet_distance(real_feats[:n], real_feats[n:]):.1f} (the floor)."
 
     def score(sources, outputs, cycled):
-        return score_translations(sources, outputs, cycled, source, target, classifier, reals)
+        return score_translations(sources, outputs, cycled, source, target, classifier, real_feats)
 
     return score, note
 
