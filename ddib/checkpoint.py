@@ -32,11 +32,12 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings of a run; resuming requires the same ones."""
+    """Optimisation settings of a run; resuming requires the same ones, except the cooldown."""
 
     batch_size: int = 128
     lr: float = 3e-4
     warmup_steps: int = 200
+    cooldown_steps: int = 0  # linear decay to 0 over the run's last N steps (0: constant after warmup)
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     seed: int = 0

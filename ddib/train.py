@@ -92,9 +92,12 @@ def step_generator(seed: int, rank: int, step: int, device: torch.device) -> tor
     return g
 
 
-def lr_at(step: int, cfg: ckpt.TrainConfig) -> float:
-    """Linear warmup to cfg.lr over warmup_steps, then constant."""
-    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+def lr_at(step: int, cfg: ckpt.TrainConfig, total_steps: int) -> float:
+    """Warmup-stable-decay: linear warmup over warmup_steps, constant, then linear decay to 0 over the last
+    cooldown_steps before total_steps (Hägele et al. 2024: a cooldown from any stable checkpoint)."""
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    cool = min(1.0, (total_steps - step) / cfg.cooldown_steps) if cfg.cooldown_steps else 1.0
+    return cfg.lr * warm * max(cool, 0.0)
 
 
 @torch.no_grad()
@@ -168,7 +171,7 @@ def train(
         batch = to_model_space(data[stream.indices(step)]).to(device, non_blocking=True)
         batch = batch.contiguous(memory_format=memory_format) if images else batch
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, tcfg)
+            group["lr"] = lr_at(step, tcfg, opts.steps)
         gen = step_generator(tcfg.seed, opts.rank, step, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16):
             loss = forward(batch, gen)
@@ -224,12 +227,16 @@ def barrier(world_size: int) -> None:
         dist.barrier()
 
 
+RESCHEDULABLE = {"cooldown_steps"}
+
+
 def check_resumable(saved: ckpt.RunConfig, requested: ckpt.RunConfig, run_dir: Path) -> None:
-    """A run resumes only with the settings it started with."""
+    """A run resumes only with the settings it started with; the cooldown may be started (or changed) later."""
     diffs = []
     for section in ("model", "diffusion", "train"):
         a, b = dataclasses.asdict(getattr(saved, section)), dataclasses.asdict(getattr(requested, section))
-        diffs += [f"{k}: {a[k]} (saved) vs {b.get(k)} (asked)" for k in a if a[k] != b.get(k)]
+        changed = [k for k in a if a[k] != b.get(k) and k not in RESCHEDULABLE]
+        diffs += [f"{k}: {a[k]} (saved) vs {b.get(k)} (asked)" for k in changed]
     if saved.domain != requested.domain:
         diffs.append(f"data: {saved.domain} (saved) vs {requested.domain} (asked)")
     if diffs:

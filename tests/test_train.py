@@ -8,7 +8,7 @@ from ddib import checkpoint as ckpt
 from ddib.diffusion import DiffusionConfig
 from ddib.errors import DDIBError
 from ddib.nets import unet_config
-from ddib.train import DataStream, TrainingDiverged, TrainOptions, train
+from ddib.train import DataStream, TrainingDiverged, TrainOptions, lr_at, train
 
 
 def _data(n=32, size=16, seed=0):
@@ -20,11 +20,11 @@ def _data(n=32, size=16, seed=0):
     return x
 
 
-def _cfg(lr=2e-3, batch=8, seed=0):
+def _cfg(lr=2e-3, batch=8, seed=0, cooldown=0):
     return ckpt.RunConfig(
         model=unet_config("tiny", image_size=16),
         diffusion=DiffusionConfig(),
-        train=ckpt.TrainConfig(batch_size=batch, lr=lr, warmup_steps=5, seed=seed),
+        train=ckpt.TrainConfig(batch_size=batch, lr=lr, warmup_steps=5, cooldown_steps=cooldown, seed=seed),
         domain={"name": "blocks", "kind": "folder", "digit": None, "path": "memory"},
     )
 
@@ -73,6 +73,24 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     train(tmp_path / "run", _cfg(), _data(), TrainOptions(steps=2, save_every=100))
     with pytest.raises(DDIBError, match="other settings"):
         train(tmp_path / "run", _cfg(lr=1e-3), _data(), TrainOptions(steps=4, save_every=100))
+
+
+def test_lr_schedule_warms_up_holds_and_cools_down_to_zero():
+    cfg = ckpt.TrainConfig(lr=1.0, warmup_steps=10, cooldown_steps=20)
+    lrs = [lr_at(s, cfg, total_steps=100) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == lrs[50] == lrs[80] == 1.0
+    assert lrs[90] == pytest.approx(0.5) and lrs[99] == pytest.approx(1 / 20)
+    assert all(a >= b for a, b in zip(lrs[10:-1], lrs[11:], strict=True))
+    assert lr_at(50, ckpt.TrainConfig(lr=1.0, warmup_steps=10), total_steps=100) == 1.0  # no cooldown: constant
+
+
+def test_cooldown_can_start_when_resuming_and_is_recorded(tmp_path):
+    run = tmp_path / "run"
+    train(run, _cfg(), _data(), TrainOptions(steps=10, save_every=100))
+    train(run, _cfg(cooldown=10), _data(), TrainOptions(steps=20, save_every=100))  # a stable run, cooled down
+    state = ckpt.load_train_state(run)
+    assert state["step"] == 20 and state["config"]["train"]["cooldown_steps"] == 10
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2e-3 / 10)  # the last step's lr
 
 
 def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):

@@ -52,6 +52,12 @@ def train_command(
     lr: float | None = typer.Option(
         None, "--lr", help="AdamW learning rate (after a 200-step warmup) [default: 3e-4 for images, 1e-3 for points]"
     ),
+    cooldown: int = typer.Option(
+        0,
+        "--cooldown",
+        min=0,
+        help="Decay the learning rate linearly to 0 over the last N of --steps (can be started when resuming)",
+    ),
     model_size: str | None = typer.Option(
         None, "--model-size", help=f"UNet size (image domains): {', '.join(UNET_SIZES)} [default: small]"
     ),
@@ -86,6 +92,8 @@ def train_command(
     lr = defaults["lr"] if lr is None else lr
     if not lr > 0:
         raise DDIBError(f"--lr must be positive, got {lr}")
+    if cooldown > steps:
+        raise DDIBError(f"--cooldown {cooldown} is longer than the run (--steps {steps})")
     info, dev = distributed.setup(resolve_device(device))
     run_dir = models_dir_or_default(models_dir) / domain
     if points:
@@ -109,14 +117,15 @@ def train_command(
     run_cfg = ckpt.RunConfig(
         model=model_cfg,
         diffusion=DiffusionConfig(),
-        train=ckpt.TrainConfig(batch_size=batch_size, lr=lr, seed=seed),
+        train=ckpt.TrainConfig(batch_size=batch_size, lr=lr, cooldown_steps=cooldown, seed=seed),
         domain=source.to_dict(),
     )
     procs = f", {info.world_size} processes × {batch_size // max(1, info.world_size)}" if info.enabled else ""
+    cool = f" (cooldown over the last {cooldown})" if cooldown else ""
     if info.is_main:
         console.print(
             f"training [bold]{domain}[/] ({source.describe()}, {len(data_tensor)} {what}) → {run_dir}  "
-            f"{model_desc}, batch {batch_size}{procs}, lr {lr:g}, {steps} steps, device {dev}"
+            f"{model_desc}, batch {batch_size}{procs}, lr {lr:g}{cool}, {steps} steps, device {dev}"
         )
     opts = TrainOptions(
         steps=steps, device=dev, sample_every=sample_every, save_every=save_every, bf16=bf16, compile=compile,
