@@ -102,8 +102,10 @@ def test_likelihood_reports_bits_per_dim_under_each_model(tmp_path, tiny_models)
         for rec in rep["results"]:
             (red_bpd, red_err), (blue_bpd, _) = rec["reds"], rec["blues"]
             assert 0 < red_bpd < blue_bpd and red_err > 0  # a red blob is likelier under the reds model
-    bad = run_cli("likelihood", str(red), "--models-dir", str(tiny_models), "--method", "guess")
-    assert bad.returncode != 0 and "unknown likelihood method" in bad.stderr and "Traceback" not in bad.stderr
+    for method in ("guess", "band"):  # band ranks models but is not a likelihood
+        bad = run_cli("likelihood", str(red), "--models-dir", str(tiny_models), "--method", method)
+        assert bad.returncode != 0 and f"unknown method '{method}'; choose from elbo, ode" in bad.stderr
+        assert "Traceback" not in bad.stderr
 
 
 @needs_mnist

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from ddib.elbo import draw, elbo
@@ -42,6 +43,30 @@ def test_a_worse_model_gets_a_lower_bound_on_average():
     good = elbo(gaussian_model(mean, std), x, 16, sample).log_p.mean()
     wrong_scale = elbo(gaussian_model(mean, 1.0), x, 16, sample).log_p.mean()
     assert good > wrong_scale
+
+
+def test_a_band_over_the_whole_range_is_the_elbo_without_its_constants():
+    model = gaussian_model(torch.zeros(4), 0.5)
+    x = 0.5 * torch.randn(8, 4, generator=torch.Generator().manual_seed(6))
+    sample = draw(x, 8, torch.Generator().manual_seed(7))
+    sched = model.schedule
+    whole = (-2 * math.log(sched.sigma_max), -2 * math.log(sched.sigma_min))
+    full, band = elbo(model, x, 8, sample), elbo(model, x, 8, sample, band=whole)
+    diff = full.per_draw - band.per_draw  # the prior and reconstruction terms: the same at every level
+    assert torch.allclose(diff, diff[:, :1].expand_as(diff), atol=1e-4) and diff.abs().min() > 1
+    assert torch.allclose(full.stderr, band.stderr)
+    narrow = elbo(model, x, 8, sample, band=(-2.0, 2.0))
+    assert (narrow.log_p.abs() < band.log_p.abs()).all()  # a part of the integral: each term is non-negative
+    with pytest.raises(ValueError, match="log-SNR range"):
+        elbo(model, x, 8, sample, band=(-50.0, 0.0))
+
+
+def test_the_band_ranks_the_right_gaussian_with_shared_noise():
+    near, far = gaussian_model(torch.zeros(4), 0.5), gaussian_model(torch.full((4,), 1.5), 0.5)
+    x = 0.5 * torch.randn(32, 4, generator=torch.Generator().manual_seed(2))
+    sample = draw(x, 16, torch.Generator().manual_seed(3))
+    right = elbo(near, x, 16, sample, band=(-2.0, 2.0)).log_p > elbo(far, x, 16, sample, band=(-2.0, 2.0)).log_p
+    assert right.float().mean() >= 0.9
 
 
 def test_one_random_draw_is_never_decisive_but_an_exact_one_is():

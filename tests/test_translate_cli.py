@@ -133,7 +133,7 @@ def test_source_is_inferred_by_likelihood_and_refused_when_undecided(tmp_path, t
     r = run_cli("translate", str(red), "--to", "bluecopy", "--models-dir", m, "--steps", "1", "--out-dir",
                 str(tmp_path / "o"))  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "--from inferred from 3 input(s) by elbo bits/dim: reds" in r.stdout and "using reds (margin" in r.stdout
+    assert "--from inferred from 3 input(s) by band bits/dim: reds" in r.stdout and "using reds (margin" in r.stdout
     ode = run_cli("classify", str(red), "--models-dir", m, "--domain", "reds", "--domain", "blues", "--method", "ode",
                   "--probes", "2")  # fmt: skip
     assert ode.returncode == 0, ode.stderr

@@ -12,6 +12,7 @@ from .. import bench, ode
 from ..atomic import atomic_write
 from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS
+from ..domain_inference import BAND, METHODS
 from ..errors import DDIBError
 from ..evaluate import held_out_digits
 from ..images import expand_inputs, load_image, save_png, to_unit_range
@@ -206,9 +207,9 @@ def bench_identify_command(
     domains: str = typer.Option("fives,sevens", "--domains", help="Comma-separated digit domains to tell apart"),
     n: int = typer.Option(50, "-n", "--num", min=1, help="Held-out test images per domain"),
     settings: str = typer.Option(
-        "elbo:4,elbo:16,elbo:64,ode:1",
+        "band:4,band:16,elbo:4,elbo:16,elbo:64,ode:1",
         "--settings",
-        help="method:levels (elbo) or method:probes (ode), comma-separated",
+        help="method:levels (band, elbo) or method:probes (ode), comma-separated",
     ),
     tol: float = typer.Option(1e-3, "--tol", help="dopri5 rtol = atol of the ODE likelihood"),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
@@ -227,9 +228,9 @@ def bench_identify_command(
     parsed = []
     for item in settings.split(","):
         method, _, count = item.strip().partition(":")
-        if method not in ("elbo", "ode") or not count.isdigit() or int(count) < 1:
-            raise DDIBError(f"bad setting {item!r}: use elbo:LEVELS or ode:PROBES")
-        key = "levels" if method == "elbo" else "probes"
+        if method not in METHODS or not count.isdigit() or int(count) < 1:
+            raise DDIBError(f"bad setting {item!r}: use band:LEVELS, elbo:LEVELS or ode:PROBES")
+        key = "probes" if method == "ode" else "levels"
         extra = {"rtol": tol, "atol": tol} if method == "ode" else {}
         parsed.append((method, {key: int(count), **extra}))
     dev = resolve_device(device)
@@ -251,8 +252,10 @@ def bench_identify_command(
         f"Source-domain identification among {', '.join(names)}: {n} held-out MNIST test images per domain "
         f"(coloured, seed 0), ranked by bits/dim under each model; {_device_name(dev)}, "
         f"{torch.get_num_threads()} threads. ODE: dopri5 at tol {tol:g}, each NFE carries one vector-Jacobian "
-        "product per probe. Undecided: margin within 2 paired standard errors (still counted by its best guess). "
-        "bits_per_dim: each domain's own images under its own model."
+        "product per probe. band: the ELBO's integrand over log-SNR "
+        f"[{BAND[0]:g}, {BAND[1]:g}] only (its bits/dim are of that part, not a likelihood). Undecided: margin "
+        "within 2 paired standard errors (still counted by its best guess). bits_per_dim: each domain's own "
+        "images under its own model."
     )
     write_tables(out_dir, f"identify-{dev.type}", rows, header)
     parts = [f"{header}\n"]

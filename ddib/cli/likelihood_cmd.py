@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from ..atomic import atomic_write
-from ..domain_inference import check_method, rank, score_images
+from ..domain_inference import LIKELIHOODS, check_method, rank, score_images
 from ..errors import DDIBError
 from ..images import expand_inputs, load_image
 from ..registry import available_models, load_domain_model
@@ -74,6 +74,7 @@ def likelihood_command(
     models_dir: Optional[str] = ModelsDirOpt,
 ) -> None:
     """Bits/dim of each image under each domain model (probability-flow ODE, dequantised 8-bit data)."""
+    check_method(method, LIKELIHOODS)
     files, models, batches, seconds = _score(
         inputs, domains, probes, tol, seed, batch_size, device, models_dir, method, levels
     )
