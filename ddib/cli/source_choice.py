@@ -50,7 +50,7 @@ def choose_source(target, source, target_model, target_kind, inputs, models_dir,
     scores = score_images(models, u8, probes=probes, rtol=1e-4, atol=1e-4, device=dev, method=method, levels=levels)
     r = rank(scores)
     ranking = " < ".join(f"{d} {bpd:.3f}" for d, bpd, _ in r.order)
-    console.print(f"--from inferred from {len(files)} input(s) by {method} bits/dim: {ranking}")  # band: of the band
+    console.print(f"--from inferred from {len(files)} input(s) by {method} bits/dim: {ranking}")
     if not r.decisive:
         raise DDIBError(f"cannot tell the source domain: {r.order[0][0]} leads {r.order[1][0]} by {r.margin:.4f} ± "
                         f"{r.margin_stderr:.4f} bits/dim, within 2 standard errors; name it with --from")  # fmt: skip
