@@ -63,7 +63,8 @@ def bench_identify(
                     undecided += not r.decisive
                     total += 1
         seconds = time.perf_counter() - t0
-        setting = ", ".join(f"{k} {v:g}" for k, v in kwargs.items())
+        setting = ", ".join(f"{k} [{v[0]:g}, {v[1]:g}]" if isinstance(v, tuple) else f"{k} {v:g}"
+                            for k, v in kwargs.items())  # fmt: skip
         means = {d: {m: sum(v) / len(v) for m, v in row.items()} for d, row in bits.items()}
         bpd = "; ".join(f"{d} {means[d][d]:.3f}" for d in images if d in models)
         row = IdentifyRow(method, setting, total // len(images), right / total, undecided / total,

@@ -57,6 +57,7 @@ def score_images(
     device: torch.device | str = "cpu",
     method: str = "ode",
     levels: int = 16,
+    band: tuple[float, float] = BAND,
 ) -> list[DomainScore]:
     """Bits/dim of 8-bit images under each model (for "band": of the band's part of the ELBO, no dequantisation
     offset); the same dequantisation and random draws for every model."""
@@ -69,7 +70,7 @@ def score_images(
             gen = torch.Generator().manual_seed(seed)
             res = log_likelihood(model, x, probes=probes, rtol=rtol, atol=atol, generator=gen)
         else:
-            res = elbo(model, x, levels, shared, band=BAND if method == "band" else None)
+            res = elbo(model, x, levels, shared, band=band if method == "band" else None)
         bins = None if method == "band" else DEQUANT_BIN
         scores.append(DomainScore(name, res.bits_per_dim_draws(bins).cpu(), res.nfe))  # images: estimated
     return scores

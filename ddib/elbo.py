@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .diffusion import Diffusion
+from .errors import DDIBError
 from .likelihood import LOG_2PI, LikelihoodResult
 
 
@@ -54,7 +55,7 @@ def elbo(model: Diffusion, x: torch.Tensor, levels: int = 8, sample: ELBODraw | 
     lam_lo, lam_hi = -2 * math.log(sched.sigma_max), -2 * math.log(sched.sigma_min)
     if band is not None:
         if not lam_lo <= band[0] < band[1] <= lam_hi:
-            raise ValueError(f"band {band} must lie inside the schedule's log-SNR range [{lam_lo:.2f}, {lam_hi:.2f}]")
+            raise DDIBError(f"band {band} must lie inside the schedule's log-SNR range [{lam_lo:.2f}, {lam_hi:.2f}]")
         lam_lo, lam_hi = band
     flat = x.reshape(b, -1).double()
     terms = []

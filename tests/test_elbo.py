@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ddib.elbo import draw, elbo
+from ddib.errors import DDIBError
 
 from .problems import gaussian_model
 
@@ -57,7 +58,7 @@ def test_a_band_over_the_whole_range_is_the_elbo_without_its_constants():
     assert torch.allclose(full.stderr, band.stderr)
     narrow = elbo(model, x, 8, sample, band=(-2.0, 2.0))
     assert (narrow.log_p.abs() < band.log_p.abs()).all()  # a part of the integral: each term is non-negative
-    with pytest.raises(ValueError, match="log-SNR range"):
+    with pytest.raises(DDIBError, match="log-SNR range"):
         elbo(model, x, 8, sample, band=(-50.0, 0.0))
 
 
@@ -104,3 +105,16 @@ def test_bench_identify_confusion_and_bits_matrices(tiny_models, tmp_path):
     assert f"reds {bits['reds']['reds']:.3f}" in row.bits_per_dim
     md = matrix_markdown(confusion, "images", "d")
     assert md.splitlines()[0] == "| images | reds | blues |" and md.splitlines()[2].startswith("| reds | ")
+
+
+def test_bench_identify_settings_parse_bands_and_refuse_bad_ones():
+    from ddib.cli.bench_cmd import _identify_setting
+    from ddib.domain_inference import BAND
+
+    assert _identify_setting("band:16", 1e-3) == ("band", {"levels": 16, "band": BAND})
+    assert _identify_setting("band:4:-4:4.5", 1e-3) == ("band", {"levels": 4, "band": (-4.0, 4.5)})
+    assert _identify_setting("elbo:8", 1e-3) == ("elbo", {"levels": 8})
+    assert _identify_setting("ode:2", 1e-2) == ("ode", {"probes": 2, "rtol": 1e-2, "atol": 1e-2})
+    for bad in ("band:0", "band:4:2:-2", "band:4:1", "elbo:4:-1:1", "ode", "guess:4", "band:x"):
+        with pytest.raises(DDIBError, match="bad setting"):
+            _identify_setting(bad, 1e-3)

@@ -12,7 +12,7 @@ from .. import bench, ode
 from ..atomic import atomic_write
 from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS
-from ..domain_inference import BAND, METHODS
+from ..domain_inference import BAND
 from ..errors import DDIBError
 from ..evaluate import held_out_digits
 from ..images import expand_inputs, load_image, save_png, to_unit_range
@@ -209,7 +209,8 @@ def bench_identify_command(
     settings: str = typer.Option(
         "band:4,band:16,elbo:4,elbo:16,elbo:64,ode:1",
         "--settings",
-        help="method:levels (band, elbo) or method:probes (ode), comma-separated",
+        help="method:levels (band, elbo) or method:probes (ode), comma-separated; band:LEVELS:LO:HI sets the "
+        "log-SNR band",
     ),
     tol: float = typer.Option(1e-3, "--tol", help="dopri5 rtol = atol of the ODE likelihood"),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
@@ -227,12 +228,7 @@ def bench_identify_command(
         raise DDIBError(f"--domains needs two or more digit domains ({', '.join(DIGIT_DOMAINS)})")
     parsed = []
     for item in settings.split(","):
-        method, _, count = item.strip().partition(":")
-        if method not in METHODS or not count.isdigit() or int(count) < 1:
-            raise DDIBError(f"bad setting {item!r}: use band:LEVELS, elbo:LEVELS or ode:PROBES")
-        key = "probes" if method == "ode" else "levels"
-        extra = {"rtol": tol, "atol": tol} if method == "ode" else {}
-        parsed.append((method, {key: int(count), **extra}))
+        parsed.append(_identify_setting(item.strip(), tol))
     dev = resolve_device(device)
     models = {d: load_domain_model(d, models_dir, dev)[0] for d in names}
     images = {}
@@ -267,6 +263,24 @@ def bench_identify_command(
     text = "\n".join(parts)
     atomic_write(out_dir / f"identify-matrices-{dev.type}.md", lambda f: f.write(text.encode()))
     console.print(f"confusion and bits/dim matrices: {out_dir / f'identify-matrices-{dev.type}.md'}")
+
+
+def _identify_setting(item: str, tol: float) -> tuple[str, dict]:
+    """ "band:16" / "band:16:-4:4" (log-SNR band) / "elbo:16" / "ode:1" → (method, score_images kwargs)."""
+    method, *fields = item.split(":")
+    arity = {"band": (1, 3), "elbo": (1,), "ode": (1,)}
+    try:
+        if method not in arity or len(fields) not in arity[method]:
+            raise ValueError
+        count = int(fields[0])
+        band = (float(fields[1]), float(fields[2])) if len(fields) == 3 else BAND
+        if count < 1 or not band[0] < band[1]:
+            raise ValueError
+    except ValueError:
+        raise DDIBError(f"bad setting {item!r}: use band:LEVELS[:LO:HI], elbo:LEVELS or ode:PROBES") from None
+    if method == "ode":
+        return method, {"probes": count, "rtol": tol, "atol": tol}
+    return method, {"levels": count, **({"band": band} if method == "band" else {})}
 
 
 def _int_list(text: str, option: str) -> list[int]:
