@@ -248,8 +248,8 @@ def bench_identify_command(
         f"Source-domain identification among {', '.join(names)}: {n} held-out MNIST test images per domain "
         f"(coloured, seed 0), ranked by bits/dim under each model; {_device_name(dev)}, "
         f"{torch.get_num_threads()} threads. ODE: dopri5 at tol {tol:g}, each NFE carries one vector-Jacobian "
-        "product per probe. band: the ELBO's integrand over log-SNR "
-        f"[{BAND[0]:g}, {BAND[1]:g}] only (its bits/dim are of that part, not a likelihood). Undecided: margin "
+        "product per probe. band: the ELBO's integrand over a log-SNR band only (default "
+        f"[{BAND[0]:g}, {BAND[1]:g}]; its bits/dim are of that part, not a likelihood). Undecided: margin "
         "within 2 paired standard errors (still counted by its best guess). bits_per_dim: each domain's own "
         "images under its own model."
     )
