@@ -51,9 +51,12 @@ class RunConfig:
     diffusion: DiffusionConfig
     train: TrainConfig
     domain: dict[str, Any]
+    # Provenance of a warm start (`ddib train --init-from`): the model the weights started from. Not a setting:
+    # resuming does not compare it.
+    init: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "domain": dict(self.domain),
@@ -61,6 +64,9 @@ class RunConfig:
             "diffusion": dataclasses.asdict(self.diffusion),
             "train": dataclasses.asdict(self.train),
         }
+        if self.init is not None:
+            d["init"] = dict(self.init)
+        return d
 
     @staticmethod
     def from_dict(d: dict[str, Any], where: str = "config") -> RunConfig:
@@ -76,6 +82,7 @@ class RunConfig:
                 diffusion=DiffusionConfig(**d["diffusion"]),
                 train=TrainConfig(**d["train"]),
                 domain=dict(d["domain"]),
+                init=dict(d["init"]) if d.get("init") is not None else None,
             )
         except (KeyError, TypeError) as exc:
             raise DDIBError(f"{where} is incompatible with this ddib: {exc}") from None

@@ -1,4 +1,4 @@
-"""The training loop: ε-prediction MSE, AdamW with warmup, gradient clipping, EMA, atomic resumable checkpoints.
+"""The training loop: ε- or v-prediction MSE, AdamW with warmup, gradient clipping, EMA, atomic resumable checkpoints.
 
 The loop never prints; it reports through a callback so the CLI decides how to show progress.
 Determinism: the data order of step k comes from torch's DistributedSampler seeded by (seed, epoch), and
@@ -119,8 +119,12 @@ def train(
     data: torch.Tensor,
     opts: TrainOptions,
     callback: Callable[[Progress], None] | None = None,
+    init_weights: dict[str, torch.Tensor] | None = None,
 ) -> Diffusion:
-    """Train (or resume) the model of `run_dir` up to opts.steps; returns the EMA model."""
+    """Train (or resume) the model of `run_dir` up to opts.steps; returns the EMA model.
+
+    `init_weights` (a warm start) set the network and its EMA of a new run; a run that resumes ignores them.
+    """
     callback = callback or (lambda p: None)
     run_dir = Path(run_dir)
     device = opts.device
@@ -153,6 +157,7 @@ def train(
     if state is not None:
         saved = ckpt.RunConfig.from_dict(state["config"], str(run_dir / ckpt.STATE_FILE))
         check_resumable(saved, run_cfg, run_dir)
+        run_cfg = dataclasses.replace(run_cfg, init=saved.init)  # a warm start's provenance outlives resumes
         net.load_state_dict(state["net"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -160,6 +165,12 @@ def train(
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"], device)
+    elif init_weights is not None:
+        try:
+            net.load_state_dict({k: v.float() for k, v in init_weights.items()}, strict=True)
+        except RuntimeError:
+            raise DDIBError("the --init-from weights do not match this run's network") from None
+        ema.load_state_dict(net.state_dict())
 
     stream = DataStream(len(data), per_rank_batch, tcfg.seed, opts.rank, opts.world_size)
     forward = torch.compile(model.loss) if opts.compile else model.loss

@@ -62,3 +62,20 @@ def correlated_gaussian(mean: torch.Tensor, cov: torch.Tensor) -> Diffusion:
     model = Diffusion(nn.Identity())
     model.net = CorrelatedGaussianEps(mean, cov, model.schedule)
     return model
+
+
+class GaussianV(GaussianEps):
+    """Exact v = α·ε − σ·x_0 = (ε − σ·x_t)/α for the same Gaussian data."""
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        alpha, sigma = self.schedule.alpha_sigma(t.to(x.dtype))
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        alpha, sigma = alpha.reshape(shape), sigma.reshape(shape)
+        return (super().forward(x, t) - sigma * x) / alpha
+
+
+def gaussian_v_model(mean: torch.Tensor, std: float) -> Diffusion:
+    """A v-parameterised Diffusion whose network is the exact v of N(mean, std² I)."""
+    model = Diffusion(nn.Identity(), DiffusionConfig(prediction="v"))
+    model.net = GaussianV(mean, std, model.schedule)
+    return model

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from .conftest import make_blob_images, run_cli
@@ -180,3 +181,36 @@ def test_corrupt_checkpoint_is_one_line(tmp_path, tiny_models):
     (broken / "reds" / "config.json").write_text("{")
     r = run_cli("sample", "--domain", "reds", "--models-dir", str(broken), "--out", str(tmp_path / "o.png"))
     _one_line_error(r, "not valid JSON")
+
+
+def test_warm_start_from_a_model_of_the_same_domain(tmp_path, tiny_models):
+    import safetensors.torch
+
+    data = tiny_models.parent / "reds"  # the folder the fixture trained `reds` on: the same domain
+    common = ["train", "--domain", "reds", "--data", str(data), "--model-size", "tiny", "--image-size", "16",
+              "--batch-size", "8", "--lr", "1e-12", "--sample-every", "0"]  # fmt: skip
+    models = tmp_path / "m"
+    r = run_cli(*common, "--models-dir", str(models), "--steps", "1", "--prediction", "v",
+                "--init-from", str(tiny_models / "reds"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "v-prediction, warm start from" in r.stdout
+    cfg = json.loads((models / "reds" / "config.json").read_text())
+    assert cfg["diffusion"]["prediction"] == "v" and cfg["init"]["path"] == str(tiny_models / "reds")
+    assert cfg["init"]["prediction"] == "eps" and cfg["init"]["trained_steps"] == "30"
+    start = safetensors.torch.load_file(str(tiny_models / "reds" / "model.safetensors"))
+    after = safetensors.torch.load_file(str(models / "reds" / "model.safetensors"))
+    assert all(torch.allclose(start[k], after[k], atol=1e-6) for k in start)  # lr ≈ 0: still the init weights
+
+    r = run_cli(*common, "--models-dir", str(models), "--steps", "2")  # resumes as v, keeps the provenance
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((models / "reds" / "config.json").read_text())
+    assert cfg["trained_steps"] == 2 and cfg["diffusion"]["prediction"] == "v" and cfg["init"]["trained_steps"] == "30"
+
+    other = run_cli(*common, "--models-dir", str(tmp_path / "m2"), "--steps", "1",
+                    "--init-from", str(tiny_models / "blues"))  # fmt: skip
+    _one_line_error(other, "is a model of blues, not of reds")
+    bigger = run_cli(*common, "--models-dir", str(tmp_path / "m3"), "--steps", "1", "--model-size", "small",
+                     "--init-from", str(tiny_models / "reds"))  # fmt: skip
+    _one_line_error(bigger, "has another network")
+    _one_line_error(run_cli(*common, "--models-dir", str(tmp_path / "m4"), "--prediction", "x0"), "unknown prediction")
+    assert not (tmp_path / "m2").exists() and not (tmp_path / "m3").exists()

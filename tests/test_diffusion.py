@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from ddib.diffusion import CosineSchedule, Diffusion, DiffusionConfig
@@ -25,3 +26,44 @@ def test_loss_is_finite_and_reproducible():
     b = model.loss(x, torch.Generator().manual_seed(1))
     assert torch.isfinite(a) and a.item() == b.item()
     assert abs(a.item() - 1.0) < 0.1  # zero-initialised head: ε̂ = 0, so the loss is E[ε²] ≈ 1
+
+
+def test_v_parameterisation_hands_out_the_exact_eps():
+    from tests.problems import gaussian_model, gaussian_v_model
+
+    mean, std = torch.full((3, 4, 4), 0.3, dtype=torch.float64), 0.5
+    eps_model, v_model = gaussian_model(mean, std), gaussian_v_model(mean, std)
+    x = torch.randn(5, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for t in (0.0, 0.3, 0.9, 1.0):  # up to σ̄ = 80, where v and ε differ most
+        assert torch.allclose(v_model.eps(x, t), eps_model.eps(x, t), rtol=1e-9, atol=1e-9)
+
+
+class _Recorder(torch.nn.Module):
+    """Returns zeros and keeps its inputs, so the loss is the mean square of the target."""
+
+    def forward(self, x, t):
+        self.x_t, self.t = x.clone(), t.clone()
+        return torch.zeros_like(x)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_loss_target_is_eps_or_v(prediction):
+    net = _Recorder()
+    model = Diffusion(net, DiffusionConfig(prediction=prediction))
+    x0 = torch.rand(6, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    loss = model.loss(x0, torch.Generator().manual_seed(3))
+    alpha, sigma = (a.reshape(-1, 1, 1, 1) for a in model.schedule.alpha_sigma(net.t))
+    eps = (net.x_t - alpha * x0) / sigma
+    target = eps if prediction == "eps" else alpha * eps - sigma * x0
+    assert loss.item() == pytest.approx(target.pow(2).mean().item(), rel=1e-6)
+
+
+def test_configs_without_prediction_are_eps_models_and_unknown_ones_are_refused():
+    from ddib.checkpoint import RunConfig, TrainConfig
+    from ddib.errors import DDIBError
+
+    cfg = RunConfig(unet_config("tiny", 16), DiffusionConfig(), TrainConfig(), {"name": "x"}).to_dict()
+    del cfg["diffusion"]["prediction"]  # as written before v existed
+    assert RunConfig.from_dict(cfg).diffusion.prediction == "eps"
+    with pytest.raises(DDIBError, match="unknown prediction"):
+        DiffusionConfig(prediction="x0")

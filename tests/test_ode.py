@@ -8,7 +8,7 @@ import torch
 from ddib import ode
 from ddib.errors import DDIBError
 
-from .problems import gaussian_flow, gaussian_model
+from .problems import gaussian_flow, gaussian_model, gaussian_v_model
 
 MEAN = torch.linspace(-0.5, 0.5, 2 * 4 * 4, dtype=torch.float64).reshape(2, 4, 4)
 STD = 0.5
@@ -112,6 +112,16 @@ def test_translation_between_gaussians_is_the_affine_map(problem):
     y = ode.translate(model, other, x, ode.ODEOptions("dopri5", rtol=1e-8, atol=1e-8))
     z = gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)
     expected = gaussian_flow(other, z, -MEAN, 0.3, 1.0, 0.0)
+    assert (y - expected).abs().max().item() < 1e-5
+
+
+def test_a_v_model_bridges_like_the_eps_model(problem):
+    model, x = problem
+    v_model, other = gaussian_v_model(MEAN, STD), gaussian_v_model(-MEAN, 0.3)
+    opts = ode.ODEOptions()  # the default solver: the ε the solvers see is the same either way
+    assert torch.allclose(ode.encode(v_model, x, opts), ode.encode(model, x, opts), atol=1e-10)
+    y = ode.translate(v_model, other, x, ode.ODEOptions("dopri5", rtol=1e-8, atol=1e-8))
+    expected = gaussian_flow(other, gaussian_flow(model, x, MEAN, STD, 0.0, 1.0), -MEAN, 0.3, 1.0, 0.0)
     assert (y - expected).abs().max().item() < 1e-5
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import typer
 
 from .. import checkpoint as ckpt
@@ -23,6 +26,7 @@ from .progress import TrainDisplay
 IMAGE_DEFAULTS = {"steps": 10_000, "batch_size": 128, "lr": 3e-4}
 # Point domains: the paper's MLP (width 256, 3 residual blocks); large batches and a higher learning rate,
 # because a 2-D density is learnt from many cheap points (the official code used batch 30,000, lr 1e-4).
+DEFAULT_PREDICTION = "eps"
 POINT_DEFAULTS = {"steps": 12_000, "batch_size": 1024, "lr": 1e-3, "width": 256, "blocks": 3}
 
 
@@ -57,6 +61,18 @@ def train_command(
         "--cooldown",
         min=0,
         help="Decay the learning rate linearly to 0 over the last N of --steps (can be started when resuming)",
+    ),
+    prediction: str | None = typer.Option(
+        None,
+        "--prediction",
+        help="What the network predicts: v (= αε − σx₀, bounded x̂₀ at high noise) or eps "
+        f"[default: {DEFAULT_PREDICTION} for a new run, the saved one when resuming]",
+    ),
+    init_from: str | None = typer.Option(
+        None,
+        "--init-from",
+        help="Warm start a new run from this model directory's weights (same domain and network; e.g. to "
+        "fine-tune an eps model into a v model)",
     ),
     model_size: str | None = typer.Option(
         None, "--model-size", help=f"UNet size (image domains): {', '.join(UNET_SIZES)} [default: small]"
@@ -116,16 +132,21 @@ def train_command(
         what = "images"
     run_cfg = ckpt.RunConfig(
         model=model_cfg,
-        diffusion=DiffusionConfig(),
+        diffusion=DiffusionConfig(prediction=prediction or saved_prediction(run_dir)),
         train=ckpt.TrainConfig(batch_size=batch_size, lr=lr, cooldown_steps=cooldown, seed=seed),
         domain=source.to_dict(),
     )
+    init_weights = None
+    if init_from is not None and not (run_dir / ckpt.STATE_FILE).exists():
+        run_cfg, init_weights = warm_start(run_cfg, init_from)
     procs = f", {info.world_size} processes × {batch_size // max(1, info.world_size)}" if info.enabled else ""
     cool = f" (cooldown over the last {cooldown})" if cooldown else ""
+    start = f", warm start from {init_from}" if init_weights is not None else ""
     if info.is_main:
         console.print(
             f"training [bold]{domain}[/] ({source.describe()}, {len(data_tensor)} {what}) → {run_dir}  "
-            f"{model_desc}, batch {batch_size}{procs}, lr {lr:g}{cool}, {steps} steps, device {dev}"
+            f"{model_desc} ({run_cfg.diffusion.prediction}-prediction{start}), batch {batch_size}{procs}, "
+            f"lr {lr:g}{cool}, {steps} steps, device {dev}"
         )
     opts = TrainOptions(
         steps=steps, device=dev, sample_every=sample_every, save_every=save_every, bf16=bf16, compile=compile,
@@ -134,8 +155,33 @@ def train_command(
     )  # fmt: skip
     try:
         with TrainDisplay(steps, log_every, enabled=info.is_main, unit="pts" if points else "img") as display:
-            train(run_dir, run_cfg, data_tensor, opts, display)
+            train(run_dir, run_cfg, data_tensor, opts, display, init_weights)
     finally:
         distributed.teardown(info)
     if info.is_main:
         console.print(f"done: {run_dir} (step {steps})")
+
+
+def warm_start(run_cfg: ckpt.RunConfig, init_from: str) -> tuple[ckpt.RunConfig, dict]:
+    """The new run's config, recording where it started, and the starting weights; same domain and network only."""
+    model, init_cfg, metadata = ckpt.load_model(Path(init_from))
+    if init_cfg.domain != run_cfg.domain:
+        # A model of another domain would carry that domain's data into this one: the two DDIB models must
+        # never see each other's data.
+        raise DDIBError(
+            f"--init-from {init_from} is a model of {init_cfg.domain.get('name')}, not of {run_cfg.domain['name']}"
+        )
+    if init_cfg.model != run_cfg.model:
+        raise DDIBError(f"--init-from {init_from} has another network ({init_cfg.model}); use the same --model-size")
+    init = {
+        "path": str(init_from),
+        "prediction": init_cfg.diffusion.prediction,
+        "trained_steps": metadata.get("step"),
+    }
+    return dataclasses.replace(run_cfg, init=init), model.net.state_dict()
+
+
+def saved_prediction(run_dir: Path) -> str:
+    """The parameterisation a run was started with (so resuming needs no --prediction), else the default."""
+    config = run_dir / ckpt.CONFIG_FILE
+    return ckpt.read_config(run_dir)[0].diffusion.prediction if config.exists() else DEFAULT_PREDICTION
