@@ -112,11 +112,7 @@ class Diffusion(nn.Module):
         t = torch.remainder(u + torch.arange(b, device=x0.device, dtype=x0.dtype) / b, 1.0)
         t = t[torch.randperm(b, generator=generator, device=x0.device)]
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        alpha, sigma = self.schedule.alpha_sigma(t)
-        x_t = append_dims(alpha, x0.ndim) * x0 + append_dims(sigma, x0.ndim) * noise
-        out = self.net(x_t, t)
-        if self.config.prediction == "eps":
-            target = noise
-        else:
-            target = append_dims(alpha, x0.ndim) * noise - append_dims(sigma, x0.ndim) * x0
+        alpha, sigma = (append_dims(c, x0.ndim) for c in self.schedule.alpha_sigma(t))
+        out = self.net(alpha * x0 + sigma * noise, t)
+        target = noise if self.config.prediction == "eps" else alpha * noise - sigma * x0
         return torch.mean((out.float() - target.float()) ** 2)
