@@ -24,6 +24,7 @@ dx̄/dσ̄ = ε̂(x̄·α, t(σ̄)) (see `ode.py`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 from .errors import DDIBError
+from .symmetry import check_symmetry, group_average
 from .utils import append_dims
 
 PREDICTIONS = ("eps", "v")
@@ -44,12 +46,14 @@ class DiffusionConfig:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     prediction: str = "eps"  # configs written before v existed have no key and were ε-models
+    symmetry: str = "none"  # channel permutations ε̂ is averaged over (symmetry.py); older configs: none
 
     def __post_init__(self):
         if self.schedule != "cosine":
             raise DDIBError(f"unknown noise schedule {self.schedule!r}; only 'cosine' is implemented")
         if self.prediction not in PREDICTIONS:
             raise DDIBError(f"unknown prediction {self.prediction!r}; use one of {', '.join(PREDICTIONS)}")
+        check_symmetry(self.symmetry)
         if not 0 < self.sigma_min < self.sigma_max:
             raise DDIBError("noise schedule needs 0 < sigma_min < sigma_max")
 
@@ -86,14 +90,26 @@ class Diffusion(nn.Module):
         self.net = net
         self.config = cfg or DiffusionConfig()
         self.schedule = CosineSchedule(self.config)
+        if self.config.symmetry != "none":  # (known-answer tests build a Diffusion before they set its net)
+            check_symmetry(self.config.symmetry, self.data_shape)
+
+    def use_symmetry(self, name: str) -> Diffusion:
+        """Average ε̂ over another channel-permutation group (an inference choice; the weights stay as they are)."""
+        check_symmetry(name, self.data_shape)
+        self.config = dataclasses.replace(self.config, symmetry=name)
+        return self
 
     @property
     def data_shape(self) -> tuple[int, ...]:
         return self.net.config.data_shape
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """ε̂(x_t, t); t is a scalar or a (B,) tensor."""
+        """ε̂(x_t, t), averaged over the config's channel-permutation group; t is a scalar or a (B,) tensor."""
         t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[0])
+        return group_average(self._network_eps, x_t, t, self.config.symmetry)
+
+    def _network_eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network's own ε̂ (from its ε or v output)."""
         out = self.net(x_t, t).to(x_t.dtype)
         if self.config.prediction == "eps":
             return out

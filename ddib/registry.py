@@ -59,10 +59,13 @@ def find_model(domain: str, models_dir: str | Path | None = None) -> ModelLocati
 
 
 def load_domain_model(
-    domain: str, models_dir: str | Path | None = None, device: torch.device | str = "cpu"
+    domain: str, models_dir: str | Path | None = None, device: torch.device | str = "cpu", symmetry: str = "auto"
 ) -> tuple[Diffusion, ckpt.RunConfig, ModelLocation]:
+    """A domain's model; `symmetry` other than "auto" (the saved config's) overrides its group averaging."""
     loc = find_model(domain, models_dir)
     model, cfg, _ = ckpt.load_model(loc.path, device)
+    if symmetry != "auto":
+        model.use_symmetry(symmetry)
     return model, cfg, loc
 
 

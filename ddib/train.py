@@ -238,11 +238,12 @@ def barrier(world_size: int) -> None:
         dist.barrier()
 
 
-RESCHEDULABLE = {"cooldown_steps"}
+# Settings a run may change when resuming: the cooldown, and the inference-only symmetry (the loss uses the raw net).
+RESCHEDULABLE = {"cooldown_steps", "symmetry"}
 
 
 def check_resumable(saved: ckpt.RunConfig, requested: ckpt.RunConfig, run_dir: Path) -> None:
-    """A run resumes only with the settings it started with; the cooldown may be started (or changed) later."""
+    """A run resumes only with the settings it started with; the cooldown and symmetry may change later."""
     diffs = []
     for section in ("model", "diffusion", "train"):
         a, b = dataclasses.asdict(getattr(saved, section)), dataclasses.asdict(getattr(requested, section))

@@ -214,3 +214,29 @@ def test_warm_start_from_a_model_of_the_same_domain(tmp_path, tiny_models):
     _one_line_error(bigger, "has another network")
     _one_line_error(run_cli(*common, "--models-dir", str(tmp_path / "m4"), "--prediction", "x0"), "unknown prediction")
     assert not (tmp_path / "m2").exists() and not (tmp_path / "m3").exists()
+
+
+def test_symmetry_is_saved_changeable_on_resume_and_checked(tmp_path, tiny_models):
+    data = tiny_models.parent / "reds"
+    common = ["train", "--domain", "reds", "--data", str(data), "--model-size", "tiny", "--image-size", "16",
+              "--batch-size", "8", "--sample-every", "0"]  # fmt: skip
+    models = tmp_path / "m"
+    r = run_cli(*common, "--models-dir", str(models), "--steps", "1")
+    assert r.returncode == 0, r.stderr
+    config = models / "reds" / "config.json"
+    assert json.loads(config.read_text())["diffusion"]["symmetry"] == "none"  # a folder: no symmetry assumed
+    r = run_cli(*common, "--models-dir", str(models), "--steps", "2", "--symmetry", "rgb-all")
+    assert r.returncode == 0, r.stderr  # inference-only: a run may take it up when resuming
+    assert json.loads(config.read_text())["diffusion"]["symmetry"] == "rgb-all"
+    r = run_cli(*common, "--models-dir", str(models), "--steps", "3")  # and keeps it
+    assert r.returncode == 0, r.stderr
+    assert json.loads(config.read_text())["diffusion"]["symmetry"] == "rgb-all"
+    r = run_cli("sample", "--domain", "reds", "-n", "2", "--steps", "2", "--models-dir", str(models),
+                "--out", str(tmp_path / "s.png"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "ε̂ averaged over rgb-all: 6 network passes per NFE" in r.stdout
+    grey = run_cli(*common, "--models-dir", str(tmp_path / "g"), "--steps", "1", "--channels", "1",
+                   "--symmetry", "rgb-cyclic")  # fmt: skip
+    _one_line_error(grey, "permutes RGB channels")
+    _one_line_error(run_cli(*common, "--models-dir", str(tmp_path / "b"), "--symmetry", "hue"), "unknown symmetry")
+    assert not (tmp_path / "g" / "reds" / "model.safetensors").exists() and not (tmp_path / "b").exists()

@@ -175,3 +175,18 @@ def test_mismatched_models_are_refused(tmp_path, tiny_models):
         run_cli("translate", str(src), "--from", "greens", "--to", "reds", "--models-dir", str(models)),
         "incompatible",
     )
+
+
+def test_symmetry_override_at_inference(tmp_path, tiny_models):
+    src = make_blob_images(tmp_path / "in", 1, (230, 30, 30), seed=3)
+    common = ["translate", str(src / "img000.png"), "--from", "reds", "--to", "blues", "--models-dir",
+              str(tiny_models), "--steps", "3"]  # fmt: skip
+    plain = run_cli(*common, "--out", str(tmp_path / "plain.png"))
+    averaged = run_cli(*common, "--out", str(tmp_path / "avg.png"), "--symmetry", "rgb-cyclic")
+    assert plain.returncode == 0 and averaged.returncode == 0, averaged.stderr
+    assert "network passes" not in plain.stdout
+    assert "12 NFE per image (ε̂ averaged over rgb-cyclic: 3 network passes per NFE)" in averaged.stdout
+    # reds and blues are not colour-symmetric domains, so averaging changes the result
+    assert Image.open(tmp_path / "plain.png").tobytes() != Image.open(tmp_path / "avg.png").tobytes()
+    _one_line_error(run_cli(*common, "--out", str(tmp_path / "x.png"), "--symmetry", "auto-ish"), "unknown symmetry")
+    assert not (tmp_path / "x.png").exists()

@@ -21,7 +21,7 @@ from ..registry import load_domain_model
 from ..speed import accelerate_for, default_speed, parse_speed
 from ..utils import resolve_device
 from .app import app, console
-from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt
+from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt, SymmetryOpt
 
 bench_app = typer.Typer(help="Benchmarks that print numbers and write results tables.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -70,13 +70,14 @@ def bench_translate_command(
     quick: bool = typer.Option(False, "--quick", help="A few settings only, looser reference (smoke test)"),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
+    symmetry: str = SymmetryOpt,
     data_dir: Optional[str] = DataDirOpt,
     out_dir: Path = OutDirOpt,
 ) -> None:
     """Solver × steps: NFE, images/s, round-trip error, distance to a converged dopri5 reference."""
     dev = resolve_device(device)
-    src, src_cfg, _ = load_domain_model(source, models_dir, dev)
-    tgt, _, _ = load_domain_model(target, models_dir, dev)
+    src, src_cfg, _ = load_domain_model(source, models_dir, dev, symmetry)
+    tgt, _, _ = load_domain_model(target, models_dir, dev, symmetry)
     src, tgt = accelerate_for(src, dev), accelerate_for(tgt, dev)  # what `ddib translate` runs
     if inputs:
         size, channels = src_cfg.model.image_size, src_cfg.model.channels
@@ -126,14 +127,15 @@ def bench_throughput_command(
     repeats: int = typer.Option(1, "--repeats", min=1),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
+    symmetry: str = SymmetryOpt,
     out_dir: Path = OutDirOpt,
 ) -> None:
     """Translation images/s at the default solver settings for several batch sizes."""
     sizes = _int_list(batch_sizes, "--batch-sizes")
     opts = ode.ODEOptions(solver=solver, steps=steps)
     dev = resolve_device(device)
-    src, _, _ = load_domain_model(source, models_dir, dev)
-    tgt, _, _ = load_domain_model(target, models_dir, dev)
+    src, _, _ = load_domain_model(source, models_dir, dev, symmetry)
+    tgt, _, _ = load_domain_model(target, models_dir, dev, symmetry)
     src, tgt = accelerate_for(src, dev), accelerate_for(tgt, dev)  # what `ddib translate` runs
     x = ode.sample(src, min(16, max(sizes)), torch.Generator().manual_seed(0), ode.ODEOptions(), device=dev)
 
@@ -163,6 +165,7 @@ def bench_speed_command(
     steps: int = StepsOpt,
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
+    symmetry: str = SymmetryOpt,
     out_dir: Path = OutDirOpt,
 ) -> None:
     """Images/s of translation and training per kernel setting (channels_last, compile, bf16) and thread count."""
@@ -171,8 +174,8 @@ def bench_speed_command(
     dev = resolve_device(device)
     counts = _int_list(threads, "--threads") if threads else sorted({1, torch.get_num_threads()})
     opts = ode.ODEOptions(solver=solver, steps=steps)
-    src, _, _ = load_domain_model(source, models_dir, dev)
-    tgt, _, _ = load_domain_model(target, models_dir, dev)
+    src, _, _ = load_domain_model(source, models_dir, dev, symmetry)
+    tgt, _, _ = load_domain_model(target, models_dir, dev, symmetry)
     x = ode.sample(src, batch_size, torch.Generator().manual_seed(0), opts, device=dev)
 
     def show(r):
@@ -216,6 +219,7 @@ def bench_identify_command(
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
+    symmetry: str = SymmetryOpt,
     data_dir: Optional[str] = DataDirOpt,
     out_dir: Path = OutDirOpt,
 ) -> None:
@@ -230,7 +234,7 @@ def bench_identify_command(
     for item in settings.split(","):
         parsed.append(_identify_setting(item.strip(), tol))
     dev = resolve_device(device)
-    models = {d: load_domain_model(d, models_dir, dev)[0] for d in names}
+    models = {d: load_domain_model(d, models_dir, dev, symmetry)[0] for d in names}
     images = {}
     for d in names:
         u8, _ = colored_mnist(data_dir_or_default(data_dir), DIGIT_DOMAINS.index(d), "test")
@@ -340,11 +344,12 @@ def bench_all_command(
     models_dir: Optional[str] = ModelsDirOpt,
     data_dir: Optional[str] = DataDirOpt,
     out_dir: Path = OutDirOpt,
+    symmetry: str = SymmetryOpt,
 ) -> None:
     """Everything: training throughput, the solver table + plot, translation throughput at batch 1/16/256."""
     bench_train_command(sizes=",".join(UNET_SIZES), batch_size=64, iters=5, device=device, out_dir=out_dir)
     bench_translate_command(source=source, target=target, n=n, inputs=None, quick=False, device=device,
-                            models_dir=models_dir, data_dir=data_dir, out_dir=out_dir)  # fmt: skip
+                            models_dir=models_dir, data_dir=data_dir, out_dir=out_dir, symmetry=symmetry)  # fmt: skip
     bench_throughput_command(source=source, target=target, batch_sizes="1,16,256", solver=ode.DEFAULT_SOLVER,
                              steps=ode.DEFAULT_STEPS, repeats=1, device=device, models_dir=models_dir,
-                             out_dir=out_dir)  # fmt: skip
+                             out_dir=out_dir, symmetry=symmetry)  # fmt: skip

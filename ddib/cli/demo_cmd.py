@@ -13,6 +13,7 @@ from .. import ode
 from ..images import labelled_grid, save_png
 from ..registry import load_domain_model
 from ..speed import accelerate_for
+from ..symmetry import describe_averaging
 from ..utils import resolve_device
 from .app import app, console
 from .options import DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt
@@ -48,6 +49,8 @@ def demo_command(
     console.print(f"sampled {n} {source}: {sample_stats.nfe} NFE per image, {t1 - t0:.1f}s")
     console.print(
         f"translated {n} {source} → {target} with {opts.describe()}: {stats.nfe} NFE per image "
-        f"({stats.per_solve[0]} encode + {stats.per_solve[1]} decode), {t2 - t1:.1f}s, {n / (t2 - t1):.1f} images/s"
+        f"({stats.per_solve[0]} encode + {stats.per_solve[1]} decode)"
+        f"{describe_averaging(src_model.config.symmetry, tgt_model.config.symmetry)}, {t2 - t1:.1f}s, "
+        f"{n / (t2 - t1):.1f} images/s"
     )
     console.print(f"figure: {out} (top row {source}, bottom row their translations to {target})")

@@ -21,7 +21,18 @@ from ..registry import load_domain_model
 from ..speed import accelerate_for
 from ..utils import resolve_device
 from .app import app, console
-from .options import AtolOpt, DataDirOpt, DeviceOpt, ModelsDirOpt, RhoOpt, RtolOpt, SolverOpt, StepsOpt, ode_options
+from .options import (
+    AtolOpt,
+    DataDirOpt,
+    DeviceOpt,
+    ModelsDirOpt,
+    RhoOpt,
+    RtolOpt,
+    SolverOpt,
+    StepsOpt,
+    SymmetryOpt,
+    ode_options,
+)
 from .progress import bar
 
 
@@ -69,6 +80,7 @@ def evaluate_command(
     grid: Optional[Path] = typer.Option(None, "--grid", help="Write a grid of the first 32 sources and outputs"),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
+    symmetry: str = SymmetryOpt,
     data_dir: Optional[str] = DataDirOpt,
 ) -> None:
     """Score a translation on held-out digits: target accuracy, hue kept, cycle consistency, FD, speed."""
@@ -78,8 +90,8 @@ def evaluate_command(
     if not inputs and source not in DIGIT_DOMAINS:
         raise DDIBError(f"--from {source} is not a digit domain: give its held-out images with --inputs")
     dev = resolve_device(device)
-    src_model, src_cfg, _ = load_domain_model(source, models_dir, dev)
-    tgt_model, _, _ = load_domain_model(target, models_dir, dev)
+    src_model, src_cfg, _ = load_domain_model(source, models_dir, dev, symmetry)
+    tgt_model, _, _ = load_domain_model(target, models_dir, dev, symmetry)
     src_model, tgt_model = accelerate_for(src_model, dev), accelerate_for(tgt_model, dev)
     data_dir = data_dir_or_default(data_dir)
     if inputs:

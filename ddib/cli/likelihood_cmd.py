@@ -18,18 +18,18 @@ from ..images import expand_inputs, load_image
 from ..registry import available_models, load_domain_model
 from ..utils import resolve_device
 from .app import app, console
-from .options import DeviceOpt, ModelsDirOpt
+from .options import DeviceOpt, ModelsDirOpt, SymmetryOpt
 from .source_choice import LevelsOpt, MethodOpt
 
 ProbesOpt = typer.Option(4, "--probes", min=1, help="Rademacher probes of the Hutchinson divergence estimate")
 TolOpt = typer.Option(1e-4, "--tol", help="rtol = atol of the dopri5 solve")
 
 
-def _load_models(domains: Optional[list[str]], models_dir, dev):
+def _load_models(domains: Optional[list[str]], models_dir, dev, symmetry: str = "auto"):
     names = domains or [m.domain for m in available_models(models_dir)]
     models = {}
     for name in names:
-        model, cfg, _ = load_domain_model(name, models_dir, dev)
+        model, cfg, _ = load_domain_model(name, models_dir, dev, symmetry)
         if cfg.model.kind == "unet":
             models[name] = model
         elif domains:
@@ -42,10 +42,11 @@ def _load_models(domains: Optional[list[str]], models_dir, dev):
     return models
 
 
-def _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, method="ode", levels=16):
+def _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, method="ode", levels=16,
+           symmetry="auto"):  # fmt: skip
     check_method(method)
     dev = resolve_device(device)
-    models = _load_models(domains, models_dir, dev)
+    models = _load_models(domains, models_dir, dev, symmetry)
     channels, size, _ = next(iter(models.values())).data_shape
     files = expand_inputs(inputs)
     scores_per_batch = []
@@ -72,11 +73,12 @@ def likelihood_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers as JSON"),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
+    symmetry: str = SymmetryOpt,
 ) -> None:
     """Bits/dim of each image under each domain model (probability-flow ODE, dequantised 8-bit data)."""
     check_method(method, LIKELIHOODS)
     files, models, batches, seconds = _score(
-        inputs, domains, probes, tol, seed, batch_size, device, models_dir, method, levels
+        inputs, domains, probes, tol, seed, batch_size, device, models_dir, method, levels, symmetry
     )
     table = Table("image", *[f"{d} bits/dim" for d in models])
     records = []
@@ -112,10 +114,11 @@ def classify_command(
     levels: int = LevelsOpt,
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
+    symmetry: str = SymmetryOpt,
 ) -> None:
     """Rank the domains by likelihood for each image; say when the margin is within the estimator's error."""
     files, models, batches, _ = _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, method,
-                                       levels)  # fmt: skip
+                                       levels, symmetry)  # fmt: skip
     for b, scores in enumerate(batches):
         for j in range(len(scores[0].bits_per_dim)):
             r = rank(scores, j)

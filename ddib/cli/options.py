@@ -26,6 +26,12 @@ ChannelsLastOpt = typer.Option(
 )
 CompileOpt = typer.Option(False, "--compile", help="torch.compile the network (pays off on large runs)")
 Bf16Opt = typer.Option(False, "--bf16", help="bfloat16 autocast for the network (faster, but moves encodings)")
+SymmetryOpt = typer.Option(
+    "auto",
+    "--symmetry",
+    help="Average ε̂ over RGB channel permutations: auto (the model's config), none, rgb-cyclic (3 network "
+    "passes per evaluation), rgb-all (6)",
+)
 
 __all__ = ["Optional"]
 

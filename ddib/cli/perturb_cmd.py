@@ -37,7 +37,18 @@ from ..perturb import (
 from ..registry import load_domain_model
 from ..utils import resolve_device
 from .app import app, console
-from .options import AtolOpt, DataDirOpt, DeviceOpt, ModelsDirOpt, RhoOpt, RtolOpt, SolverOpt, StepsOpt, ode_options
+from .options import (
+    AtolOpt,
+    DataDirOpt,
+    DeviceOpt,
+    ModelsDirOpt,
+    RhoOpt,
+    RtolOpt,
+    SolverOpt,
+    StepsOpt,
+    SymmetryOpt,
+    ode_options,
+)
 from .progress import bar
 
 
@@ -134,6 +145,7 @@ def perturb_command(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Latents per ODE solve"),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
+    symmetry: str = SymmetryOpt,
     data_dir: Optional[str] = DataDirOpt,
     out: Optional[Path] = typer.Option(None, "--out", help="Figure PNG [default: perturb-<ops>.png]"),
     out_dir: Optional[Path] = typer.Option(
@@ -170,8 +182,8 @@ def perturb_command(
             raise DDIBError(f"--out {out}: the figure is written as PNG; give a .png name")
 
     dev = resolve_device(device)
-    src_model, _, src_loc = load_domain_model(source, models_dir, dev)
-    tgt_model, _, tgt_loc = load_domain_model(target, models_dir, dev)
+    src_model, _, src_loc = load_domain_model(source, models_dir, dev, symmetry)
+    tgt_model, _, tgt_loc = load_domain_model(target, models_dir, dev, symmetry)
     ode.check_compatible(src_model, tgt_model)
     console.print(f"models: {source} ({src_loc.origin}), {target} ({tgt_loc.origin}); {opts.describe()}")
     data_dir = data_dir_or_default(data_dir)

@@ -14,10 +14,22 @@ from ..images import image_grid, save_png, to_pil
 from ..points_io import POINT_SUFFIXES, write_points
 from ..points_plot import scatter_image
 from ..registry import load_domain_model
+from ..symmetry import describe_averaging
 from ..synthetic import DEFAULT_POINT_BATCH, point_model, sample_points
 from ..utils import resolve_device
 from .app import app, console
-from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RhoOpt, RtolOpt, SeedOpt, SolverOpt, StepsOpt, ode_options
+from .options import (
+    AtolOpt,
+    DeviceOpt,
+    ModelsDirOpt,
+    RhoOpt,
+    RtolOpt,
+    SeedOpt,
+    SolverOpt,
+    StepsOpt,
+    SymmetryOpt,
+    ode_options,
+)
 
 
 @app.command("sample")
@@ -45,13 +57,14 @@ def sample_command(
     rho: float = RhoOpt,
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
+    symmetry: str = SymmetryOpt,
 ) -> None:
     """Sample z ~ N(0, I) and decode it with the domain's model (deterministic given --seed)."""
     if out is not None and out_dir is not None:
         raise DDIBError("give either --out or --out-dir, not both")
     opts = ode_options(solver, steps, rtol, atol, rho)
     dev = resolve_device(device)
-    model, cfg, loc = load_domain_model(domain, models_dir, dev)
+    model, cfg, loc = load_domain_model(domain, models_dir, dev, symmetry)
     if cfg.model.kind == "mlp":
         _sample_points(point_model(domain, model, cfg, loc), n or 5000, out, out_dir, batch_size, seed, opts)
         return
@@ -75,7 +88,8 @@ def sample_command(
         where = str(out)
     nfe = stats.nfe // max(1, len(chunks))
     console.print(
-        f"sampled {n} {domain} ({loc.origin} model) with {opts.describe()}: {nfe} NFE per image, "
+        f"sampled {n} {domain} ({loc.origin} model) with {opts.describe()}: {nfe} NFE per image"
+        f"{describe_averaging(model.config.symmetry)}, "
         f"{seconds:.1f}s → {where}"
     )
 

@@ -24,12 +24,13 @@ MethodOpt = typer.Option(
 LevelsOpt = typer.Option(DEFAULT_LEVELS, "--levels", min=1, help="Noise levels of the ELBO (band) estimate")
 
 
-def choose_source(target, source, target_model, target_kind, inputs, models_dir, dev, method, levels, probes=2):
+def choose_source(target, source, target_model, target_kind, inputs, models_dir, dev, method, levels, probes=2,
+                  symmetry="auto"):  # fmt: skip
     """(name, model, config, location) of the source domain; prints how it was chosen when it was not given."""
     names = source_candidates(target, source, models_dir)
     if source is not None:
-        return (source, *load_domain_model(source, models_dir, dev))
-    loaded = {name: load_domain_model(name, models_dir, dev) for name in names}
+        return (source, *load_domain_model(source, models_dir, dev, symmetry))
+    loaded = {name: load_domain_model(name, models_dir, dev, symmetry) for name in names}
     fits = {n: v for n, v in loaded.items() if v[1].model.kind == target_kind
             and tuple(v[0].data_shape) == tuple(target_model.data_shape)}  # fmt: skip
     if not fits:

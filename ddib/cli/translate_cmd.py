@@ -19,6 +19,7 @@ from ..points_io import is_point_file, read_points, write_points
 from ..points_plot import transport_figure
 from ..registry import load_domain_model
 from ..speed import accelerate
+from ..symmetry import describe_averaging
 from ..synthetic import DEFAULT_POINT_BATCH, decode_points, point_model, sample_points, translate_points
 from ..utils import resolve_device
 from .app import app, console
@@ -33,6 +34,7 @@ from .options import (
     RtolOpt,
     SolverOpt,
     StepsOpt,
+    SymmetryOpt,
     ode_options,
     resolve_speed,
 )
@@ -80,6 +82,7 @@ def translate_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled sources when no inputs are given"),
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
+    symmetry: str = SymmetryOpt,
     channels_last: bool | None = ChannelsLastOpt,
     compile: bool = CompileOpt,
     bf16: bool = Bf16Opt,
@@ -90,9 +93,9 @@ def translate_command(
     opts = ode_options(solver, steps, rtol, atol, rho)
     check_method(method)
     dev = resolve_device(device)
-    tgt_model, tgt_cfg, tgt_loc = load_domain_model(to, models_dir, dev)
+    tgt_model, tgt_cfg, tgt_loc = load_domain_model(to, models_dir, dev, symmetry)
     src_name, src_model, src_cfg, src_loc = choose_source(
-        to, source, tgt_model, tgt_cfg.model.kind, inputs, models_dir, dev, method, levels
+        to, source, tgt_model, tgt_cfg.model.kind, inputs, models_dir, dev, method, levels, symmetry=symmetry
     )
     ode.check_compatible(src_model, tgt_model)
     if src_cfg.model.kind == "mlp":
@@ -177,9 +180,14 @@ def _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, inpu
     procs = f" on {info.world_size} processes" if info.enabled else ""
     console.print(
         f"translated {written:.0f} images {src_name} ({src_loc.origin}) → {to} ({tgt_loc.origin}) with "
-        f"{opts.describe()}{procs}: {nfe:.0f} NFE per image, {seconds:.1f}s, {written / seconds:.1f} images/s → "
+        f"{opts.describe()}{procs}: {nfe:.0f} NFE per image{averaging(src_model, tgt_model)}, {seconds:.1f}s, "
+        f"{written / seconds:.1f} images/s → "
         f"{where}"
     )
+
+
+def averaging(*models) -> str:
+    return describe_averaging(*(m.config.symmetry for m in models))
 
 
 def plan_point_outputs(inputs: list[Path], suffix: str, out: Path | None, out_dir: Path | None):
@@ -275,6 +283,7 @@ def decode_command(
     ),
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
+    symmetry: str = SymmetryOpt,
 ) -> None:
     """Decode saved latents with a domain's model (ODE t 1→0)."""
     if out is not None and out_dir is not None:
@@ -282,7 +291,7 @@ def decode_command(
     opts = ode_options(solver, steps, rtol, atol, rho)
     z, meta = load_latents(latent)
     dev = resolve_device(device)
-    model, cfg, loc = load_domain_model(to, models_dir, dev)
+    model, cfg, loc = load_domain_model(to, models_dir, dev, symmetry)
     if tuple(z.shape[1:]) != tuple(model.data_shape):
         raise DDIBError(f"latents have shape {tuple(z.shape[1:])} but the {to} model expects {tuple(model.data_shape)}")
     stats = ode.SolveStats()
@@ -315,5 +324,5 @@ def decode_command(
     batches = -(-len(z) // batch_size)
     console.print(
         f"decoded {len(z)} latents (from {meta.get('source', '?')}) with {to} ({loc.origin}), {opts.describe()}: "
-        f"{stats.nfe / batches:.0f} NFE per image, {seconds:.1f}s → {where}"
+        f"{stats.nfe / batches:.0f} NFE per image{averaging(model)}, {seconds:.1f}s → {where}"
     )
