@@ -31,6 +31,7 @@ TRANSLATE_GRID: list[tuple] = [
     ("heun3", 4), ("heun3", 7),
     ("rk4", 3), ("rk4", 5), ("rk4", 10),
     ("midpoint", 5, math.inf), ("midpoint", 10, math.inf), ("midpoint", 20, math.inf), ("rk4", 5, math.inf),
+    ("dpm2m", 10, math.inf), ("dpm2m", 20, math.inf), ("dpm2m", 40, math.inf), ("dpm2m", 20),
 ]  # fmt: skip
 ADAPTIVE_GRID: list[tuple[str, float]] = [("dopri5", 1e-3), ("dopri5", 1e-4)]
 REFERENCE = ode.ODEOptions("dopri5", rtol=1e-5, atol=1e-5)
