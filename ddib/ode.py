@@ -157,17 +157,17 @@ def solve(
     span = torch.tensor([sched.sigma_min, sched.sigma_max], dtype=dtype, device=device)
     if not encode_direction:
         span = span.flip(0)
-    if options.solver == "dpm2m":
-        grid = sigma_grid(model, options.steps, options.rho).to(device=device, dtype=dtype)
-        out = [dpm_solver_2m(drift, x_bar, grid if encode_direction else grid.flip(0))]
-    elif options.is_fixed:
+    if options.is_fixed:
         grid = sigma_grid(model, options.steps, options.rho, uniform_t=options.solver == "ddim")
         grid = grid.to(device=device, dtype=dtype)
         grid = grid if encode_direction else grid.flip(0)
-        method = "euler" if options.solver == "ddim" else options.solver
-        # For a decreasing span torchdiffeq negates time and our constructor's output alike.
-        ode_options = {"grid_constructor": lambda f, y0, t: grid}
-        out = odeint(drift, x_bar, span, method=method, options=ode_options)
+        if options.solver == "dpm2m":
+            out = [dpm_solver_2m(drift, x_bar, grid)]
+        else:
+            method = "euler" if options.solver == "ddim" else options.solver
+            # For a decreasing span torchdiffeq negates time and our constructor's output alike.
+            ode_options = {"grid_constructor": lambda f, y0, t: grid}
+            out = odeint(drift, x_bar, span, method=method, options=ode_options)
     else:
         out = odeint(
             drift,
