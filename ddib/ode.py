@@ -12,7 +12,12 @@ with ρ = 7 (Karras et al. 2022), which spends steps where ε̂ changes fastest 
 the grid uniform in log σ̄ (half the log-SNR), as in DPM-Solver (Lu et al. 2022). The `ddim` solver is Euler
 on the uniform-in-t grid, i.e. the deterministic DDIM sampler of the official DDIB code. `dpm2m` is the
 multistep DPM-Solver++(2M) (Lu et al. 2022b): exact for a constant x̂0 = x̄ − σ̄·ε̂, with x̂0 extrapolated
-linearly in log σ̄ from the previous step, one evaluation per step, in either direction.
+linearly in log σ̄ from the previous step, one evaluation per step, in either direction. `unipc` is a third-order
+exponential multistep predictor–corrector in the manner of UniPC (Zhao et al. 2023): the predictor integrates, exactly
+against the exponential, the quadratic through the last three x̂0 (DPM-Solver++(3M)); the corrector redoes the step with
+the cubic that also passes through x̂0 at the predicted point, an evaluation the next step needs anyway, so it is
+fourth order at one evaluation per step (the last step, whose evaluation nothing would reuse, is not corrected).
+`dpm2m` and `unipc` default to the log-SNR grid, on which they were measured best; the others to EDM's ρ = 7.
 
 encode:    z = ODESolve(x; source, t 0 → 1)        (DDIB eq. 5)
 decode:    x = ODESolve(z; target, t 1 → 0)
@@ -33,7 +38,7 @@ from .diffusion import Diffusion
 from .errors import DDIBError
 
 # Network evaluations per step of each fixed-grid solver.
-FIXED_SOLVERS = {"euler": 1, "ddim": 1, "dpm2m": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4}
+FIXED_SOLVERS = {"euler": 1, "ddim": 1, "dpm2m": 1, "unipc": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4}
 ADAPTIVE_SOLVERS = ("dopri5", "bosh3", "adaptive_heun", "fehlberg2", "dopri8")
 SOLVERS = tuple(FIXED_SOLVERS) + ADAPTIVE_SOLVERS
 
@@ -43,6 +48,13 @@ DEFAULT_STEPS = 10
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-4
 DEFAULT_RHO = 7.0
+# Solvers whose default grid is uniform in log-SNR: exponential integrators, whose steps are spans of λ = −log σ̄.
+LOG_SNR_SOLVERS = ("dpm2m", "unipc")
+
+
+def default_rho(solver: str) -> float:
+    """The grid a solver steps on unless told otherwise (measured in `ddib bench translate`)."""
+    return math.inf if solver in LOG_SNR_SOLVERS else DEFAULT_RHO
 
 
 @dataclass(frozen=True)
@@ -53,9 +65,11 @@ class ODEOptions:
     steps: int = DEFAULT_STEPS
     rtol: float = DEFAULT_RTOL
     atol: float = DEFAULT_ATOL
-    rho: float = DEFAULT_RHO
+    rho: float | None = None  # None: the solver's default grid (`default_rho`)
 
     def __post_init__(self):
+        if self.rho is None:
+            object.__setattr__(self, "rho", default_rho(self.solver) if self.solver in SOLVERS else DEFAULT_RHO)
         if self.solver not in SOLVERS:
             raise DDIBError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
         if self.is_fixed and not (isinstance(self.steps, int) and self.steps >= 1):
@@ -71,7 +85,7 @@ class ODEOptions:
 
     def describe(self) -> str:
         if self.is_fixed:
-            grid = "" if self.rho == DEFAULT_RHO or self.solver == "ddim" else f", {grid_name(self.rho)} grid"
+            grid = "" if self.rho == default_rho(self.solver) or self.solver == "ddim" else f", {grid_name(self.rho)} grid"
             return f"{self.solver} × {self.steps} steps{grid}"
         return f"{self.solver} (rtol={self.rtol:g}, atol={self.atol:g})"
 
@@ -134,6 +148,44 @@ def dpm_solver_2m(drift, x_bar: torch.Tensor, grid: torch.Tensor) -> torch.Tenso
     return x_bar
 
 
+def _exp_integral_weights(taus: list[float], h: float) -> list[float]:
+    """w_j with Σ_j w_j·m_j = ∫_0^h e^{−(h−τ)} p(τ) dτ, p the polynomial through (τ_j, m_j): exact φ-functions."""
+    # Moments I_k = ∫_0^h e^{−(h−τ)} τ^k dτ by parts: I_0 = 1 − e^{−h}, I_k = h^k − k·I_{k−1}; |h| ≲ 1 here.
+    moments = [-math.expm1(-h)]
+    for k in range(1, len(taus)):
+        moments.append(h**k - k * moments[-1])
+    vandermonde = torch.tensor([[tau**k for k in range(len(taus))] for tau in taus], dtype=torch.float64)
+    return (torch.tensor(moments, dtype=torch.float64) @ torch.linalg.inv(vandermonde)).tolist()
+
+
+def unipc(drift, x_bar: torch.Tensor, grid: torch.Tensor, order: int = 3) -> torch.Tensor:
+    """Exponential multistep predictor (order `order`) + corrector (order + 1) on x̂0 = x̄ − σ̄·ε̂ in λ = −log σ̄:
+    x̄_t = e^{−h}·x̄_s + ∫_0^h e^{−(h−τ)} x̂0(λ_s + τ) dτ with x̂0 interpolated (DPM-Solver++, Lu et al. 2022b; UniC,
+    Zhao et al. 2023)."""
+    sigmas = grid.tolist()
+    lam = [-math.log(s) for s in sigmas]
+    history: list[tuple[float, torch.Tensor]] = []  # (λ, x̂0) of the latest evaluations, newest last
+    n = len(sigmas) - 1
+
+    def step(x_from: torch.Tensor, i: int, points: list[tuple[float, torch.Tensor]]) -> torch.Tensor:
+        h = lam[i + 1] - lam[i]
+        weights = _exp_integral_weights([lam_j - lam[i] for lam_j, _ in points], h)
+        return math.exp(-h) * x_from + sum(w * m for w, (_, m) in zip(weights, points, strict=True))
+
+    for i in range(n):
+        if not history or history[-1][0] != lam[i]:  # the first step; later ones reuse the corrector's evaluation
+            history.append((lam[i], x_bar - sigmas[i] * drift(grid[i], x_bar)))
+        history = history[-order:]
+        predicted = step(x_bar, i, history[::-1])
+        if i == n - 1:
+            return predicted
+        x0_next = predicted - sigmas[i + 1] * drift(grid[i + 1], predicted)
+        # The corrected state continues the solve; x̂0 stays the one evaluated at the predicted state, as in UniPC.
+        x_bar = step(x_bar, i, [(lam[i + 1], x0_next)] + history[::-1])
+        history.append((lam[i + 1], x0_next))
+    return x_bar
+
+
 def _per_sample_rms_max(err: torch.Tensor) -> torch.Tensor:
     # Adaptive step control over a batch: every sample must meet the tolerance, so take the worst one.
     if err.ndim <= 1:
@@ -163,6 +215,8 @@ def solve(
         grid = grid if encode_direction else grid.flip(0)
         if options.solver == "dpm2m":
             out = [dpm_solver_2m(drift, x_bar, grid)]
+        elif options.solver == "unipc":
+            out = [unipc(drift, x_bar, grid)]
         else:
             method = "euler" if options.solver == "ddim" else options.solver
             # For a decreasing span torchdiffeq negates time and our constructor's output alike.

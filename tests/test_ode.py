@@ -14,7 +14,7 @@ MEAN = torch.linspace(-0.5, 0.5, 2 * 4 * 4, dtype=torch.float64).reshape(2, 4, 4
 STD = 0.5
 
 # Fixed-step budgets that reach ~1e-3 on this problem, and the adaptive tolerance.
-FIXED_STEPS = {"euler": 400, "ddim": 400, "dpm2m": 60, "midpoint": 60, "heun2": 60, "heun3": 40, "rk4": 30}
+FIXED_STEPS = {"euler": 400, "ddim": 400, "dpm2m": 60, "unipc": 40, "midpoint": 60, "heun2": 60, "heun3": 40, "rk4": 30}
 ADAPTIVE_RTOL = {"dopri5": 1e-8, "dopri8": 1e-8, "bosh3": 1e-6, "fehlberg2": 1e-6, "adaptive_heun": 1e-6}
 
 
@@ -61,6 +61,28 @@ def test_dpm2m_is_second_order_where_euler_is_first(problem):
     assert err("dpm2m", 40) < err("dpm2m", 20) / 3
 
 
+@pytest.mark.parametrize("encoding", [True, False])
+def test_unipc_is_at_least_third_order_and_beats_dpm2m(problem, encoding):
+    """The predictor–corrector's error falls ≥ 8× per doubling of steps (third order or better), either direction."""
+    model, x = problem
+    start = x if encoding else gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)
+    exact = gaussian_flow(model, x, MEAN, STD, 0.0, 1.0) if encoding else x
+    run = ode.encode if encoding else ode.decode
+
+    def err(solver, n):
+        return (run(model, start, ode.ODEOptions(solver, steps=n)) - exact).abs().max().item()
+
+    assert err("unipc", 40) < err("unipc", 20) / 8
+    assert err("unipc", 20) < err("dpm2m", 20) / 3
+
+
+def test_solvers_default_to_their_measured_grid():
+    assert math.isinf(ode.ODEOptions("unipc").rho) and math.isinf(ode.ODEOptions("dpm2m").rho)
+    assert ode.ODEOptions("midpoint").rho == ode.ODEOptions("rk4").rho == 7.0
+    assert "grid" not in ode.ODEOptions("unipc").describe()
+    assert "EDM ρ=7 grid" in ode.ODEOptions("unipc", rho=7.0).describe()
+
+
 @pytest.mark.parametrize("solver", ["euler", "heun2", "rk4"])
 def test_fixed_step_error_decreases_with_steps(problem, solver):
     model, x = problem
@@ -71,7 +93,7 @@ def test_fixed_step_error_decreases_with_steps(problem, solver):
 
 @pytest.mark.parametrize(
     "solver,per_step",
-    [("euler", 1), ("ddim", 1), ("dpm2m", 1), ("midpoint", 2), ("heun2", 2), ("heun3", 3), ("rk4", 4)],
+    [("euler", 1), ("ddim", 1), ("dpm2m", 1), ("unipc", 1), ("midpoint", 2), ("heun2", 2), ("heun3", 3), ("rk4", 4)],
 )
 def test_nfe_counts(problem, solver, per_step):
     model, x = problem

@@ -37,7 +37,7 @@ def cycle_command(
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
-    rho: float = RhoOpt,
+    rho: float | None = RhoOpt,
     batch_size: int = typer.Option(DEFAULT_POINT_BATCH, "--batch-size", min=1, help="Points per ODE solve"),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result as JSON ('-': stdout only)"),
     device: str = DeviceOpt,

@@ -73,7 +73,7 @@ def evaluate_command(
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
-    rho: float = RhoOpt,
+    rho: float | None = RhoOpt,
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per ODE solve"),
     no_cycle: bool = typer.Option(False, "--no-cycle", help="Skip the translation back (halves the cost)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON"),

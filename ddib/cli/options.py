@@ -18,7 +18,11 @@ StepsOpt = typer.Option(ode.DEFAULT_STEPS, "--steps", help="Steps per ODE solve 
 RtolOpt = typer.Option(ode.DEFAULT_RTOL, "--rtol", help="Relative tolerance (adaptive solvers)")
 AtolOpt = typer.Option(ode.DEFAULT_ATOL, "--atol", help="Absolute tolerance (adaptive solvers)")
 RhoOpt = typer.Option(
-    ode.DEFAULT_RHO, "--rho", help="Step grid of fixed-step solvers: EDM's ρ (inf = uniform in log-SNR)", min=0.01
+    None,
+    "--rho",
+    help="Step grid of fixed-step solvers: EDM's ρ, inf = uniform in log-SNR [default: inf for dpm2m and unipc, "
+    "7 for the others]",
+    min=0.01,
 )
 BatchOpt = typer.Option(None, "--batch-size", help="Images per batch [default: 64]")
 ChannelsLastOpt = typer.Option(
@@ -45,5 +49,5 @@ def resolve_speed(device, channels_last: bool | None, compile: bool, bf16: bool)
     return speed
 
 
-def ode_options(solver: str, steps: int, rtol: float, atol: float, rho: float = ode.DEFAULT_RHO) -> ode.ODEOptions:
+def ode_options(solver: str, steps: int, rtol: float, atol: float, rho: float | None = None) -> ode.ODEOptions:
     return ode.ODEOptions(solver=solver, steps=steps, rtol=rtol, atol=atol, rho=rho)

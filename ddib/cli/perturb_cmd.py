@@ -141,7 +141,7 @@ def perturb_command(
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
-    rho: float = RhoOpt,
+    rho: float | None = RhoOpt,
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Latents per ODE solve"),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,

@@ -26,7 +26,7 @@ def plot_command(
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
-    rho: float = RhoOpt,
+    rho: float | None = RhoOpt,
     batch_size: int = typer.Option(DEFAULT_POINT_BATCH, "--batch-size", min=1, help="Points per ODE solve"),
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,

@@ -54,7 +54,7 @@ def sample_command(
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
-    rho: float = RhoOpt,
+    rho: float | None = RhoOpt,
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
     symmetry: str = SymmetryOpt,

@@ -71,7 +71,7 @@ def translate_command(
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
-    rho: float = RhoOpt,
+    rho: float | None = RhoOpt,
     batch_size: int | None = typer.Option(
         None,
         "--batch-size",
@@ -274,7 +274,7 @@ def decode_command(
     steps: int = StepsOpt,
     rtol: float = RtolOpt,
     atol: float = AtolOpt,
-    rho: float = RhoOpt,
+    rho: float | None = RhoOpt,
     batch_size: int | None = typer.Option(
         None,
         "--batch-size",
