@@ -59,6 +59,17 @@ def test_bench_translate_quick(tmp_path, tiny_models):
     assert all(r["target_accuracy"] == r["frechet_distance"] == "" for r in rows)  # no digit domain, no classifier
 
 
+def test_bench_translate_solvers_keeps_only_their_rows(tmp_path, tiny_models):
+    inputs = make_blob_images(tmp_path / "in", 2, (230, 30, 30), seed=4)
+    args = ("bench", "translate", "--quick", "--from", "reds", "--to", "blues", "--inputs", str(inputs),
+            "--models-dir", str(tiny_models), "--out-dir", str(tmp_path))  # fmt: skip
+    r = run_cli(*args, "--solvers", "heun2")
+    assert r.returncode == 0, r.stderr
+    assert [row["solver"] for row in _csv_rows(tmp_path / "translate-cpu.csv")] == ["heun2"]
+    bad = run_cli(*args, "--solvers", "heun2,rk5")
+    assert bad.returncode != 0 and "unknown solver 'rk5'" in bad.stderr and "Traceback" not in bad.stderr
+
+
 @needs_mnist
 def test_bench_translate_scores_every_budget_on_digits(tmp_path):
     r = run_cli("bench", "translate", "--quick", "-n", "3", "--data-dir", mnist_dir(), "--out-dir", str(tmp_path),

@@ -68,6 +68,9 @@ def bench_translate_command(
     n: int = typer.Option(16, "-n", "--num", min=1, help="Held-out test images in the fixed batch"),
     inputs: Optional[list[Path]] = typer.Option(None, "--inputs", help="Use these images instead of held-out digits"),
     quick: bool = typer.Option(False, "--quick", help="A few settings only, looser reference (smoke test)"),
+    solvers: Optional[str] = typer.Option(
+        None, "--solvers", help="Comma-separated solvers: only their rows (the first row is the speed baseline)"
+    ),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
@@ -90,6 +93,14 @@ def bench_translate_command(
     grid = [("ddim", 20), ("heun2", 5)] if quick else None
     adaptive = [("dopri5", 1e-3)] if quick else None
     reference = ode.ODEOptions("dopri5", rtol=1e-3, atol=1e-3) if quick else bench.REFERENCE
+    if solvers:
+        chosen = [s.strip() for s in solvers.split(",") if s.strip()]
+        if unknown := [s for s in chosen if s not in ode.SOLVERS]:
+            raise DDIBError(f"unknown solver {unknown[0]!r} in --solvers; choose from {', '.join(ode.SOLVERS)}")
+        grid = [row for row in (grid or bench.TRANSLATE_GRID) if row[0] in chosen]
+        adaptive = [row for row in (adaptive or bench.ADAPTIVE_GRID) if row[0] in chosen]
+        if not grid and not adaptive:
+            raise DDIBError(f"no benchmark rows for --solvers {solvers}")
 
     def show(r):
         console.print(
