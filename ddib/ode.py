@@ -43,8 +43,8 @@ ADAPTIVE_SOLVERS = ("dopri5", "bosh3", "adaptive_heun", "fehlberg2", "dopri8")
 SOLVERS = tuple(FIXED_SOLVERS) + ADAPTIVE_SOLVERS
 
 # Defaults chosen from `ddib bench translate` (see README, "Choosing the default solver").
-DEFAULT_SOLVER = "midpoint"
-DEFAULT_STEPS = 10
+DEFAULT_SOLVER = "unipc"
+DEFAULT_STEPS = 20
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-4
 DEFAULT_RHO = 7.0
@@ -85,7 +85,9 @@ class ODEOptions:
 
     def describe(self) -> str:
         if self.is_fixed:
-            grid = "" if self.rho == default_rho(self.solver) or self.solver == "ddim" else f", {grid_name(self.rho)} grid"
+            grid = (
+                "" if self.rho == default_rho(self.solver) or self.solver == "ddim" else f", {grid_name(self.rho)} grid"
+            )
             return f"{self.solver} × {self.steps} steps{grid}"
         return f"{self.solver} (rtol={self.rtol:g}, atol={self.atol:g})"
 

@@ -79,3 +79,30 @@ def gaussian_v_model(mean: torch.Tensor, std: float) -> Diffusion:
     model = Diffusion(nn.Identity(), DiffusionConfig(prediction="v"))
     model.net = GaussianV(mean, std, model.schedule)
     return model
+
+
+class GaussianMixtureEps(nn.Module):
+    """Exact ε for x_0 ~ (1/K) Σ_k N(μ_k, s²I): ε = σ (x_t − α·E[μ | x_t]) / (α²s² + σ²), E over the posterior
+    softmax_k(−‖x_t − αμ_k‖² / 2(α²s² + σ²)). Nonlinear and smooth in t: a stand-in for a perfectly trained model."""
+
+    def __init__(self, means: torch.Tensor, std: float, schedule):
+        super().__init__()
+        self.register_buffer("means", means)
+        self.std = std
+        self.schedule = schedule
+        self.config = type("Cfg", (), {"data_shape": tuple(means.shape[1:])})()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        alpha, sigma = (c.to(x.dtype).reshape(-1, 1) for c in self.schedule.alpha_sigma(t.to(x.dtype)))
+        var = alpha**2 * self.std**2 + sigma**2
+        flat, means = x.reshape(len(x), -1), self.means.reshape(len(self.means), -1)
+        dist2 = (flat[:, None, :] - alpha[:, None] * means[None]).pow(2).sum(-1)
+        posterior_mean = torch.softmax(-dist2 / (2 * var), dim=1) @ means
+        return (sigma * (flat - alpha * posterior_mean) / var).reshape(x.shape)
+
+
+def gaussian_mixture_model(means: torch.Tensor, std: float) -> Diffusion:
+    """A Diffusion whose network is the exact ε of an equal-weight isotropic Gaussian mixture."""
+    model = Diffusion(nn.Identity())
+    model.net = GaussianMixtureEps(means, std, model.schedule)
+    return model

@@ -293,7 +293,7 @@ def test_cli_sample_translate_plot_cycle(tmp_path, point_models, capsys):
                         "--out-dir", str(tmp_path / "bench"), *m)  # fmt: skip
     assert rc == 0, err
     md = (tmp_path / "bench" / "cycle-points.md").read_text()
-    assert "| moons | checkerboards | midpoint | 10 | 50 | 80 |" in md and "standardised" in md
+    assert "| moons | checkerboards | unipc | 20 | 50 | 80 |" in md and "standardised" in md
     assert len((tmp_path / "bench" / "cycle-points.csv").read_text().splitlines()) == 2
 
 
