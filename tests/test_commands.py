@@ -39,7 +39,7 @@ def test_evaluate_reports_every_metric(tmp_path):
                 cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
     rep = json.loads((tmp_path / "e.json").read_text())
-    assert rep["n"] == 4 and rep["nfe_per_image"] == 8
+    assert rep["n"] == 4 and rep["nfe_per_image"] == 4  # 2 unipc steps each way
     for key in ("target_accuracy", "source_share", "cycle_rmse", "cycle_source_accuracy", "frechet_distance"):
         assert rep[key] is not None
     assert 0 <= rep["hue_error_median"] <= 180

@@ -265,7 +265,7 @@ def test_cli_sample_translate_plot_cycle(tmp_path, point_models, capsys):
     rc, out, err = _cli(capsys, "translate", str(tmp_path / "s.csv"), "--from", "moons", "--to", "checkerboards",
                         "--steps", "4", "--grid", str(tmp_path / "g.png"), *m)  # fmt: skip
     assert rc == 0, err
-    assert "16 NFE per point" in out and "raw checkerboards coordinates" in out
+    assert "8 NFE per point" in out and "raw checkerboards coordinates" in out
     translated = read_points(tmp_path / "s-to-checkerboards.csv")  # default name next to the input
     assert translated.shape == (300, 2) and not np.allclose(translated, pts)
     assert Image.open(tmp_path / "g.png").size[0] > 600
