@@ -36,6 +36,9 @@ from .symmetry import check_symmetry, group_average
 from .utils import append_dims
 
 PREDICTIONS = ("eps", "v")
+# What the network is conditioned on: t itself (DDPM), or the position of log σ̄ in [log σ̄_min, log σ̄_max] (as EDM's
+# c_noise = ¼·ln σ, uniform in log-SNR), which with a low-frequency embedding keeps ε̂ smooth in the noise level.
+NOISE_INPUTS = ("t", "log-snr")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class DiffusionConfig:
     sigma_max: float = 80.0
     prediction: str = "eps"  # configs written before v existed have no key and were ε-models
     symmetry: str = "none"  # channel permutations ε̂ is averaged over (symmetry.py); older configs: none
+    noise_input: str = "t"  # what the network sees of the noise level (NOISE_INPUTS); older configs: t
 
     def __post_init__(self):
         if self.schedule != "cosine":
@@ -54,6 +58,8 @@ class DiffusionConfig:
         if self.prediction not in PREDICTIONS:
             raise DDIBError(f"unknown prediction {self.prediction!r}; use one of {', '.join(PREDICTIONS)}")
         check_symmetry(self.symmetry)
+        if self.noise_input not in NOISE_INPUTS:
+            raise DDIBError(f"unknown noise input {self.noise_input!r}; use one of {', '.join(NOISE_INPUTS)}")
         if not 0 < self.sigma_min < self.sigma_max:
             raise DDIBError("noise schedule needs 0 < sigma_min < sigma_max")
 
@@ -108,9 +114,16 @@ class Diffusion(nn.Module):
         t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[0])
         return group_average(self._network_eps, x_t, t, self.config.symmetry)
 
+    def noise_input(self, t: torch.Tensor) -> torch.Tensor:
+        """The network's conditioning scalar: t, or (ln σ̄(t) − ln σ̄_min)/(ln σ̄_max − ln σ̄_min) ∈ [0, 1]."""
+        if self.config.noise_input == "t":
+            return t
+        sched = self.schedule
+        return (torch.log(sched.sigma_bar(t) / sched.sigma_min)) / math.log(sched.sigma_max / sched.sigma_min)
+
     def _network_eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The network's own ε̂ (from its ε or v output)."""
-        out = self.net(x_t, t).to(x_t.dtype)
+        out = self.net(x_t, self.noise_input(t)).to(x_t.dtype)
         if self.config.prediction == "eps":
             return out
         alpha, sigma = self.schedule.alpha_sigma(t)
@@ -129,6 +142,6 @@ class Diffusion(nn.Module):
         t = t[torch.randperm(b, generator=generator, device=x0.device)]
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         alpha, sigma = (append_dims(c, x0.ndim) for c in self.schedule.alpha_sigma(t))
-        out = self.net(alpha * x0 + sigma * noise, t)
+        out = self.net(alpha * x0 + sigma * noise, self.noise_input(t))
         target = noise if self.config.prediction == "eps" else alpha * noise - sigma * x0
         return torch.mean((out.float() - target.float()) ** 2)

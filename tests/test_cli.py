@@ -240,3 +240,28 @@ def test_symmetry_is_saved_changeable_on_resume_and_checked(tmp_path, tiny_model
     _one_line_error(grey, "permutes RGB channels")
     _one_line_error(run_cli(*common, "--models-dir", str(tmp_path / "b"), "--symmetry", "hue"), "unknown symmetry")
     assert not (tmp_path / "g" / "reds" / "model.safetensors").exists() and not (tmp_path / "b").exists()
+
+
+def test_smooth_time_embedding_is_saved_kept_on_resume_and_warm_startable(tmp_path, tiny_models):
+    data = tiny_models.parent / "reds"
+    common = ["train", "--domain", "reds", "--data", str(data), "--model-size", "tiny", "--image-size", "16",
+              "--batch-size", "8", "--sample-every", "0"]  # fmt: skip
+    models = tmp_path / "m"
+    # Warm start from a DDPM-embedded model: fine-tuning it onto the smooth embedding.
+    r = run_cli(*common, "--models-dir", str(models), "--steps", "1", "--time-embedding", "smooth",
+                "--init-from", str(tiny_models / "reds"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "smooth time embedding, warm start from" in r.stdout
+    config = models / "reds" / "config.json"
+    cfg = json.loads(config.read_text())
+    assert cfg["diffusion"]["noise_input"] == "log-snr" and cfg["model"]["time_scale"] == 10.0
+    r = run_cli(*common, "--models-dir", str(models), "--steps", "2")  # resuming keeps it without the flag
+    assert r.returncode == 0, r.stderr
+    assert json.loads(config.read_text())["diffusion"]["noise_input"] == "log-snr"
+    _one_line_error(run_cli(*common, "--models-dir", str(models), "--steps", "3", "--time-embedding", "ddpm"),
+                    "holds a run with other settings")  # fmt: skip
+    _one_line_error(run_cli(*common, "--models-dir", str(tmp_path / "m2"), "--time-embedding", "fourier"),
+                    "unknown --time-embedding")  # fmt: skip
+    r = run_cli("sample", "--domain", "reds", "-n", "2", "--steps", "2", "--models-dir", str(models),
+                "--out", str(tmp_path / "s.png"))  # fmt: skip
+    assert r.returncode == 0, r.stderr

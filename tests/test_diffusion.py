@@ -67,3 +67,27 @@ def test_configs_without_prediction_are_eps_models_and_unknown_ones_are_refused(
     assert RunConfig.from_dict(cfg).diffusion.prediction == "eps"
     with pytest.raises(DDIBError, match="unknown prediction"):
         DiffusionConfig(prediction="x0")
+
+
+def test_log_snr_noise_input_spans_the_unit_interval_and_old_configs_see_t():
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x, t):
+            seen.append(t.clone())
+            return torch.zeros_like(x)
+
+    model = Diffusion(Recorder(), DiffusionConfig(noise_input="log-snr"))
+    t = torch.tensor([0.0, 0.25, 0.5, 1.0], dtype=torch.float64)
+    model.eps(torch.zeros(4, 2, dtype=torch.float64), t)
+    u = seen[-1]
+    assert torch.allclose(u[[0, -1]], torch.tensor([0.0, 1.0], dtype=torch.float64), atol=1e-12)
+    sigma_bar = model.schedule.sigma_bar(t)
+    expected = torch.log(sigma_bar / 0.002) / math.log(80 / 0.002)  # uniform in log σ̄, as EDM's c_noise
+    assert torch.allclose(u, expected) and bool((u.diff() > 0).all())
+    Diffusion(Recorder(), DiffusionConfig()).eps(torch.zeros(4, 2, dtype=torch.float64), t)
+    assert torch.equal(seen[-1], t)  # configs without the key: DDPM's t
+    from ddib.errors import DDIBError
+
+    with pytest.raises(DDIBError, match="unknown noise input"):
+        DiffusionConfig(noise_input="sigma")

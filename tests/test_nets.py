@@ -34,3 +34,23 @@ def test_bad_sizes_are_clear_errors():
         unet_config("huge")
     with pytest.raises(DDIBError, match="multiple of"):
         unet_config("small", image_size=30)
+
+
+@pytest.mark.parametrize("net_config", [unet_config("tiny", 8), MLPConfig(width=64, num_blocks=1)])
+def test_small_time_scale_makes_the_output_smooth_in_time(net_config):
+    """Same weights, embedding scale 1000 vs 10: the output's wiggle along t (second differences on a 400-point
+    grid, relative to first differences) is far smaller with the low-frequency embedding."""
+    import dataclasses
+
+    def roughness(scale):
+        torch.manual_seed(0)
+        net = build_network(dataclasses.replace(net_config, time_scale=scale)).eval()
+        for p in net.parameters():  # random everywhere (the UNet's last conv starts at zero)
+            p.data.normal_(0, 0.1)
+        x = torch.randn(1, *net_config.data_shape, generator=torch.Generator().manual_seed(1))
+        t = torch.linspace(0, 1, 400)
+        with torch.no_grad():
+            out = torch.cat([net(x, ti.reshape(1)) for ti in t]).flatten(1)
+        return out.diff(n=2, dim=0).abs().mean().item() / out.diff(dim=0).abs().mean().item()
+
+    assert roughness(10.0) < roughness(1000.0) / 20

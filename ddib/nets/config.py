@@ -23,6 +23,7 @@ class UNetConfig:
     attention_resolutions: tuple[int, ...] = (8,)
     dropout: float = 0.0
     groups: int = 8
+    time_scale: float = 1000.0  # the time embedding's s (embedding.py); configs without the key used DDPM's 1000
     kind: str = "unet"
 
     @property
@@ -37,6 +38,7 @@ class MLPConfig:
     dim: int = 2
     width: int = 256
     num_blocks: int = 3
+    time_scale: float = 1000.0
     kind: str = "mlp"
 
     @property

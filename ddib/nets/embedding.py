@@ -9,7 +9,7 @@ from torch import nn
 
 
 class SinusoidalEmbedding(nn.Module):
-    """emb(t)_i = [sin(s·t·ω_i), cos(s·t·ω_i)], ω_i = 10000^(-i/(d/2)), with t ∈ [0, 1] scaled by s = 1000."""
+    """emb(t)_i = [sin(s·t·ω_i), cos(s·t·ω_i)], ω_i = 10000^(-i/(d/2)), t ∈ [0, 1] scaled by s (DDPM: 1000)."""
 
     def __init__(self, dim: int, scale: float = 1000.0):
         super().__init__()
@@ -23,5 +23,5 @@ class SinusoidalEmbedding(nn.Module):
         return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
 
 
-def time_mlp(dim: int, hidden: int) -> nn.Sequential:
-    return nn.Sequential(SinusoidalEmbedding(dim), nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+def time_mlp(dim: int, hidden: int, scale: float = 1000.0) -> nn.Sequential:
+    return nn.Sequential(SinusoidalEmbedding(dim, scale), nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))

@@ -31,7 +31,7 @@ class ResidualMLP(nn.Module):
     def __init__(self, cfg: MLPConfig):
         super().__init__()
         self.config = cfg
-        self.time_embed = time_mlp(cfg.width, cfg.width)
+        self.time_embed = time_mlp(cfg.width, cfg.width, cfg.time_scale)
         self.inp = nn.Linear(cfg.dim, cfg.width)
         self.blocks = nn.ModuleList(MLPBlock(cfg.width) for _ in range(cfg.num_blocks))
         self.out = nn.Sequential(nn.LayerNorm(cfg.width), nn.SiLU(), nn.Linear(cfg.width, cfg.dim))

@@ -59,7 +59,7 @@ class UNet(nn.Module):
         self.config = cfg
         ch = cfg.base_channels
         emb_dim = 4 * ch
-        self.time_embed = time_mlp(ch, emb_dim)
+        self.time_embed = time_mlp(ch, emb_dim, cfg.time_scale)
         self.stem = nn.Conv2d(cfg.channels, ch, 3, padding=1)
 
         block = lambda c_in, c_out: ResBlock(c_in, c_out, emb_dim, cfg.groups, cfg.dropout)  # noqa: E731
