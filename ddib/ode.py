@@ -70,7 +70,7 @@ class ODEOptions:
 
     def __post_init__(self):
         if self.rho is None:
-            object.__setattr__(self, "rho", default_rho(self.solver) if self.solver in SOLVERS else DEFAULT_RHO)
+            object.__setattr__(self, "rho", default_rho(self.solver))
         if self.solver not in SOLVERS:
             raise DDIBError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
         if self.is_fixed and not (isinstance(self.steps, int) and self.steps >= 1):
