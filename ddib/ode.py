@@ -37,6 +37,7 @@ from torchdiffeq import odeint
 
 from .diffusion import Diffusion
 from .errors import DDIBError
+from .utils import tf32_kernels
 
 # Network evaluations per step of each fixed-grid solver.
 FIXED_SOLVERS = {"euler": 1, "ddim": 1, "dpm2m": 1, "unipc": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4}
@@ -205,9 +206,16 @@ def solve(
     stats: SolveStats | None = None,
 ) -> torch.Tensor:
     """Integrate dx̄/dσ̄ from σ̄_min to σ̄_max (encode) or back (decode) with `options`."""
-    sched = model.schedule
     counter = [0]
-    drift = pf_ode_drift(model, counter)
+    with tf32_kernels(False):  # full fp32 kernels: a solve must not depend on the GPU's default precision
+        out = _solve(pf_ode_drift(model, counter), model, x_bar, encode_direction, options)
+    if stats is not None:
+        stats.add(counter[0])
+    return out
+
+
+def _solve(drift, model: Diffusion, x_bar: torch.Tensor, encode_direction: bool, options: ODEOptions) -> torch.Tensor:
+    sched = model.schedule
     dtype, device = x_bar.dtype, x_bar.device
     span = torch.tensor([sched.sigma_min, sched.sigma_max], dtype=dtype, device=device)
     if not encode_direction:
@@ -235,8 +243,6 @@ def solve(
             atol=options.atol,
             options={"norm": _per_sample_rms_max},
         )
-    if stats is not None:
-        stats.add(counter[0])
     return out[-1]
 
 

@@ -48,10 +48,43 @@ def test_bf16_autocast_runs_on_cpu_and_moves_the_output_a_little():
 
 
 def test_parse_speed_round_trips_describe():
-    for opts in (SpeedOptions(), SpeedOptions(channels_last=True, compile=True), SpeedOptions(bf16=True)):
+    for opts in (SpeedOptions(), SpeedOptions(channels_last=True, compile=True), SpeedOptions(bf16=True, tf32=True)):
         assert parse_speed(opts.describe()) == opts
     with pytest.raises(DDIBError, match="unknown speed setting"):
         parse_speed("channels_first")
+
+
+class _FlagSpy(torch.nn.Module):
+    """A network that records the TF32 flags in force whenever it is called."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.config, self.seen = net, net.config, []
+
+    def forward(self, x, t):
+        self.seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return self.net(x, t)
+
+
+@pytest.fixture
+def pytorch_tf32_defaults():
+    """TF32 allowed for convolutions and matmuls before the solve (PyTorch allows it for convolutions)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_ode_solves_forbid_tf32_unless_the_speed_setting_allows_it(tf32, pytorch_tf32_defaults):
+    model = _model()
+    source_spy, target_spy = _FlagSpy(model.net), _FlagSpy(model.net)
+    source = accelerate(Diffusion(source_spy, model.config).eval(), SpeedOptions(tf32=tf32))
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    ode.translate(source, Diffusion(target_spy, model.config).eval(), x, ode.ODEOptions("euler", steps=2))
+    assert set(source_spy.seen) == {(tf32, tf32)}  # only the explicit setting allows it
+    assert set(target_spy.seen) == {(False, False)}
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (True, True)  # restored
 
 
 def test_fitting_batch_is_the_largest_power_of_two_that_fits():
