@@ -49,9 +49,8 @@ def default_speed(device: torch.device) -> SpeedOptions:
     """The measured-safe fast settings per device (see `ddib bench speed` and the README's table)."""
     # CPU (measured): channels_last ×1.11–1.18 translating, ×1.08–1.11 training, outputs equal to 0.01 level;
     # compile ×1.32–1.58 translating but ~27 s to compile (an option for large folders), no gain training;
-    # bf16 moves translations by ~5 levels RMS. CUDA (one H200, unipc × 20, batch 16): channels_last ×1.09
-    # translating, ×1.15 training, bf16 slower (×0.72) and 6 levels off; measured with TF32 convolutions on, so
-    # left at plain fp32 until `ddib bench speed` reruns with solves in full fp32.
+    # bf16 moves translations by ~5 levels RMS. CUDA (one H200, unipc × 20, batch 16, solves in full fp32):
+    # channels_last ×0.98, tf32 ×1.16 but 0.05 levels RMS (1.4 max) off, bf16 ×0.72 and 6 levels off: plain fp32.
     if device.type == "cpu":
         return SpeedOptions(channels_last=True)
     return SpeedOptions()

@@ -105,11 +105,12 @@ def test_shard_then_gather_restores_order_and_covers_everything_once():
 
 def test_bench_speed_end_to_end(tmp_path, tiny_models):
     r = run_cli("bench", "speed", "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
-                "--batch-size", "2", "--steps", "2", "--threads", "1", "--settings", "eager,channels_last,bf16",
+                "--batch-size", "2", "--steps", "2", "--threads", "1", "--settings", "eager,channels_last,bf16,tf32",
                 "--train-size", "tiny", "--out-dir", str(tmp_path))  # fmt: skip
     assert r.returncode == 0, r.stderr
     rows = (tmp_path / "speed-cpu.csv").read_text().splitlines()
-    assert len(rows) == 1 + 3 + 2  # header, 3 translate settings, 2 train settings (bf16 training is CUDA-only)
+    # header, 3 translate settings (tf32 is CUDA-only), 2 train settings (bf16 training is CUDA-only, no tf32 rows)
+    assert len(rows) == 1 + 3 + 2
     assert rows[1].startswith("translate,fp32 eager,1,2,") and ",1.0," in rows[1]
     bad = run_cli("bench", "speed", "--models-dir", str(tiny_models), "--from", "reds", "--to", "blues",
                   "--settings", "turbo", "--out-dir", str(tmp_path))  # fmt: skip
