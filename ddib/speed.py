@@ -47,9 +47,9 @@ def parse_speed(text: str) -> SpeedOptions:
 
 def default_speed(device: torch.device) -> SpeedOptions:
     """The measured-safe fast settings per device (see `ddib bench speed` and the README's table)."""
-    # CPU (measured): channels_last ×1.11–1.18 translating, ×1.08–1.11 training, outputs equal to 0.01 level;
-    # compile ×1.32–1.58 translating but ~27 s to compile (an option for large folders), no gain training;
-    # bf16 moves translations by ~5 levels RMS. CUDA (one H200, unipc × 20, batch 16, solves in full fp32):
+    # CPU (measured, unipc × 20 with rgb-cyclic): channels_last ×1.16–1.29 translating, ×1.10–1.15 training,
+    # outputs equal to 0.01 level; compile ≤ 2% more but 20–45 s to compile, no gain training; bf16 slower and
+    # ~4.5 levels RMS off. CUDA (one H200, unipc × 20, batch 16, solves in full fp32):
     # channels_last ×0.98, tf32 ×1.16 but 0.05 levels RMS (1.4 max) off, bf16 ×0.72 and 6 levels off: plain fp32.
     if device.type == "cpu":
         return SpeedOptions(channels_last=True)
