@@ -234,15 +234,23 @@ def _solve(drift, model: Diffusion, x_bar: torch.Tensor, encode_direction: bool,
             ode_options = {"grid_constructor": lambda f, y0, t: grid}
             out = odeint(drift, x_bar, span, method=method, options=ode_options)
     else:
-        out = odeint(
-            drift,
-            x_bar,
-            span,
-            method=options.solver,
-            rtol=options.rtol,
-            atol=options.atol,
-            options={"norm": _per_sample_rms_max},
-        )
+        try:
+            out = odeint(
+                drift,
+                x_bar,
+                span,
+                method=options.solver,
+                rtol=options.rtol,
+                atol=options.atol,
+                options={"norm": _per_sample_rms_max},
+            )
+        except AssertionError as err:  # torchdiffeq's step-size control asserts when dt falls below t's precision
+            if "underflow" not in str(err):
+                raise
+            raise DDIBError(
+                f"{options.describe()} could not meet its tolerance in {dtype} (the step size underflowed): "
+                "loosen --rtol/--atol or use a fixed-step solver"
+            ) from None
     return out[-1]
 
 

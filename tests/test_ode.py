@@ -49,6 +49,18 @@ def test_adaptive_error_follows_tolerance(problem):
     assert errs[1] < errs[0] / 100
 
 
+def test_adaptive_step_underflow_is_a_clear_error(problem, monkeypatch):
+    """A tolerance below what the dtype can resolve makes torchdiffeq assert; the user gets a DDIBError instead."""
+
+    def underflowing_odeint(*args, **kwargs):
+        raise AssertionError("underflow in dt 0.0")
+
+    monkeypatch.setattr(ode, "odeint", underflowing_odeint)
+    model, x = problem
+    with pytest.raises(DDIBError, match=r"dopri5 \(rtol=1e-06, atol=1e-06\) could not meet its tolerance"):
+        ode.encode(model, x, ode.ODEOptions("dopri5", rtol=1e-6, atol=1e-6))
+
+
 def test_dpm2m_is_second_order_where_euler_is_first(problem):
     """At the same NFE DPM-Solver++(2M) beats Euler/DDIM, and its error falls ~4× per doubling of steps."""
     model, x = problem
