@@ -18,11 +18,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torchdiffeq import odeint
 
 from .diffusion import Diffusion
 from .errors import DDIBError
-from .ode import _per_sample_rms_max
+from .ode import _per_sample_rms_max, adaptive_odeint
 from .utils import tf32_kernels
 
 LOG_2PI = math.log(2 * math.pi)
@@ -114,7 +113,7 @@ def log_likelihood(
     state = (x / alpha_0, torch.zeros(x.shape[0], n_div, dtype=x.dtype, device=x.device))
     span = torch.tensor([sched.sigma_min, sched.sigma_max], dtype=x.dtype, device=x.device)
     with tf32_kernels(False):  # bits/dim differences between domains are small: no TF32 rounding in them
-        x_bar_1, integral = odeint(f, state, span, method=solver, rtol=rtol, atol=atol, options={"norm": _state_norm})
+        x_bar_1, integral = adaptive_odeint(f, state, span, solver, rtol, atol, _state_norm)
     x_bar_1, integral = x_bar_1[-1], integral[-1]
     x_1 = x_bar_1 * alpha_1
     prior = -0.5 * (x_1.reshape(len(x), -1) ** 2).sum(1) - 0.5 * dims * LOG_2PI

@@ -197,6 +197,20 @@ def _per_sample_rms_max(err: torch.Tensor) -> torch.Tensor:
     return err.pow(2).flatten(1).mean(1).sqrt().max()
 
 
+def adaptive_odeint(f, y0, span: torch.Tensor, solver: str, rtol: float, atol: float, norm):
+    """torchdiffeq's adaptive odeint, with a step-size underflow (tolerance below what the dtype resolves) as a
+    DDIBError rather than torchdiffeq's assertion."""
+    try:
+        return odeint(f, y0, span, method=solver, rtol=rtol, atol=atol, options={"norm": norm})
+    except AssertionError as err:
+        if "underflow" not in str(err):
+            raise
+        raise DDIBError(
+            f"{solver} (rtol={rtol:g}, atol={atol:g}) could not meet its tolerance in {span.dtype} (the step size "
+            "underflowed): loosen --rtol/--atol or use a fixed-step solver"
+        ) from None
+
+
 @torch.no_grad()
 def solve(
     model: Diffusion,
@@ -234,23 +248,7 @@ def _solve(drift, model: Diffusion, x_bar: torch.Tensor, encode_direction: bool,
             ode_options = {"grid_constructor": lambda f, y0, t: grid}
             out = odeint(drift, x_bar, span, method=method, options=ode_options)
     else:
-        try:
-            out = odeint(
-                drift,
-                x_bar,
-                span,
-                method=options.solver,
-                rtol=options.rtol,
-                atol=options.atol,
-                options={"norm": _per_sample_rms_max},
-            )
-        except AssertionError as err:  # torchdiffeq's step-size control asserts when dt falls below t's precision
-            if "underflow" not in str(err):
-                raise
-            raise DDIBError(
-                f"{options.describe()} could not meet its tolerance in {dtype} (the step size underflowed): "
-                "loosen --rtol/--atol or use a fixed-step solver"
-            ) from None
+        out = adaptive_odeint(drift, x_bar, span, options.solver, options.rtol, options.atol, _per_sample_rms_max)
     return out[-1]
 
 
