@@ -5,6 +5,7 @@ Numbers are measured, never asserted: the CLI writes them as Markdown + CSV for 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -15,6 +16,7 @@ import torch
 
 from . import ode
 from .diffusion import Diffusion
+from .errors import DDIBError
 from .nets import UNET_SIZES, build_network, unet_config
 
 # Pixel errors are reported in 8-bit grey levels: RMS over [-1, 1] pixels × 127.5.
@@ -40,6 +42,61 @@ ADAPTIVE_GRID: list[tuple[str, float]] = [("dopri5", 1e-3), ("dopri5", 1e-4)]
 # pair a 1e-5 solve lands 2.2 grey levels from one at 1e-7, which dpm2m × 640 matches to 0.01 (README, "Choosing the
 # default solver"); 1e-6 is 0.12 levels from both.
 REFERENCE = ode.ODEOptions("dopri5", rtol=1e-6, atol=1e-6)
+
+
+def parse_reference(spec: str) -> ode.ODEOptions:
+    """`SOLVER:STEPS` (fixed-step, e.g. `unipc:200`) or `SOLVER:TOL` (adaptive, rtol = atol, e.g. `dopri5:1e-6`)."""
+    solver, _, budget = spec.partition(":")
+    try:
+        if solver in ode.FIXED_SOLVERS:
+            return ode.ODEOptions(solver, steps=int(budget))
+        if solver in ode.ADAPTIVE_SOLVERS:
+            return ode.ODEOptions(solver, rtol=float(budget), atol=float(budget))
+    except ValueError:
+        pass
+    raise DDIBError(
+        f"--reference {spec!r}: give SOLVER:STEPS for a fixed-step solver (e.g. unipc:200) "
+        f"or SOLVER:TOL for an adaptive one (e.g. dopri5:1e-6)"
+    )
+
+
+def coarser(options: ode.ODEOptions) -> ode.ODEOptions:
+    """The same solve at half the budget (half the steps, or a 10× looser tolerance): its distance from the
+    reference bounds how far the reference itself is from converged."""
+    if options.is_fixed:
+        return dataclasses.replace(options, steps=max(1, options.steps // 2))
+    return dataclasses.replace(options, rtol=options.rtol * 10, atol=options.atol * 10)
+
+
+@dataclass
+class Reference:
+    """The converged translation solver rows are measured against, and how converged it is: the RMS / max distance
+    (8-bit levels) of the same solve at half the budget (`coarser`), None where not checked."""
+
+    options: ode.ODEOptions
+    latent: torch.Tensor
+    translation: torch.Tensor
+    check_rms: float | None = None
+    check_max: float | None = None
+
+    def describe(self) -> str:
+        if self.check_rms is None:
+            return self.options.describe()
+        return (
+            f"{self.options.describe()}, {self.check_rms:.3g} levels RMS ({self.check_max:.3g} max) from the same "
+            f"solve at {coarser(self.options).describe()}"
+        )
+
+
+def reference_solve(src: Diffusion, tgt: Diffusion, x: torch.Tensor, options: ode.ODEOptions = REFERENCE,
+                    check: bool = False) -> Reference:  # fmt: skip
+    """Translate x with the reference solver; with `check`, also at half its budget to measure its convergence."""
+    latent = ode.encode(src, x, options)
+    translation = ode.decode(tgt, latent, options)
+    if not check:
+        return Reference(options, latent, translation)
+    half = ode.translate(src, tgt, x, coarser(options))
+    return Reference(options, latent, translation, *_rms_max(half, translation))
 
 
 @dataclass
@@ -153,7 +210,7 @@ def bench_solvers(
     x: torch.Tensor,
     grid: list[tuple] | None = None,
     adaptive: list[tuple[str, float]] | None = None,
-    reference_options: ode.ODEOptions = REFERENCE,
+    reference: ode.ODEOptions | Reference = REFERENCE,
     on_row: Callable[[SolverBenchRow], None] | None = None,
     score: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], dict] | None = None,
     cycle: bool = True,
@@ -166,8 +223,9 @@ def bench_solvers(
     `score(sources, outputs, cycled)` adds the `ddib evaluate` metrics named in SCORE_FIELDS (missing keys → None).
     """
     ode.check_compatible(src, tgt)
-    latent_ref = ode.encode(src, x, reference_options)
-    reference = ode.decode(tgt, latent_ref, reference_options)
+    if isinstance(reference, ode.ODEOptions):
+        reference = reference_solve(src, tgt, x, reference)
+    latent_ref, reference = reference.latent, reference.translation
     grid = TRANSLATE_GRID if grid is None else grid
     adaptive = ADAPTIVE_GRID if adaptive is None else adaptive
     settings = [ode.ODEOptions(s, steps=n, rho=rho[0] if rho else None) for s, n, *rho in grid]

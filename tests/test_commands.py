@@ -53,6 +53,7 @@ def test_bench_translate_quick(tmp_path, tiny_models):
     assert r.returncode == 0, r.stderr
     md = (tmp_path / "translate-cpu.md").read_text()
     assert "| ddim | 20 | uniform t | 20 | 20 |" in md and "dopri5" in md and "no classifier" in md
+    assert "levels RMS" in md and "from the same solve at dopri5 (rtol=0.01, atol=0.01)" in md  # reference check
     rows = _csv_rows(tmp_path / "translate-cpu.csv")
     assert len(rows) == 3
     assert all(float(r["cycle_rms"]) > 0 and 0 <= float(r["hue_error_median"]) <= 180 for r in rows)
@@ -68,6 +69,10 @@ def test_bench_translate_solvers_keeps_only_their_rows(tmp_path, tiny_models):
     assert [row["solver"] for row in _csv_rows(tmp_path / "translate-cpu.csv")] == ["heun2"]
     bad = run_cli(*args, "--solvers", "heun2,rk5")
     assert bad.returncode != 0 and "unknown solver 'rk5'" in bad.stderr and "Traceback" not in bad.stderr
+    _one_line_error(run_cli(*args, "--reference", "dopri5:tight"), "give SOLVER:STEPS")
+    r = run_cli(*args, "--solvers", "heun2", "--reference", "unipc:8")
+    assert r.returncode == 0, r.stderr
+    assert "Reference: unipc × 8 steps, " in (tmp_path / "translate-cpu.md").read_text()
 
 
 @needs_mnist

@@ -249,6 +249,49 @@ def test_bench_solvers_cycle_column_is_exact_for_gaussians(problem):
     assert len(rows) == 1 and rows[0].cycle_rms is None and seen[-1] is None
 
 
+def test_reference_reports_its_own_convergence(problem):
+    """The bench reference's check (the same solve at half its budget) is small when converged, large when not."""
+    from ddib import bench
+
+    model, x = problem
+    other = gaussian_model(-MEAN, 0.3)
+    exact = gaussian_flow(other, gaussian_flow(model, x, MEAN, STD, 0.0, 1.0), -MEAN, 0.3, 1.0, 0.0)
+    tight = bench.reference_solve(model, other, x, bench.parse_reference("dopri5:1e-9"), check=True)
+    loose = bench.reference_solve(model, other, x, bench.parse_reference("ddim:4"), check=True)
+    assert (tight.translation - exact).abs().max().item() * bench.LEVELS < 1e-3
+    assert tight.check_rms < 1e-2 < loose.check_rms
+    half = ode.translate(model, other, x, ode.ODEOptions("ddim", steps=2))
+    assert loose.check_rms == pytest.approx((half - loose.translation).pow(2).mean().sqrt().item() * bench.LEVELS)
+    assert "from the same solve at ddim × 2 steps" in loose.describe()
+    unchecked = bench.reference_solve(model, other, x, bench.parse_reference("unipc:40"))
+    assert unchecked.check_rms is None and unchecked.describe() == "unipc × 40 steps"
+    rows = bench.bench_solvers(model, other, x, [("ddim", 4)], [], loose, cycle=False)
+    assert rows[0].to_reference_rms == 0.0  # measured against the given reference, not a new solve
+
+
+@pytest.mark.parametrize(
+    "spec, solver, budget",
+    [("dopri5:1e-6", "dopri5", 1e-6), ("unipc:200", "unipc", 200), ("bosh3:0.001", "bosh3", 1e-3)],
+)
+def test_parse_reference(spec, solver, budget):
+    from ddib import bench
+
+    opts = bench.parse_reference(spec)
+    assert opts.solver == solver
+    assert (opts.steps if opts.is_fixed else opts.rtol) == budget
+    assert opts.is_fixed or opts.atol == budget
+    coarse = bench.coarser(opts)
+    assert (coarse.steps == budget // 2) if opts.is_fixed else (coarse.rtol == pytest.approx(10 * budget))
+
+
+@pytest.mark.parametrize("spec", ["dopri5", "unipc:1e-6", "rk5:10", "dopri5:tight", "unipc:0"])
+def test_parse_reference_rejects_bad_specs(spec):
+    from ddib import bench
+
+    with pytest.raises(DDIBError):
+        bench.parse_reference(spec)
+
+
 def test_log_snr_grid_is_geometric_and_as_accurate(problem):
     model, x = problem
     grid = ode.sigma_grid(model, 8, rho=math.inf)

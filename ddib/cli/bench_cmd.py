@@ -68,6 +68,12 @@ def bench_translate_command(
     n: int = typer.Option(16, "-n", "--num", min=1, help="Held-out test images in the fixed batch"),
     inputs: Optional[list[Path]] = typer.Option(None, "--inputs", help="Use these images instead of held-out digits"),
     quick: bool = typer.Option(False, "--quick", help="A few settings only, looser reference (smoke test)"),
+    reference_spec: Optional[str] = typer.Option(
+        None,
+        "--reference",
+        help="The converged solve rows are measured against: SOLVER:TOL (adaptive) or SOLVER:STEPS (fixed) "
+        "[default: dopri5:1e-6; --quick: dopri5:1e-3]; it is also run at half its budget to report how converged it is",
+    ),
     solvers: Optional[str] = typer.Option(
         None, "--solvers", help="Comma-separated solvers: only their rows (the first row is the speed baseline)"
     ),
@@ -92,7 +98,10 @@ def bench_translate_command(
         raise DDIBError(f"{source} is not a digit domain: give the benchmark images with --inputs")
     grid = [("ddim", 20), ("heun2", 5)] if quick else None
     adaptive = [("dopri5", 1e-3)] if quick else None
-    reference = ode.ODEOptions("dopri5", rtol=1e-3, atol=1e-3) if quick else bench.REFERENCE
+    if reference_spec:
+        reference_options = bench.parse_reference(reference_spec)
+    else:
+        reference_options = ode.ODEOptions("dopri5", rtol=1e-3, atol=1e-3) if quick else bench.REFERENCE
     if solvers:
         chosen = [s.strip() for s in solvers.split(",") if s.strip()]
         if unknown := [s for s in chosen if s not in ode.SOLVERS]:
@@ -110,7 +119,12 @@ def bench_translate_command(
             f"{r.latent_to_reference_rms:.4f} RMS"
         )
 
-    console.print(f"reference: {reference.describe()} translation of {len(x)} {source} → {target}")
+    console.print(f"reference: {reference_options.describe()} translation of {len(x)} {source} → {target}")
+    try:
+        reference = bench.reference_solve(src, tgt, x, reference_options, check=True)
+    except DDIBError as err:
+        raise DDIBError(f"reference solve: {err} (--reference unipc:200 is a fixed-step alternative)") from None
+    console.print(f"reference: {reference.describe()}")
     score, fd_note = scorer(source, target, len(x), dev, data_dir)
     rows = bench.bench_solvers(src, tgt, x, grid, adaptive, reference, on_row=show, score=score)
     header = (
