@@ -198,10 +198,14 @@ def _per_sample_rms_max(err: torch.Tensor) -> torch.Tensor:
 
 
 def adaptive_odeint(f, y0, span: torch.Tensor, solver: str, rtol: float, atol: float, norm):
-    """torchdiffeq's adaptive odeint, with a step-size underflow (tolerance below what the dtype resolves) as a
-    DDIBError rather than torchdiffeq's assertion."""
+    """torchdiffeq's adaptive odeint over `span`, never evaluating f outside it, with a step-size underflow
+    (tolerance below what the dtype resolves) as a DDIBError rather than torchdiffeq's assertion."""
+    # torchdiffeq steps past the last time and interpolates back; here that would query the network at σ̄ < σ̄_min
+    # (where the log-SNR embedding is NaN, or the model extrapolates) or beyond σ̄_max. step_t makes the last step
+    # end exactly at the end of the span.
+    options = {"norm": norm, "step_t": span[-1:]}
     try:
-        return odeint(f, y0, span, method=solver, rtol=rtol, atol=atol, options={"norm": norm})
+        return odeint(f, y0, span, method=solver, rtol=rtol, atol=atol, options=options)
     except AssertionError as err:
         if "underflow" not in str(err):
             raise

@@ -154,6 +154,30 @@ def test_nfe_counts(problem, solver, per_step):
     assert stats.nfe == calls["n"] == 14 * per_step
 
 
+@pytest.mark.parametrize("solver", ode.ADAPTIVE_SOLVERS)
+def test_adaptive_solves_stay_inside_the_noise_range(problem, solver, monkeypatch):
+    """torchdiffeq steps past the end and interpolates back; no σ̄ outside [σ̄_min, σ̄_max] may reach the model (the
+    log-SNR embedding is NaN below σ̄_min), and the last step must still end exactly at the span's end."""
+    model, x = problem
+    seen, drift_of = [], ode.pf_ode_drift
+
+    def spying_drift(m, counter):
+        drift = drift_of(m, counter)
+        return lambda sigma_bar, x_bar: (seen.append(float(sigma_bar)), drift(sigma_bar, x_bar))[1]
+
+    monkeypatch.setattr(ode, "pf_ode_drift", spying_drift)
+    sched, tol = model.schedule, ADAPTIVE_RTOL[solver]
+    opts = ode.ODEOptions(solver, rtol=tol, atol=tol)
+    span = pytest.approx(sched.sigma_min, rel=1e-12), pytest.approx(sched.sigma_max, rel=1e-12)
+    z = ode.encode(model, x, opts)
+    assert (min(seen), max(seen)) == span
+    seen.clear()
+    x_back = ode.decode(model, z, opts)
+    assert (min(seen), max(seen)) == span
+    assert (z - gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)).abs().max().item() < 1000 * tol
+    assert (x_back - x).abs().max().item() < 1000 * tol
+
+
 def test_adaptive_nfe_counts_every_evaluation(problem):
     model, x = problem
     stats = ode.SolveStats()
