@@ -31,6 +31,23 @@ def test_export_round_trip(tmp_path, tiny_models):
     r = run_cli("sample", "--domain", "reds", "-n", "2", "--models-dir", str(tmp_path / "shipped"),
                 "--out", str(tmp_path / "s.png"), "--steps", "2")  # fmt: skip
     assert r.returncode == 0 and "local" in r.stdout
+    kept = json.loads((tiny_models / "reds" / "config.json").read_text())["diffusion"]
+    assert json.loads((out / "config.json").read_text())["diffusion"] == kept  # --symmetry keep: unchanged
+
+
+def test_export_sets_the_copys_symmetry(tmp_path, tiny_models):
+    out = tmp_path / "shipped" / "reds"
+    r = run_cli("export", "--domain", "reds", "--models-dir", str(tiny_models), "--out", str(out),
+                "--symmetry", "rgb-all")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "symmetry rgb-all" in r.stdout
+    assert json.loads((out / "config.json").read_text())["diffusion"]["symmetry"] == "rgb-all"
+    source = json.loads((tiny_models / "reds" / "config.json").read_text())
+    assert source["diffusion"].get("symmetry", "none") != "rgb-all"  # the trained model's own config is untouched
+    bad = tmp_path / "bad"
+    _one_line_error(run_cli("export", "--domain", "reds", "--models-dir", str(tiny_models), "--out", str(bad),
+                            "--symmetry", "rgb-some"), "unknown symmetry")  # fmt: skip
+    assert not bad.exists()
 
 
 @needs_mnist

@@ -11,6 +11,7 @@ import typer
 from .. import checkpoint as ckpt
 from ..errors import DDIBError
 from ..registry import find_model
+from ..symmetry import check_symmetry
 from .app import app, console
 from .options import ModelsDirOpt
 
@@ -20,6 +21,9 @@ def export_command(
     domain: str = typer.Option(..., "--domain", help="Domain whose model to export"),
     out: Path = typer.Option(..., "--out", help="Destination folder (gets config.json + model.safetensors)"),
     fp16: bool = typer.Option(False, "--fp16", help="Store weights as float16 (half the size; loaded as float32)"),
+    symmetry: str = typer.Option(
+        "keep", "--symmetry", help="The copy's default test-time averaging (none, rgb-cyclic, rgb-all) [default: keep]"
+    ),
     models_dir: Optional[str] = ModelsDirOpt,
 ) -> None:
     """Write a self-contained inference copy of a model: no optimiser state, nothing pickled."""
@@ -28,8 +32,14 @@ def export_command(
         raise DDIBError(f"--out {out} is the model's own folder")
     model, cfg, meta = ckpt.load_model(loc.path)
     _, raw = ckpt.read_config(loc.path)
+    if symmetry != "keep":
+        check_symmetry(symmetry, cfg.model.data_shape)
+        raw = {**raw, "diffusion": {**raw["diffusion"], "symmetry": symmetry}}
     out.mkdir(parents=True, exist_ok=True)
     ckpt.save_weights(out, model, {**meta, "dtype": "float16" if fp16 else "float32"}, torch.float16 if fp16 else None)
     ckpt.write_json(out / ckpt.CONFIG_FILE, raw)
     size = (out / ckpt.WEIGHTS_FILE).stat().st_size
-    console.print(f"exported {domain} (step {raw.get('trained_steps', '?')}) → {out} ({size / 1e6:.1f} MB)")
+    averaging = raw["diffusion"].get("symmetry", "none")
+    console.print(
+        f"exported {domain} (step {raw.get('trained_steps', '?')}, symmetry {averaging}) → {out} ({size / 1e6:.1f} MB)"
+    )
