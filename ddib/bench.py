@@ -61,8 +61,8 @@ def parse_reference(spec: str) -> ode.ODEOptions:
 
 
 def coarser(options: ode.ODEOptions) -> ode.ODEOptions:
-    """The same solve at half the budget (half the steps, or a 10× looser tolerance): its distance from the
-    reference bounds how far the reference itself is from converged."""
+    """The same solve at half the budget (half the steps, or a 10× looser tolerance). Its distance from the reference
+    estimates the half-budget solve's error; a convergent reference is closer to the exact solution than that."""
     if options.is_fixed:
         return dataclasses.replace(options, steps=max(1, options.steps // 2))
     return dataclasses.replace(options, rtol=options.rtol * 10, atol=options.atol * 10)
