@@ -1,5 +1,5 @@
 """`python -m ddib` (also what torchrun launches)."""
 
-from .cli import run
+from . import run
 
 run()

@@ -41,6 +41,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     seed: int = 0
+    augment: str = "none"  # training-time augmentation by an exact symmetry (data/augment.py); older configs: none
 
 
 @dataclass(frozen=True)

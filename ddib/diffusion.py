@@ -88,6 +88,15 @@ class CosineSchedule:
         return torch.cos(angle), torch.sin(angle)
 
 
+def unwrap(net: nn.Module) -> nn.Module:
+    """The network inside DistributedDataParallel (`.module`) or torch.compile (`._orig_mod`) wrappers."""
+    for name in ("module", "_orig_mod"):
+        inner = getattr(net, name, None)
+        if isinstance(inner, nn.Module):
+            return unwrap(inner)
+    return net
+
+
 class Diffusion(nn.Module):
     """A network together with its schedule and parameterisation: ε̂(x_t, t) and the training loss."""
 
@@ -107,7 +116,7 @@ class Diffusion(nn.Module):
 
     @property
     def data_shape(self) -> tuple[int, ...]:
-        return self.net.config.data_shape
+        return unwrap(self.net).config.data_shape
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """ε̂(x_t, t), averaged over the config's channel-permutation group; t is a scalar or a (B,) tensor."""

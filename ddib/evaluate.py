@@ -36,6 +36,8 @@ class EvalReport:
     images_per_s: float
     seconds: float
     classifier_test_accuracy: float | None
+    source_model: str = ""  # where each model came from: bundled, local, or its directory
+    target_model: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)

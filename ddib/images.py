@@ -9,6 +9,7 @@ centre cropped to a square. Pixels map to [-1, 1] by x/127.5 − 1.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,16 +64,76 @@ def convert_image(img: Image.Image, size: int, channels: int) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+READ_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+# Unreadable files named in one error before the rest are counted ("and 12 more").
+NAMED_UNREADABLE = 10
+
+
 def load_image(path: str | Path, size: int, channels: int) -> torch.Tensor:
     """Read one image file under the input policy: (channels, size, size) uint8."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            return convert_image(img, size, channels)
+        return _decode(path, size, channels)
     except FileNotFoundError:
         raise DDIBError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DDIBError(f"cannot read image {path}: {exc}") from None
+    except READ_ERRORS as exc:
+        raise DDIBError(f"cannot read image {path}: {unreadable_reason(exc)}") from None
+
+
+def _decode(path: str | Path, size: int, channels: int) -> torch.Tensor:
+    with Image.open(path) as img:
+        img.load()  # decodes every pixel: a truncated file fails here, not half-way through a batch later
+        return convert_image(img, size, channels)
+
+
+def unreadable_reason(exc: BaseException) -> str:
+    """A short reason for an unreadable image (PIL's messages repeat the path)."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a recognised image format"
+    if isinstance(exc, FileNotFoundError):
+        return "not found"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    text = str(exc).split("\n")[0]
+    if "truncated" in text:
+        return "truncated"
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else text)[:80] or type(exc).__name__
+
+
+@dataclass(frozen=True)
+class ImageBatch:
+    """Images read under the input policy, the files they came from, and the (file, reason) pairs skipped."""
+
+    pixels: torch.Tensor  # (N, C, S, S) uint8
+    files: list[Path]
+    skipped: list[tuple[Path, str]]
+
+
+def read_images(files: list[Path], size: int, channels: int, skip_bad: bool = False) -> ImageBatch:
+    """Decode every file before any work starts (ImageMagick/rsync policy: report all bad files at once).
+
+    Unreadable files raise one DDIBError naming all of them (count, then up to NAMED_UNREADABLE names) unless
+    `skip_bad`, which keeps the readable ones and lists the rest in `skipped`.
+    """
+    pixels, kept, bad = [], [], []
+    for f in files:
+        try:
+            pixels.append(_decode(f, size, channels))
+            kept.append(Path(f))
+        except READ_ERRORS as exc:
+            bad.append((Path(f), unreadable_reason(exc)))
+    if bad and not skip_bad:
+        raise DDIBError(f"{describe_unreadable(bad, len(files))}; nothing was written (fix or remove them, or pass "
+                        "--skip-bad to go on without them)")  # fmt: skip
+    if not pixels:
+        raise DDIBError(f"{describe_unreadable(bad, len(files))}: no image left to work on")
+    return ImageBatch(torch.stack(pixels), kept, bad)
+
+
+def describe_unreadable(bad: list[tuple[Path, str]], total: int) -> str:
+    """'3 of 120 images cannot be read: a.png (truncated), b.png (…), …, and 2 more'."""
+    named = ", ".join(f"{p} ({reason})" for p, reason in bad[:NAMED_UNREADABLE])
+    more = f", and {len(bad) - NAMED_UNREADABLE} more" if len(bad) > NAMED_UNREADABLE else ""
+    return f"{len(bad)} of {total} images cannot be read: {named}{more}"
 
 
 def find_images(folder: str | Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Minimal PIL plots (matplotlib is not a dependency): log-log line charts for benchmark figures."""
+"""Minimal PIL plots (matplotlib is not a dependency): line charts on log or linear axes."""
 
 from __future__ import annotations
 
@@ -14,33 +14,56 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
     return [10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)]
 
 
-def loglog_chart(
+def _linear_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
+    """Round ticks (1, 2 or 5 × 10^k apart) covering [lo, hi]."""
+    span = (hi - lo) or abs(hi) or 1.0
+    raw = span / count
+    step = min((m * 10.0 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda d: abs(d - raw))
+    first, last = math.floor(lo / step), math.ceil(hi / step)
+    return [k * step for k in range(first, max(last, first + 1) + 1)]
+
+
+def loglog_chart(series, title, xlabel, ylabel, size=(720, 480), hline=None) -> Image.Image:
+    """One polyline with markers per series on log10 axes; non-positive values are dropped."""
+    return line_chart(series, title, xlabel, ylabel, size, hline, xlog=True, ylog=True)
+
+
+def line_chart(
     series: dict[str, list[tuple[float, float]]],
     title: str,
     xlabel: str,
     ylabel: str,
     size: tuple[int, int] = (720, 480),
     hline: tuple[float, str] | None = None,
+    xlog: bool = True,
+    ylog: bool = True,
+    markers: bool = True,
 ) -> Image.Image:
-    """One polyline with markers per series on log10 axes; non-positive values are dropped."""
+    """One polyline (with markers) per series; on a log axis non-positive values are dropped."""
     w, h = size
     left, right, top, bottom = 70, 150, 40, 50
     img = Image.new("RGB", size, (255, 255, 255))
     draw = ImageDraw.Draw(img)
-    pts = [(x, y) for s in series.values() for x, y in s if x > 0 and y > 0]
+
+    def valid(x: float, y: float) -> bool:
+        return math.isfinite(x) and math.isfinite(y) and (x > 0 or not xlog) and (y > 0 or not ylog)
+
+    pts = [(x, y) for s in series.values() for x, y in s if valid(x, y)]
     if hline:
         pts.append((pts[0][0] if pts else 1.0, hline[0]))
     if not pts:
         draw.text((left, top), "no data", fill=(0, 0, 0))
         return img
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-    xt, yt = _log_ticks(min(xs), max(xs)), _log_ticks(min(ys), max(ys))
-    x0, x1, y0, y1 = math.log10(xt[0]), math.log10(xt[-1]), math.log10(yt[0]), math.log10(yt[-1])
+    fx, fy = (math.log10 if xlog else float), (math.log10 if ylog else float)
+    xt = _log_ticks(min(xs), max(xs)) if xlog else _linear_ticks(min(xs), max(xs))
+    yt = _log_ticks(min(ys), max(ys)) if ylog else _linear_ticks(min(ys), max(ys))
+    x0, x1, y0, y1 = fx(xt[0]), fx(xt[-1]), fy(yt[0]), fy(yt[-1])
     x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
 
     def px(x: float, y: float) -> tuple[float, float]:
-        u = left + (math.log10(x) - x0) / (x1 - x0) * (w - left - right)
-        v = h - bottom - (math.log10(y) - y0) / (y1 - y0) * (h - top - bottom)
+        u = left + (fx(x) - x0) / (x1 - x0) * (w - left - right)
+        v = h - bottom - (fy(y) - y0) / (y1 - y0) * (h - top - bottom)
         return u, v
 
     draw.rectangle([left, top, w - right, h - bottom], outline=(0, 0, 0))
@@ -58,10 +81,10 @@ def loglog_chart(
         draw.text((w - right + 5, v - 6), hline[1], fill=(200, 0, 0))
     for i, (name, s) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
-        line = [px(x, y) for x, y in sorted(s) if x > 0 and y > 0]
+        line = [px(x, y) for x, y in sorted(s) if valid(x, y)]
         if len(line) > 1:
             draw.line(line, fill=color, width=2)
-        for u, v in line:
+        for u, v in line if markers else ():
             draw.ellipse([u - 3, v - 3, u + 3, v + 3], fill=color)
         draw.text((w - right + 10, top + 15 * i + 20), name, fill=color)
     draw.text((left, 10), title, fill=(0, 0, 0))

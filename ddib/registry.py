@@ -19,7 +19,7 @@ BUNDLED_DIR = Path(__file__).parent / "assets" / "models"
 class ModelLocation:
     domain: str
     path: Path
-    origin: str  # "local" | "bundled"
+    origin: str  # "local" | "bundled" | the directory, for a model named by its path
 
 
 def models_dir_or_default(models_dir: str | Path | None) -> Path:
@@ -42,8 +42,19 @@ def available_models(models_dir: str | Path | None = None) -> list[ModelLocation
     return [found[k] for k in sorted(found)]
 
 
+def is_model_path(spec: str) -> bool:
+    """A model named by its directory (`runs/a/fives`) rather than its domain (domain names have no slash)."""
+    return "/" in spec or os.sep in spec
+
+
 def find_model(domain: str, models_dir: str | Path | None = None) -> ModelLocation:
-    """The model of a domain: models_dir/<domain> if trained there, else the bundled one."""
+    """The model of a domain: models_dir/<domain> if trained there, else the bundled one; or a model directory."""
+    if is_model_path(domain):
+        path = Path(domain)
+        if not _is_model_dir(path):
+            raise DDIBError(f"{path} is not a model directory (no {ckpt.CONFIG_FILE} + {ckpt.WEIGHTS_FILE} in it)")
+        cfg, _ = ckpt.read_config(path)
+        return ModelLocation(cfg.domain.get("name", path.name), path, str(path))
     local = models_dir_or_default(models_dir) / domain
     if _is_model_dir(local):
         return ModelLocation(domain, local, "local")

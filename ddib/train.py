@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,9 +21,13 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from . import checkpoint as ckpt
+from .data.augment import augment_batch
 from .diffusion import Diffusion
 from .errors import DDIBError
+from .interrupts import Interrupted, StopRequest
 from .nets import build_network
+from .run_lock import RunLock
+from .train_log import LOG_FILE, TrainLog
 
 
 class TrainingDiverged(DDIBError):
@@ -38,6 +43,7 @@ class Progress:
     elapsed: float
     event: str = "step"  # "step" | "saved" | "sampled" | "start"
     path: str | None = None
+    loss_ema: float = math.nan  # the smoothed loss of train_log.jsonl, continued across resumes
 
 
 @dataclass
@@ -54,6 +60,8 @@ class TrainOptions:
     channels_last: bool = False
     rank: int = 0
     world_size: int = 1
+    log_every: int = 100  # steps per line of train_log.jsonl
+    stop_on_signal: bool = False  # the first SIGINT/SIGTERM stops at a step boundary, after saving (interrupts.py)
 
 
 class DataStream:
@@ -86,9 +94,10 @@ class DataStream:
         return torch.cat(parts)
 
 
-def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
+def step_generator(seed: int, rank: int, step: int, device: torch.device, stream: int = 0) -> torch.Generator:
+    """The generator of step k on one rank; `stream` separates independent draws (0: loss noise, 1: augmentation)."""
     g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + rank) * 10_000_019 + step)
+    g.manual_seed(((seed * 1_000_003 + rank) * 10_000_019 + step + stream * 1_000_000_000_000) % 2**63)
     return g
 
 
@@ -124,9 +133,28 @@ def train(
     """Train (or resume) the model of `run_dir` up to opts.steps; returns the EMA model.
 
     `init_weights` (a warm start) set the network and its EMA of a new run; a run that resumes ignores them.
+    Rank 0 holds the run directory's lock (run_lock.py) for the whole run; a second trainer fails at once.
     """
-    callback = callback or (lambda p: None)
     run_dir = Path(run_dir)
+    if opts.rank != 0:
+        if not agree(False, opts.world_size, opts.device, any_true=True):  # rank 0's verdict on its lock
+            raise DDIBError(f"rank 0 could not lock {run_dir} (see its error)")
+        return _train(run_dir, run_cfg, data, opts, callback, init_weights)
+    lock = RunLock(run_dir)
+    try:
+        lock.acquire()
+    except DDIBError:
+        agree(False, opts.world_size, opts.device, any_true=True)
+        raise
+    try:
+        agree(True, opts.world_size, opts.device, any_true=True)
+        return _train(run_dir, run_cfg, data, opts, callback, init_weights)
+    finally:
+        lock.release()
+
+
+def _train(run_dir, run_cfg, data, opts, callback, init_weights) -> Diffusion:
+    callback = callback or (lambda p: None)
     device = opts.device
     tcfg = run_cfg.train
     if opts.bf16 and device.type != "cuda":
@@ -172,46 +200,68 @@ def train(
             raise DDIBError("the --init-from weights do not match this run's network") from None
         ema.load_state_dict(net.state_dict())
 
+    log = TrainLog(run_dir / LOG_FILE)
+    if opts.rank == 0:
+        log.resume(start)
     stream = DataStream(len(data), per_rank_batch, tcfg.seed, opts.rank, opts.world_size)
+    cpu = torch.device("cpu")
     forward = torch.compile(model.loss) if opts.compile else model.loss
     net.train()
     callback(Progress(start, opts.steps, math.nan, 0.0, 0.0, event="start"))
     t0 = time.perf_counter()
     last_time, last_step = t0, start
-    for step in range(start, opts.steps):
-        batch = to_model_space(data[stream.indices(step)]).to(device, non_blocking=True)
-        batch = batch.contiguous(memory_format=memory_format) if images else batch
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, tcfg, opts.steps)
-        gen = step_generator(tcfg.seed, opts.rank, step, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16):
-            loss = forward(batch, gen)
-        loss_value = float(loss.detach())
-        if not all_finite(loss_value, opts.world_size, device):  # every rank stops together
-            raise TrainingDiverged(
-                f"loss became {loss_value} at step {step + 1}; stopped without saving it "
-                f"(the last checkpoint in {run_dir} is intact); try a lower --lr"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), tcfg.grad_clip)
-        optimizer.step()
-        ema_update(ema, net, step, tcfg.ema_decay)
+    interval_losses: list[float] = []
+    with StopRequest(opts.stop_on_signal) as stop:
+        for step in range(start, opts.steps):
+            batch = data[stream.indices(step)]
+            batch = augment_batch(batch, tcfg.augment, step_generator(tcfg.seed, opts.rank, step, cpu, stream=1))
+            batch = to_model_space(batch).to(device, non_blocking=True)
+            batch = batch.contiguous(memory_format=memory_format) if images else batch
+            lr = lr_at(step, tcfg, opts.steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            gen = step_generator(tcfg.seed, opts.rank, step, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16):
+                loss = forward(batch, gen)
+            loss_value = float(loss.detach())
+            if not agree(math.isfinite(loss_value), opts.world_size, device):  # every rank stops together
+                raise TrainingDiverged(
+                    f"loss became {loss_value} at step {step + 1}; stopped without saving it "
+                    f"(the last checkpoint in {run_dir} is intact); try a lower --lr"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), tcfg.grad_clip)
+            optimizer.step()
+            ema_update(ema, net, step, tcfg.ema_decay)
 
-        done = step + 1
-        now = time.perf_counter()
-        rate = (done - last_step) * tcfg.batch_size / max(now - last_time, 1e-9)
-        callback(Progress(done, opts.steps, loss_value, rate, now - t0))
-        if done % opts.save_every == 0 or done == opts.steps:
-            if opts.rank == 0:
-                save(run_dir, run_cfg, net, ema, optimizer, done)
-                callback(Progress(done, opts.steps, loss_value, rate, now - t0, event="saved", path=str(run_dir)))
-            barrier(opts.world_size)  # no rank runs ahead of (or resumes from) a half-written checkpoint
-        if opts.rank == 0 and opts.sample_every and done % opts.sample_every == 0:
-            path = save_samples(run_dir, run_cfg, ema, done, opts.sample_count, device)
-            callback(Progress(done, opts.steps, loss_value, rate, now - t0, event="sampled", path=str(path)))
-        if done % 50 == 0:
-            last_time, last_step = time.perf_counter(), done
+            done = step + 1
+            now = time.perf_counter()
+            rate = (done - last_step) * tcfg.batch_size / max(now - last_time, 1e-9)
+            interval_losses.append(loss_value)
+            loss_ema = log.smooth(loss_value)
+            callback(Progress(done, opts.steps, loss_value, rate, now - t0, loss_ema=loss_ema))
+            if done % opts.log_every == 0 or done == opts.steps:
+                loss_mean = mean_across(sum(interval_losses) / len(interval_losses), opts.world_size, device)
+                if opts.rank == 0:
+                    log.append({"step": done, "loss": loss_mean, "loss_ema": loss_ema, "lr": lr,
+                                "images_per_s": rate, "elapsed": log.elapsed + now - t0})  # fmt: skip
+                interval_losses = []
+            # A stop signal (first Ctrl-C, SIGTERM) ends the run at this step boundary, on every rank at once.
+            stopping = not agree(not stop.requested, opts.world_size, device)
+            if done % opts.save_every == 0 or done == opts.steps or stopping:
+                check_replicas(net, ema, opts.world_size, device, done)
+                if opts.rank == 0:
+                    save(run_dir, run_cfg, net, ema, optimizer, done)
+                    callback(Progress(done, opts.steps, loss_value, rate, now - t0, event="saved", path=str(run_dir)))
+                barrier(opts.world_size)  # no rank runs ahead of (or resumes from) a half-written checkpoint
+            if stopping:
+                raise Interrupted(stop.signum or signal.SIGINT, f"at step {done}; checkpoint saved in {run_dir}")
+            if opts.rank == 0 and opts.sample_every and done % opts.sample_every == 0:
+                path = save_samples(run_dir, run_cfg, ema, done, opts.sample_count, device)
+                callback(Progress(done, opts.steps, loss_value, rate, now - t0, event="sampled", path=str(path)))
+            if done % 50 == 0:
+                last_time, last_step = time.perf_counter(), done
 
     if opts.rank == 0 and start >= opts.steps and not (run_dir / ckpt.WEIGHTS_FILE).exists():
         save(run_dir, run_cfg, net, ema, optimizer, start)
@@ -219,16 +269,45 @@ def train(
     return Diffusion(ema, run_cfg.diffusion).eval()
 
 
-def all_finite(loss_value: float, world_size: int, device: torch.device) -> bool:
-    """Whether the loss is finite on every rank (one all-reduce when distributed)."""
-    bad = 0.0 if math.isfinite(loss_value) else 1.0
-    if world_size > 1:
-        import torch.distributed as dist
+def agree(ok: bool, world_size: int, device: torch.device, any_true: bool = False) -> bool:
+    """Whether `ok` holds on every rank (with any_true: on some rank); one all-reduce when distributed."""
+    if world_size == 1:
+        return ok
+    import torch.distributed as dist
 
-        flag = torch.tensor([bad], device=device)
-        dist.all_reduce(flag)
-        bad = flag.item()
-    return bad == 0.0
+    flag = torch.tensor([1.0 if ok else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX if any_true else dist.ReduceOp.MIN)
+    return flag.item() == 1.0
+
+
+def mean_across(value: float, world_size: int, device: torch.device) -> float:
+    """The mean of a number over ranks (the value itself in a single process)."""
+    if world_size == 1:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([value], device=device, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.item() / world_size
+
+
+def check_replicas(net: torch.nn.Module, ema: torch.nn.Module, world_size: int, device: torch.device, step: int):
+    """Data-parallel replicas must hold identical weights: compare per-tensor float64 sums over ranks."""
+    if world_size == 1:
+        return
+    import torch.distributed as dist
+
+    tensors = list(net.state_dict().values()) + list(ema.state_dict().values())
+    mine = torch.stack([t.detach().double().sum() for t in tensors] + [t.detach().double().square().sum()
+                                                                      for t in tensors]).to(device)  # fmt: skip
+    every = [torch.empty_like(mine) for _ in range(world_size)]
+    dist.all_gather(every, mine)
+    differ = [r for r in range(1, world_size) if not torch.equal(every[r], every[0])]
+    if differ:
+        raise DDIBError(
+            f"the data-parallel processes hold different weights at step {step} (ranks {differ} differ from rank 0);"
+            " not saving them. This is a bug or a non-deterministic kernel: please report it"
+        )
 
 
 def barrier(world_size: int) -> None:

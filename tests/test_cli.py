@@ -152,7 +152,7 @@ def test_unreadable_folder_and_unwritable_output(tmp_path, tiny_models):
         "--image-size",
         "16",
     )
-    _one_line_error(r, "cannot read image")
+    _one_line_error(r, "1 of 1 images cannot be read", "x.png")
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     r = run_cli(

@@ -5,7 +5,7 @@ import json
 
 from PIL import Image
 
-from .conftest import make_blob_images, mnist_dir, needs_mnist, run_cli
+from .conftest import REPO, make_blob_images, mnist_dir, needs_mnist, run_cli
 from .test_cli import _one_line_error
 
 
@@ -61,6 +61,25 @@ def test_evaluate_reports_every_metric(tmp_path):
         assert rep[key] is not None
     assert 0 <= rep["hue_error_median"] <= 180
     assert "read as target digit" in r.stdout
+
+
+@needs_mnist
+def test_evaluate_measures_the_same_domain_floor_between_two_models_of_one_domain(tmp_path):
+    import shutil
+
+    bundled = REPO / "ddib" / "assets" / "models" / "fives"
+    shutil.copytree(bundled, tmp_path / "b" / "fives")
+    r = run_cli("evaluate", "--from", str(bundled), "--to", str(tmp_path / "b" / "fives"), "-n", "4", "--steps", "4",
+                "--no-cycle", "--json", str(tmp_path / "e.json"), "--data-dir", mnist_dir())  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "e.json").read_text())
+    assert rep["source"] == rep["target"] == "fives" and rep["target_accuracy"] is not None
+    assert rep["source_model"] == str(bundled) and rep["target_model"] == str(tmp_path / "b" / "fives")
+    assert rep["hue_error_median"] < 10  # the same weights at both ends: the translation is a round trip
+    _one_line_error(run_cli("evaluate", "--from", str(bundled), "--to", str(bundled / ".." / "fives")),
+                    "the same model")  # fmt: skip
+    _one_line_error(run_cli("evaluate", "--from", str(bundled), "--to", str(tmp_path / "none" / "fives")),
+                    "is not a model directory")  # fmt: skip
 
 
 def test_bench_translate_quick(tmp_path, tiny_models):

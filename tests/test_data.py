@@ -105,9 +105,11 @@ def test_folder_domain_and_unreadable_files(tmp_path):
     Image.new("RGB", (8, 8), (1, 2, 3)).save(folder / "a.jpg")
     Image.new("L", (8, 8), 9).save(folder / "sub" / "b.png")
     images = load_domain_images(domain_source("cats", str(folder)), "unused", 16, 3)
-    assert images.shape == (2, 3, 16, 16)
+    assert images.pixels.shape == (2, 3, 16, 16)
     (folder / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(DDIBError, match="cannot read image"):
+    with pytest.raises(DDIBError, match=r"1 of 3 images cannot be read: .*broken.png \(not a recognised"):
         load_domain_images(domain_source("cats", str(folder)), "unused", 16, 3)
+    kept = load_domain_images(domain_source("cats", str(folder)), "unused", 16, 3, skip_bad=True)
+    assert kept.pixels.shape == (2, 3, 16, 16) and [p.name for p, _ in kept.skipped] == ["broken.png"]
     with pytest.raises(DDIBError, match="folder not found"):
         load_domain_images(domain_source("dogs", str(tmp_path / "nope")), "unused", 16, 3)

@@ -1,6 +1,7 @@
 """Data-parallel training on CPU: 2 processes with gloo, as torchrun launches them."""
 
 import os
+import subprocess
 import sys
 
 import torch
@@ -9,8 +10,9 @@ import torch.multiprocessing as mp
 from ddib import checkpoint as ckpt
 from ddib.nets import build_network
 from ddib.train import TrainOptions, train
+from ddib.train_log import LOG_FILE, read_log
 
-from .conftest import REPO, make_blob_images, run_cli
+from .conftest import REPO, make_blob_images, mnist_dir, needs_mnist, run_cli
 from .test_train import _cfg, _data
 
 
@@ -41,30 +43,95 @@ def test_two_gloo_ranks_train_identical_weights(tmp_path):
     assert not all(torch.equal(init[k], saved[k]) for k in saved)  # training moved the weights
 
 
-def test_torchrun_cli_trains_and_resumes(tmp_path):
-    data = make_blob_images(tmp_path / "reds", 16, (230, 30, 30), seed=1)
-    args = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "ddib", "train",
-            "--domain", "reds", "--data", str(data), "--models-dir", str(tmp_path / "m"), "--model-size", "tiny",
-            "--image-size", "16", "--batch-size", "8", "--sample-every", "0", "--log-every", "1"]  # fmt: skip
-    import subprocess
-
+def _torchrun(*args: str, nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, *args, "--steps", "2"], env=env, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), "-m", "ddib"]
+    return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_torchrun_cli_trains_a_symmetric_domain_and_resumes_bit_identically(tmp_path):
+    data = make_blob_images(tmp_path / "reds", 16, (230, 30, 30), seed=1)
+    args = ["train", "--domain", "reds", "--data", str(data), "--symmetry", "rgb-cyclic", "--model-size", "tiny",
+            "--image-size", "16", "--batch-size", "8", "--sample-every", "0", "--log-every", "1"]  # fmt: skip
+    cut = ["--models-dir", str(tmp_path / "cut")]
+    r = _torchrun(*args, *cut, "--steps", "2")
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("training reds") == 1  # rank 0 alone logs
-    assert "2 processes × 4" in r.stdout
-    r = subprocess.run([sys.executable, *args, "--steps", "4"], env=env, capture_output=True, text=True, timeout=300)
+    assert "2 processes × 4" in r.stdout and "weights identical on all 2 processes" in r.stdout
+    r = _torchrun(*args, *cut, "--steps", "4")
     assert r.returncode == 0, r.stderr
-    assert "resuming at step 2/4" in r.stdout
-    assert ckpt.load_train_state(tmp_path / "m" / "reds")["step"] == 4
+    assert "resuming at step 2/4" in r.stdout and "weights identical on all 2 processes" in r.stdout
+    r = _torchrun(*args, "--models-dir", str(tmp_path / "once"), "--steps", "4")
+    assert r.returncode == 0, r.stderr
+    a, b = (ckpt.load_train_state(tmp_path / d / "reds") for d in ("cut", "once"))
+    assert a["step"] == b["step"] == 4
+    assert all(torch.equal(a[part][k], b[part][k]) for part in ("net", "ema") for k in a[part])
+    saved = ckpt.read_config(tmp_path / "cut" / "reds")[0]
+    assert saved.diffusion.symmetry == "rgb-cyclic"
+    assert [r["step"] for r in read_log(tmp_path / "cut" / "reds" / LOG_FILE)] == [1, 2, 3, 4]  # rank 0 writes it
     bad = run_cli("train", "--domain", "reds", "--data", str(data), "--models-dir", str(tmp_path / "m2"),
                   "--model-size", "tiny", "--image-size", "16", "--batch-size", "7", "--steps", "1",
                   env={"RANK": "0", "WORLD_SIZE": "1"})  # fmt: skip
     assert bad.returncode == 0  # a world of one is a plain run
 
 
+@needs_mnist
+def test_torchrun_trains_a_colored_digit_domain(tmp_path):
+    r = _torchrun("train", "--domain", "fives", "--steps", "2", "--batch-size", "8", "--model-size", "tiny",
+                  "--device", "cpu", "--data-dir", mnist_dir(), "--models-dir", str(tmp_path / "m"),
+                  "--sample-every", "0", "--augment", "hue")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    cfg = ckpt.read_config(tmp_path / "m" / "fives")[0]
+    assert cfg.diffusion.symmetry == "rgb-cyclic" and cfg.train.augment == "hue"
+    assert "weights identical on all 2 processes" in r.stdout
+
+
+def test_torchrun_refuses_a_locked_run_on_every_rank(tmp_path):
+    from ddib.run_lock import RunLock
+
+    data = make_blob_images(tmp_path / "reds", 8, (230, 30, 30), seed=1)
+    with RunLock(tmp_path / "m" / "reds"):
+        r = _torchrun("train", "--domain", "reds", "--data", str(data), "--models-dir", str(tmp_path / "m"),
+                      "--model-size", "tiny", "--image-size", "16", "--batch-size", "8", "--steps", "2",
+                      "--sample-every", "0", timeout=120)  # fmt: skip
+    assert r.returncode != 0
+    assert f"in use by another ddib train (pid {os.getpid()})" in r.stderr
+    assert "rank 0 could not lock" in r.stderr  # the other rank stopped too instead of waiting for rank 0
+    assert not (tmp_path / "m" / "reds" / ckpt.STATE_FILE).exists()
+
+
+def _diverging_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from ddib.errors import DDIBError
+    from ddib.train import check_replicas
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        net = build_network(_cfg().model)
+        check_replicas(net, net, world, torch.device("cpu"), step=1)  # identical: passes
+        with torch.no_grad():
+            next(net.parameters()).view(-1)[0] += 1e-6 * rank  # one weight of rank 1 drifts
+        try:
+            check_replicas(net, net, world, torch.device("cpu"), step=2)
+            verdict = "passed"
+        except DDIBError as err:
+            verdict = str(err)
+        open(os.path.join(out_dir, f"rank{rank}.txt"), "w").write(verdict)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_replicas_that_drift_apart_are_caught_on_every_rank(tmp_path):
+    mp.spawn(_diverging_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        verdict = (tmp_path / f"rank{rank}.txt").read_text()
+        assert "different weights at step 2 (ranks [1] differ from rank 0)" in verdict
+
+
 def test_torchrun_translate_shards_inputs_and_writes_each_output_once(tmp_path, tiny_models):
-    import subprocess
 
     import numpy as np
     from PIL import Image

@@ -111,7 +111,7 @@ def test_translate_errors(tmp_path, tiny_models):
     bad.write_bytes(b"\x89PNG broken")
     _one_line_error(
         run_cli("translate", str(bad), "--to", "blues", "--from", "reds", "--models-dir", m),
-        "cannot read image",
+        "1 of 1 images cannot be read",
     )
     _one_line_error(
         run_cli("translate", str(tmp_path / "missing.png"), "--from", "reds", "--to", "blues", "--models-dir", m),

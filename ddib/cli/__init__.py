@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 from ..errors import DDIBError
+from ..interrupts import Interrupted
 from . import (
     bench_cmd,
     classifier_cmd,
@@ -33,6 +35,35 @@ except ImportError:  # pragma: no cover
 ClickAbort = getattr(click_exceptions, "Abort", KeyboardInterrupt)
 
 
+class _Stopped(Exception):
+    """A KeyboardInterrupt carried past typer, which would turn it into a silent exit code 130."""
+
+    def __init__(self, interrupt: KeyboardInterrupt):
+        super().__init__()
+        self.interrupt = interrupt
+
+
+def _carry_interrupts(typer_app) -> None:
+    """Wrap every command so that an interrupt reaches main() with its detail and exit code."""
+    for info in typer_app.registered_commands:
+        if info.callback is not None and not getattr(info.callback, "_carries_interrupts", False):
+            info.callback = _carrying(info.callback)
+    for group in typer_app.registered_groups:
+        _carry_interrupts(group.typer_instance)
+
+
+def _carrying(callback):
+    @functools.wraps(callback)
+    def wrapped(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            raise _Stopped(exc) from None
+
+    wrapped._carries_interrupts = True
+    return wrapped
+
+
 def error(message: str) -> None:
     console_err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
 
@@ -42,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # log lines must reach a redirected file as they happen
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(line_buffering=True)
+    _carry_interrupts(app)
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="ddib")
     except DDIBError as exc:
@@ -53,10 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     except click_exceptions.ClickException as exc:
         error(exc.format_message().replace("\n", " ").replace("[", r"\["))
         return exc.exit_code
-    except (ClickAbort, TyperAbort, KeyboardInterrupt):
-        console_err.print("interrupted")
-        return 130
+    except _Stopped as stopped:
+        return interrupted(stopped.interrupt)
+    except (ClickAbort, TyperAbort, KeyboardInterrupt) as exc:
+        return interrupted(exc)
+    except OSError as exc:  # a read or write that the library did not expect to fail (disk full, permissions)
+        where = f"{exc.filename}: " if exc.filename else ""
+        error(f"{where}{exc.strerror or exc}".replace("[", r"\["))
+        return 1
     return rv if isinstance(rv, int) else 0
+
+
+def interrupted(exc: BaseException) -> int:
+    """One line and the shell's status for a signal: 130 for Ctrl-C (128 + the signal's number)."""
+    detail = exc.detail if isinstance(exc, Interrupted) else ""
+    console_err.print(f"interrupted {detail}".strip(), markup=False)
+    return exc.exit_code if isinstance(exc, Interrupted) else 130
 
 
 def run() -> None:

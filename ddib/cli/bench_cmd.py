@@ -15,13 +15,13 @@ from ..data.colored_mnist import DIGIT_DOMAINS
 from ..domain_inference import BAND
 from ..errors import DDIBError
 from ..evaluate import held_out_digits
-from ..images import expand_inputs, load_image, save_png, to_unit_range
+from ..images import save_png, to_unit_range
 from ..nets import UNET_SIZES
 from ..registry import load_domain_model
 from ..speed import accelerate_for, default_speed, parse_speed
 from ..utils import resolve_device
 from .app import app, console
-from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt, SymmetryOpt
+from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt, SymmetryOpt, read_inputs
 
 bench_app = typer.Typer(help="Benchmarks that print numbers and write results tables.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -89,9 +89,8 @@ def bench_translate_command(
     tgt, _, _ = load_domain_model(target, models_dir, dev, symmetry)
     src, tgt = accelerate_for(src, dev), accelerate_for(tgt, dev)  # what `ddib translate` runs
     if inputs:
-        size, channels = src_cfg.model.image_size, src_cfg.model.channels
-        files = expand_inputs(inputs)[:n]
-        x = to_unit_range(torch.stack([load_image(f, size, channels) for f in files])).to(dev)
+        images = read_inputs(inputs, src_cfg.model.image_size, src_cfg.model.channels, skip_bad=False, limit=n)
+        x = to_unit_range(images.pixels).to(dev)
     elif source in DIGIT_DOMAINS:
         x = held_out_digits(data_dir_or_default(data_dir), source, n, seed=0).to(dev)
     else:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 from rich.table import Table
 
@@ -16,7 +16,7 @@ from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS
 from ..errors import DDIBError
 from ..evaluate import EvalReport, evaluate_pair, held_out_digits
-from ..images import expand_inputs, image_grid, load_image, save_png, to_unit_range
+from ..images import image_grid, save_png, to_unit_range
 from ..registry import load_domain_model
 from ..speed import accelerate_for
 from ..utils import resolve_device
@@ -28,10 +28,13 @@ from .options import (
     ModelsDirOpt,
     RhoOpt,
     RtolOpt,
+    SkipBadOpt,
     SolverOpt,
     StepsOpt,
     SymmetryOpt,
     ode_options,
+    read_inputs,
+    report_skipped,
 )
 from .progress import bar
 
@@ -45,7 +48,9 @@ def _num(v: float | None, fmt: str = ".3f") -> str:
 
 
 def report_table(r: EvalReport) -> Table:
-    t = Table("metric", "value", title=f"{r.source} → {r.target}: {r.n} held-out images, {r.solver}, {r.device}")
+    models = f" ({r.source_model} → {r.target_model})" if r.source_model else ""
+    title = f"{r.source} → {r.target}{models}: {r.n} held-out images, {r.solver}, {r.device}"
+    t = Table("metric", "value", title=title)
     rows = [
         ("read as target digit", _pct(r.target_accuracy)),
         ("still read as source digit", _pct(r.source_share)),
@@ -64,8 +69,13 @@ def report_table(r: EvalReport) -> Table:
 
 @app.command("evaluate")
 def evaluate_command(
-    source: str = typer.Option("fives", "--from", help="Source digit domain"),
-    target: str = typer.Option("sevens", "--to", help="Target digit domain"),
+    source: str = typer.Option("fives", "--from", help="Source digit domain, or a model directory (runs/a/fives)"),
+    target: str = typer.Option(
+        "sevens",
+        "--to",
+        help="Target digit domain, or a model directory: another model of the source domain measures the "
+        "same-domain floor (e.g. --from runs/a/fives --to runs/b/fives)",
+    ),
     n: int = typer.Option(1000, "-n", "--num", min=2, help="Held-out source images (MNIST test split)"),
     seed: int = typer.Option(0, "--seed", help="Seed of the held-out subset"),
     inputs: Optional[list[Path]] = typer.Option(None, "--inputs", help="Source images (any domain) instead of MNIST"),
@@ -82,22 +92,25 @@ def evaluate_command(
     models_dir: Optional[str] = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
     data_dir: Optional[str] = DataDirOpt,
+    skip_bad: bool = SkipBadOpt,
 ) -> None:
     """Score a translation on held-out digits: target accuracy, hue kept, cycle consistency, FD, speed."""
     opts = ode_options(solver, steps, rtol, atol, rho)
     if source == target:
-        raise DDIBError("--from and --to must differ")
+        raise DDIBError("--from and --to must differ (two models of one domain: name their directories)")
+    dev = resolve_device(device)
+    src_model, src_cfg, src_loc = load_domain_model(source, models_dir, dev, symmetry)
+    tgt_model, _, tgt_loc = load_domain_model(target, models_dir, dev, symmetry)
+    if src_loc.path.resolve() == tgt_loc.path.resolve():
+        raise DDIBError(f"--from and --to are the same model ({src_loc.path})")
+    source, target = src_loc.domain, tgt_loc.domain  # the domains, also when the models were named by path
     if not inputs and source not in DIGIT_DOMAINS:
         raise DDIBError(f"--from {source} is not a digit domain: give its held-out images with --inputs")
-    dev = resolve_device(device)
-    src_model, src_cfg, _ = load_domain_model(source, models_dir, dev, symmetry)
-    tgt_model, _, _ = load_domain_model(target, models_dir, dev, symmetry)
     src_model, tgt_model = accelerate_for(src_model, dev), accelerate_for(tgt_model, dev)
     data_dir = data_dir_or_default(data_dir)
     if inputs:
-        files = expand_inputs(inputs)[:n]
-        size, channels = src_cfg.model.image_size, src_cfg.model.channels
-        sources = to_unit_range(torch.stack([load_image(f, size, channels) for f in files]))
+        images = read_inputs(inputs, src_cfg.model.image_size, src_cfg.model.channels, skip_bad, limit=n)
+        sources = to_unit_range(images.pixels)
     else:
         sources = held_out_digits(data_dir, source, n, seed)
     digits = target in DIGIT_DOMAINS
@@ -122,6 +135,7 @@ def evaluate_command(
             cycle=not no_cycle,
             on_batch=lambda k: progress.advance(task, k),
         )
+    report = dataclasses.replace(report, source_model=src_loc.origin, target_model=tgt_loc.origin)
     console.print(report_table(report))
     if json_out is not None:
         text = json.dumps(report.to_dict(), indent=2) + "\n"
@@ -132,3 +146,5 @@ def evaluate_command(
 
         save_png(image_grid(interleave(sources[:32], outputs[:32]), nrow=8), grid)
         console.print(f"grid: {grid}")
+    if inputs:
+        report_skipped(images)

@@ -7,18 +7,16 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 from rich.table import Table
 
 from ..atomic import atomic_write
 from ..domain_inference import LIKELIHOODS, check_method, rank, score_images
 from ..errors import DDIBError
-from ..images import expand_inputs, load_image
 from ..registry import available_models, load_domain_model
 from ..utils import resolve_device
 from .app import app, console
-from .options import DeviceOpt, ModelsDirOpt, SymmetryOpt
+from .options import DeviceOpt, ModelsDirOpt, SkipBadOpt, SymmetryOpt, read_inputs, report_skipped
 from .source_choice import LevelsOpt, MethodOpt
 
 ProbesOpt = typer.Option(4, "--probes", min=1, help="Rademacher probes of the Hutchinson divergence estimate")
@@ -43,19 +41,19 @@ def _load_models(domains: Optional[list[str]], models_dir, dev, symmetry: str = 
 
 
 def _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, method="ode", levels=16,
-           symmetry="auto"):  # fmt: skip
+           symmetry="auto", skip_bad=False):  # fmt: skip
     check_method(method)
     dev = resolve_device(device)
     models = _load_models(domains, models_dir, dev, symmetry)
     channels, size, _ = next(iter(models.values())).data_shape
-    files = expand_inputs(inputs)
+    images = read_inputs(inputs, size, channels, skip_bad)
     scores_per_batch = []
     t0 = time.perf_counter()
-    for i in range(0, len(files), batch_size):
-        u8 = torch.stack([load_image(f, size, channels) for f in files[i : i + batch_size]])
+    for i in range(0, len(images.files), batch_size):
+        u8 = images.pixels[i : i + batch_size]
         scores_per_batch.append(score_images(models, u8, probes, tol, tol, seed, dev, method, levels))
     seconds = time.perf_counter() - t0
-    return files, models, scores_per_batch, seconds
+    return images, models, scores_per_batch, seconds
 
 
 @app.command("likelihood")
@@ -74,12 +72,14 @@ def likelihood_command(
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
+    skip_bad: bool = SkipBadOpt,
 ) -> None:
     """Bits/dim of each image under each domain model (probability-flow ODE, dequantised 8-bit data)."""
     check_method(method, LIKELIHOODS)
-    files, models, batches, seconds = _score(
-        inputs, domains, probes, tol, seed, batch_size, device, models_dir, method, levels, symmetry
+    images, models, batches, seconds = _score(
+        inputs, domains, probes, tol, seed, batch_size, device, models_dir, method, levels, symmetry, skip_bad
     )
+    files = images.files
     table = Table("image", *[f"{d} bits/dim" for d in models])
     records = []
     nfe = {d: 0 for d in models}
@@ -100,6 +100,7 @@ def likelihood_command(
         meta = {"method": method, "probes": probes, "levels": levels, "tol": tol, "seed": seed}
         text = json.dumps({**meta, "results": records}, indent=2) + "\n"
         atomic_write(json_out, lambda fh: fh.write(text.encode()))
+    report_skipped(images)
 
 
 @app.command("classify")
@@ -115,10 +116,12 @@ def classify_command(
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
+    skip_bad: bool = SkipBadOpt,
 ) -> None:
     """Rank the domains by likelihood for each image; say when the margin is within the estimator's error."""
-    files, models, batches, _ = _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, method,
-                                       levels, symmetry)  # fmt: skip
+    images, models, batches, _ = _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, method,
+                                        levels, symmetry, skip_bad)  # fmt: skip
+    files = images.files
     for b, scores in enumerate(batches):
         for j in range(len(scores[0].bits_per_dim)):
             r = rank(scores, j)
@@ -126,3 +129,4 @@ def classify_command(
             verdict = r.best if r.decisive else "undecided (margin within 2 standard errors)"
             console.print(f"{files[b * batch_size + j]}: {verdict}; margin {r.margin:.3f} ± {r.margin_stderr:.3f} "
                           f"bits/dim; {ranking}")  # fmt: skip
+    report_skipped(images)

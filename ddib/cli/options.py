@@ -7,7 +7,9 @@ from typing import Optional
 import typer
 
 from .. import ode
+from ..images import ImageBatch, expand_inputs, read_images
 from ..speed import SpeedOptions, check_speed, default_speed
+from .app import console
 
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps")
 ModelsDirOpt = typer.Option(None, "--models-dir", help="Trained models folder [default: $DDIB_MODELS_DIR or models/]")
@@ -24,7 +26,6 @@ RhoOpt = typer.Option(
     "7 for the others]",
     min=0.01,
 )
-BatchOpt = typer.Option(None, "--batch-size", help="Images per batch [default: 64]")
 ChannelsLastOpt = typer.Option(
     None, "--channels-last/--no-channels-last", help="NHWC convolutions [default: the measured best per device]"
 )
@@ -36,8 +37,25 @@ SymmetryOpt = typer.Option(
     help="Average ε̂ over RGB channel permutations: auto (the model's config), none, rgb-cyclic (3 network "
     "passes per evaluation), rgb-all (6)",
 )
+SkipBadOpt = typer.Option(
+    False,
+    "--skip-bad",
+    help="Go on without unreadable input images (counted at the end) instead of stopping before any work",
+)
 
 __all__ = ["Optional"]
+
+
+def read_inputs(inputs, size: int, channels: int, skip_bad: bool, limit: int | None = None) -> ImageBatch:
+    """Every input image (files and folders' contents, the first `limit`), decoded before any work starts."""
+    return read_images(expand_inputs(inputs)[:limit], size, channels, skip_bad)
+
+
+def report_skipped(images: ImageBatch) -> None:
+    """The closing line of a --skip-bad run that met unreadable files."""
+    if images.skipped:
+        names = ", ".join(str(p) for p, _ in images.skipped[:3]) + (", …" if len(images.skipped) > 3 else "")
+        console.print(f"skipped {len(images.skipped)} unreadable image(s) ({names})")
 
 
 def resolve_speed(device, channels_last: bool | None, compile: bool, bf16: bool) -> SpeedOptions:

@@ -18,7 +18,7 @@ from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS
 from ..errors import DDIBError
 from ..evaluate import digit_of, held_out_digits
-from ..images import expand_inputs, load_image, save_png, to_unit_range
+from ..images import ImageBatch, save_png, to_unit_range
 from ..latent_ops import BASES, OPS, OTHERS, Perturbation, Step
 from ..perturb import (
     PRESETS,
@@ -44,10 +44,13 @@ from .options import (
     ModelsDirOpt,
     RhoOpt,
     RtolOpt,
+    SkipBadOpt,
     SolverOpt,
     StepsOpt,
     SymmetryOpt,
     ode_options,
+    read_inputs,
+    report_skipped,
 )
 from .progress import bar
 
@@ -93,20 +96,20 @@ def numbers_table(rows: list[RowResult], title: str, target: str, with_experimen
 
 
 def _load_inputs(
-    inputs: list[Path] | None, source: str, n: int, seed: int, data_dir: str, src_model, opts, dev
-) -> tuple[torch.Tensor, str]:
+    inputs: list[Path] | None, source: str, n: int, seed: int, data_dir: str, src_model, opts, dev, skip_bad: bool
+) -> tuple[torch.Tensor, str, ImageBatch | None]:
+    """(inputs in [-1, 1], what they are, the files read when inputs were given)."""
     channels, size = src_model.data_shape[0], src_model.data_shape[-1]
     if inputs:
-        files = expand_inputs(inputs)
-        x = to_unit_range(torch.stack([load_image(f, size, channels) for f in files]))
-        return x, f"{len(files)} input images"
+        images = read_inputs(inputs, size, channels, skip_bad)
+        return to_unit_range(images.pixels), f"{len(images.files)} input images", images
     if source in DIGIT_DOMAINS and channels == 3 and mnist_available(data_dir):
         x = held_out_digits(data_dir, source, n, seed, image_size=size)
-        return x, f"{len(x)} held-out {source} (MNIST test split, seed {seed})"
+        return x, f"{len(x)} held-out {source} (MNIST test split, seed {seed})", None
     gen = torch.Generator().manual_seed(seed)
     x = ode.sample(src_model, n, gen, opts, device=dev).cpu()
     why = f"no MNIST in {data_dir}" if source in DIGIT_DOMAINS else "not a digit domain"
-    return x, f"{n} {source} sampled from the {source} model (seed {seed}; {why})"
+    return x, f"{n} {source} sampled from the {source} model (seed {seed}; {why})", None
 
 
 @app.command("perturb")
@@ -152,6 +155,7 @@ def perturb_command(
         None, "--out-dir", help="With --preset: folder for the figures and summary [default: perturb-<preset>/]"
     ),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers as JSON"),
+    skip_bad: bool = SkipBadOpt,
 ) -> None:
     """Perturb DDIB latents (normalize, noise, blend, checkerboard, 2x2 rotation, blur) and decode them."""
     opts = ode_options(solver, steps, rtol, atol, rho)
@@ -187,7 +191,7 @@ def perturb_command(
     ode.check_compatible(src_model, tgt_model)
     console.print(f"models: {source} ({src_loc.origin}), {target} ({tgt_loc.origin}); {opts.describe()}")
     data_dir = data_dir_or_default(data_dir)
-    x, inputs_text = _load_inputs(inputs, source, n, seed, data_dir, src_model, opts, dev)
+    x, inputs_text, images = _load_inputs(inputs, source, n, seed, data_dir, src_model, opts, dev, skip_bad)
     console.print(f"inputs: {inputs_text}")
 
     classifier, target_digit = None, digit_of(target)
@@ -259,3 +263,5 @@ def perturb_command(
         f"encoded {len(x)} inputs once ({enc.per_solve[0]} NFE per image){again}, decoded {decoded} latents "
         f"({dec.per_solve[0]} NFE per image), {seconds:.1f}s → {where}"
     )
+    if images is not None:
+        report_skipped(images)

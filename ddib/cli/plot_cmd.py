@@ -10,6 +10,7 @@ from ..errors import DDIBError
 from ..images import save_png
 from ..points_plot import transport_figure
 from ..synthetic import DEFAULT_POINT_BATCH, load_point_model, translate_points
+from ..train_log import LOG_FILE, loss_chart, read_log
 from ..utils import resolve_device
 from .app import app, console
 from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RhoOpt, RtolOpt, SeedOpt, SolverOpt, StepsOpt, ode_options
@@ -56,3 +57,25 @@ def plot_command(
     )
     save_png(figure, out)
     console.print(f"plotted {n} {source} → {target} points with {opts.describe()} ({result.seconds:.1f}s) → {out}")
+
+
+@app.command("plot-loss")
+def plot_loss_command(
+    runs: list[Path] = typer.Argument(..., help="Model directories holding a train_log.jsonl (several: compared)"),
+    out: Path | None = typer.Option(None, "--out", help="Figure PNG [default: <run>/loss.png, or loss.png]"),
+    smoothed: bool = typer.Option(False, "--smoothed", help="Plot the smoothed loss instead of interval means"),
+) -> None:
+    """Training loss against step, from the runs' train_log.jsonl."""
+    out = out or (runs[0] / "loss.png" if len(runs) == 1 else Path("loss.png"))
+    if out.suffix.lower() != ".png":
+        raise DDIBError(f"--out {out} must be a .png file")
+    logs = {}
+    for run in runs:
+        if not (run / LOG_FILE).is_file():
+            raise DDIBError(f"no {LOG_FILE} in {run}: give a model directory written by `ddib train`")
+        logs[str(run)] = read_log(run / LOG_FILE)
+        if not logs[str(run)]:
+            raise DDIBError(f"{run / LOG_FILE} has no log lines yet")
+    save_png(loss_chart(logs, smoothed), out)
+    last = ", ".join(f"{name} step {r[-1]['step']} loss {r[-1]['loss']:.4f}" for name, r in logs.items())
+    console.print(f"plotted {len(logs)} run(s) ({last}) → {out}")

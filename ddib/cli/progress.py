@@ -65,7 +65,7 @@ class TrainDisplay:
         if p.event == "sampled":
             console.print(f"step {p.step}: samples written to {p.path}")
             return
-        self.loss_ema = p.loss if math.isnan(self.loss_ema) else 0.98 * self.loss_ema + 0.02 * p.loss
+        self.loss_ema = p.loss_ema
         if self.interactive:
             self.progress.update(self.task, completed=p.step, loss=f"{self.loss_ema:.4f}", rate=f"{p.images_per_s:.0f}")
         elif p.step % self.log_every == 0 or p.step == p.total:

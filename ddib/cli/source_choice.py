@@ -7,7 +7,6 @@ import typer
 
 from ..domain_inference import METHODS, rank, score_images
 from ..errors import DDIBError
-from ..images import expand_inputs, load_image
 from ..registry import load_domain_model, source_candidates
 from .app import console
 
@@ -24,9 +23,12 @@ MethodOpt = typer.Option(
 LevelsOpt = typer.Option(DEFAULT_LEVELS, "--levels", min=1, help="Noise levels of the ELBO (band) estimate")
 
 
-def choose_source(target, source, target_model, target_kind, inputs, models_dir, dev, method, levels, probes=2,
-                  symmetry="auto"):  # fmt: skip
-    """(name, model, config, location) of the source domain; prints how it was chosen when it was not given."""
+def choose_source(target, source, target_model, target_kind, probe_images: torch.Tensor | None, models_dir, dev,
+                  method, levels, probes=2, symmetry="auto"):  # fmt: skip
+    """(name, model, config, location) of the source domain; prints how it was chosen when it was not given.
+
+    `probe_images` are the input images already read (uint8, None without any); the first INFER_INPUTS are scored.
+    """
     names = source_candidates(target, source, models_dir)
     if source is not None:
         return (source, *load_domain_model(source, models_dir, dev, symmetry))
@@ -41,17 +43,15 @@ def choose_source(target, source, target_model, target_kind, inputs, models_dir,
         console.print(f"--from not given: using {name}, the only other trained domain of this shape")
         return (name, *fits[name])
     listed = ", ".join(fits)
-    if not inputs or target_kind != "unet":
+    if probe_images is None or target_kind != "unet":
         raise DDIBError(f"name the source domain with --from (candidates: {listed}); it is inferred from "
                         "input images only")  # fmt: skip
-    files = expand_inputs(inputs)[:INFER_INPUTS]
-    channels, size = target_model.data_shape[0], target_model.data_shape[-1]
-    u8 = torch.stack([load_image(f, size, channels) for f in files])
+    u8 = probe_images[:INFER_INPUTS]
     models = {n: v[0] for n, v in fits.items()}
     scores = score_images(models, u8, probes=probes, rtol=1e-4, atol=1e-4, device=dev, method=method, levels=levels)
     r = rank(scores)
     ranking = " < ".join(f"{d} {bpd:.3f}" for d, bpd, _ in r.order)
-    console.print(f"--from inferred from {len(files)} input(s) by {method} bits/dim: {ranking}")
+    console.print(f"--from inferred from {len(u8)} input(s) by {method} bits/dim: {ranking}")
     if not r.decisive:
         raise DDIBError(f"cannot tell the source domain: {r.order[0][0]} leads {r.order[1][0]} by {r.margin:.4f} ± "
                         f"{r.margin_stderr:.4f} bits/dim, within 2 standard errors; name it with --from")  # fmt: skip

@@ -10,6 +10,7 @@ import typer
 from .. import checkpoint as ckpt
 from .. import distributed
 from ..data import data_dir_or_default, domain_source, load_domain_images, load_point_domain
+from ..data.augment import check_augment
 from ..data.points import DEFAULT_TRAIN_POINTS, POINT_DOMAINS
 from ..diffusion import DiffusionConfig
 from ..errors import DDIBError
@@ -19,7 +20,7 @@ from ..speed import default_speed
 from ..train import TrainOptions, train
 from ..utils import resolve_device
 from .app import app, console
-from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SeedOpt
+from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SeedOpt, SkipBadOpt, report_skipped
 from .progress import TrainDisplay
 
 # Typer defaults are fixed, so options whose default depends on the domain's kind default to None here.
@@ -85,6 +86,18 @@ def train_command(
         help="Noise-level conditioning: ddpm (sinusoids of 1000·t) or smooth (of the log-SNR position, scale 10) "
         "[default: ddpm for a new run, the saved one when resuming]",
     ),
+    ema_decay: float | None = typer.Option(
+        None,
+        "--ema-decay",
+        help="Decay of the weights' exponential moving average (the exported model) [default: 0.999 for a new run, "
+        "the saved one when resuming]",
+    ),
+    augment: str | None = typer.Option(
+        None,
+        "--augment",
+        help="Training-time augmentation by an exact symmetry of the domain: hue (re-draw each colored-MNIST "
+        "image's hue every step) or none [default: none for a new run, the saved one when resuming]",
+    ),
     init_from: str | None = typer.Option(
         None,
         "--init-from",
@@ -109,12 +122,15 @@ def train_command(
         1000, "--sample-every", min=0, help="Write a sample grid (scatter plot for points) every N steps (0: never)"
     ),
     save_every: int = typer.Option(500, "--save-every", min=1, help="Checkpoint every N steps (and at the end)"),
-    log_every: int = typer.Option(100, "--log-every", min=1, help="Log line every N steps when not on a terminal"),
+    log_every: int = typer.Option(
+        100, "--log-every", min=1, help="Line in train_log.jsonl (and on stdout off a terminal) every N steps"
+    ),
     bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast (CUDA only)"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the training step"),
     channels_last: bool | None = typer.Option(
         None, "--channels-last/--no-channels-last", help="NHWC UNet and batches [default: the measured best per device]"
     ),
+    skip_bad: bool = SkipBadOpt,
 ) -> None:
     """Train a domain's diffusion model; re-running the same command resumes where it stopped."""
     source = domain_source(domain, data)
@@ -129,6 +145,12 @@ def train_command(
         raise DDIBError(f"--cooldown {cooldown} is longer than the run (--steps {steps})")
     info, dev = distributed.setup(resolve_device(device))
     run_dir = models_dir_or_default(models_dir) / domain
+    augment = augment or saved_setting(run_dir, "train", "augment", "none")
+    ema_decay = ema_decay if ema_decay is not None else saved_setting(run_dir, "train", "ema_decay", 0.999)
+    if not 0.0 <= ema_decay < 1.0:
+        raise DDIBError(f"--ema-decay must be in [0, 1), got {ema_decay}")
+    check_augment(augment, hue_uniform=source.kind == "mnist" and channels == 3)
+    images = None
     if points:
         if model_size is not None:
             raise DDIBError(f"--model-size is for image domains; {domain} is a point domain (use --width/--blocks)")
@@ -144,7 +166,8 @@ def train_command(
             raise DDIBError("--channels must be 1 or 3")
         model_size = model_size or "small"
         model_cfg = unet_config(model_size, image_size, channels)
-        data_tensor = load_domain_images(source, data_dir_or_default(data_dir), image_size, channels)
+        images = load_domain_images(source, data_dir_or_default(data_dir), image_size, channels, skip_bad=skip_bad)
+        data_tensor = images.pixels
         model_desc = f"model {model_size}"
         what = "images"
     if time_embedding is None:
@@ -161,7 +184,9 @@ def train_command(
             symmetry=symmetry or saved_diffusion(run_dir, "symmetry", default_symmetry(source, channels)),
             noise_input=noise_input,
         ),
-        train=ckpt.TrainConfig(batch_size=batch_size, lr=lr, cooldown_steps=cooldown, seed=seed),
+        train=ckpt.TrainConfig(
+            batch_size=batch_size, lr=lr, cooldown_steps=cooldown, seed=seed, augment=augment, ema_decay=ema_decay
+        ),
         domain=source.to_dict(),
     )
     init_weights = None
@@ -171,6 +196,7 @@ def train_command(
     cool = f" (cooldown over the last {cooldown})" if cooldown else ""
     start = f", warm start from {init_from}" if init_weights else ", resumed: no warm start" if init_from else ""
     start = ("" if time_embedding == "ddpm" else f", {time_embedding} time embedding") + start
+    start += "" if augment == "none" else f", {augment} augmentation"
     if info.is_main:
         console.print(
             f"training [bold]{domain}[/] ({source.describe()}, {len(data_tensor)} {what}) → {run_dir}  "
@@ -180,7 +206,7 @@ def train_command(
     opts = TrainOptions(
         steps=steps, device=dev, sample_every=sample_every, save_every=save_every, bf16=bf16, compile=compile,
         channels_last=default_speed(dev).channels_last if channels_last is None else channels_last,
-        rank=info.rank, world_size=info.world_size,
+        rank=info.rank, world_size=info.world_size, log_every=log_every, stop_on_signal=True,
     )  # fmt: skip
     try:
         with TrainDisplay(steps, log_every, enabled=info.is_main, unit="pts" if points else "img") as display:
@@ -188,7 +214,10 @@ def train_command(
     finally:
         distributed.teardown(info)
     if info.is_main:
-        console.print(f"done: {run_dir} (step {steps})")
+        same = f"; weights identical on all {info.world_size} processes at every checkpoint" if info.enabled else ""
+        console.print(f"done: {run_dir} (step {steps}{same})")
+        if images is not None:
+            report_skipped(images)
 
 
 def warm_start(run_cfg: ckpt.RunConfig, init_from: str) -> tuple[ckpt.RunConfig, dict]:
@@ -211,10 +240,14 @@ def warm_start(run_cfg: ckpt.RunConfig, init_from: str) -> tuple[ckpt.RunConfig,
     return dataclasses.replace(run_cfg, init=init), model.net.state_dict()
 
 
-def saved_diffusion(run_dir: Path, key: str, default: str) -> str:
-    """A diffusion setting the run was started with (so resuming needs no --prediction), else the default."""
+def saved_setting(run_dir: Path, section: str, key: str, default):
+    """A setting the run was started with (so resuming needs no --prediction or --augment), else the default."""
     config = run_dir / ckpt.CONFIG_FILE
-    return getattr(ckpt.read_config(run_dir)[0].diffusion, key) if config.exists() else default
+    return getattr(getattr(ckpt.read_config(run_dir)[0], section), key) if config.exists() else default
+
+
+def saved_diffusion(run_dir: Path, key: str, default: str) -> str:
+    return saved_setting(run_dir, "diffusion", key, default)
 
 
 def default_symmetry(source, channels: int) -> str:

@@ -12,7 +12,7 @@ from .. import distributed, ode
 from ..batch_size import CPU_BATCH, auto_batch_size
 from ..domain_inference import check_method
 from ..errors import DDIBError
-from ..images import image_grid, load_image, save_png, to_pil, to_unit_range
+from ..images import image_grid, read_images, save_png, to_pil, to_unit_range
 from ..latents import load_latents, save_latents
 from ..outputs import check_outputs, plan_outputs
 from ..points_io import is_point_file, read_points, write_points
@@ -32,10 +32,12 @@ from .options import (
     ModelsDirOpt,
     RhoOpt,
     RtolOpt,
+    SkipBadOpt,
     SolverOpt,
     StepsOpt,
     SymmetryOpt,
     ode_options,
+    report_skipped,
     resolve_speed,
 )
 from .progress import bar
@@ -88,14 +90,22 @@ def translate_command(
     bf16: bool = Bf16Opt,
     method: str = MethodOpt,
     levels: int = LevelsOpt,
+    skip_bad: bool = SkipBadOpt,
 ) -> None:
     """Translate images: encode with the source model's ODE (t 0→1), decode with the target's (t 1→0)."""
     opts = ode_options(solver, steps, rtol, atol, rho)
     check_method(method)
     dev = resolve_device(device)
     tgt_model, tgt_cfg, tgt_loc = load_domain_model(to, models_dir, dev, symmetry)
+    images = pairs = None
+    if inputs and tgt_cfg.model.kind == "unet":  # every input read (and outputs planned) before any solve
+        pairs = plan_outputs(inputs, f"to-{to}", out, out_dir)
+        images = read_images([p for p, _ in pairs], tgt_model.data_shape[-1], tgt_model.data_shape[0], skip_bad)
+        kept = set(images.files)
+        pairs = [pair for pair in pairs if pair[0] in kept]
+    probes = None if images is None else images.pixels
     src_name, src_model, src_cfg, src_loc = choose_source(
-        to, source, tgt_model, tgt_cfg.model.kind, inputs, models_dir, dev, method, levels, symmetry=symmetry
+        to, source, tgt_model, tgt_cfg.model.kind, probes, models_dir, dev, method, levels, symmetry=symmetry
     )
     ode.check_compatible(src_model, tgt_model)
     if src_cfg.model.kind == "mlp":
@@ -108,19 +118,17 @@ def translate_command(
         _translate_points(src_pm, tgt_pm, inputs, out, out_dir, grid, save_latent, n or 5000, opts,
                           batch_size or DEFAULT_POINT_BATCH, seed)  # fmt: skip
         return
-    _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, inputs, out, out_dir, grid,
+    _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, images, pairs, out, out_dir, grid,
                       save_latent, n or 8, opts, batch_size, seed, dev,
                       resolve_speed(dev, channels_last, compile, bf16))  # fmt: skip
 
 
-def _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, inputs, out, out_dir, grid,
+def _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, images, pairs, out, out_dir, grid,
                       save_latent, n, opts, batch_size, seed, dev, speed) -> None:  # fmt: skip
-    """Images: stream batches (bounded memory); under torchrun each rank translates its share of the inputs."""
+    """Images (read beforehand) or sampled sources, in batches; under torchrun each rank translates its share."""
     info, dev = distributed.setup(dev)
     src_model, tgt_model = src_model.to(dev), tgt_model.to(dev)
-    channels, size = src_model.data_shape[0], src_model.data_shape[-1]
-    if inputs:
-        pairs = plan_outputs(inputs, f"to-{to}", out, out_dir)
+    if images is not None:
         noise = None
     else:
         if out is not None:
@@ -147,7 +155,7 @@ def _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, inpu
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             if noise is None:
-                x = to_unit_range(torch.stack([load_image(pairs[i][0], size, channels) for i in chunk])).to(dev)
+                x = to_unit_range(images.pixels[chunk]).to(dev)
             else:
                 x = ode.decode(src_fast, noise[chunk].to(dev), opts)
             z = ode.encode(src_fast, x, opts, stats)
@@ -184,6 +192,8 @@ def _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, inpu
         f"{written / seconds:.1f} images/s → "
         f"{where}"
     )
+    if images is not None:
+        report_skipped(images)
 
 
 def averaging(*models) -> str:

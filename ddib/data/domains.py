@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DDIBError
-from ..images import find_images, load_image
+from ..images import ImageBatch, find_images, read_images
 from .colored_mnist import DIGIT_DOMAINS, colored_mnist
 from .points import DESCRIPTIONS, POINT_DOMAINS, make_points
 
@@ -80,17 +80,17 @@ def load_point_domain(source: DomainSource, n: int, seed: int) -> tuple[DomainSo
 
 
 def load_domain_images(
-    source: DomainSource, data_dir: str, image_size: int, channels: int, split: str = "train"
-) -> torch.Tensor:
-    """Training images of a domain as uint8 (N, C, S, S)."""
+    source: DomainSource, data_dir: str, image_size: int, channels: int, split: str = "train", skip_bad: bool = False
+) -> ImageBatch:
+    """Training images of a domain as uint8 (N, C, S, S), every file read before training starts."""
     if source.kind == "points":
         raise DDIBError(f"{source.name} is a 2-D point domain, not an image domain")
     if source.kind == "mnist":
         if channels != 3:
             raise DDIBError("colored MNIST domains have 3 channels")
         images, _ = colored_mnist(data_dir, source.digit, split, image_size)
-        return images
+        return ImageBatch(images, [], [])
     files = find_images(source.path)
     if not files:
         raise DDIBError(f"no images found in {source.path} (looked recursively for common image formats)")
-    return torch.stack([load_image(f, image_size, channels) for f in files])
+    return read_images(files, image_size, channels, skip_bad)
