@@ -42,6 +42,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     augment: str = "none"  # training-time augmentation by an exact symmetry (data/augment.py); older configs: none
+    label_dropout: float = 0.0  # conditional models: share of labels replaced by "no label" (classifier-free)
 
 
 @dataclass(frozen=True)

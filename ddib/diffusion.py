@@ -98,21 +98,43 @@ def unwrap(net: nn.Module) -> nn.Module:
 
 
 class Diffusion(nn.Module):
-    """A network together with its schedule and parameterisation: ε̂(x_t, t) and the training loss."""
+    """A network together with its schedule and parameterisation: ε̂(x_t, t) and the training loss.
 
-    def __init__(self, net: nn.Module, cfg: DiffusionConfig | None = None):
+    A class-conditional network (num_classes > 0) is the denoiser of one class once bound to its `label`
+    (`with_label`), or of the union of its classes with no label; `guidance` w ≠ 0 returns the classifier-free
+    guided ε̂ = (1 + w)·ε̂(x, t, y) − w·ε̂(x, t, ∅) (Ho & Salimans 2022), which is no longer the score of the class.
+    """
+
+    def __init__(self, net: nn.Module, cfg: DiffusionConfig | None = None, label: int | None = None,
+                 guidance: float = 0.0):  # fmt: skip
         super().__init__()
         self.net = net
         self.config = cfg or DiffusionConfig()
         self.schedule = CosineSchedule(self.config)
         if self.config.symmetry != "none":  # (known-answer tests build a Diffusion before they set its net)
             check_symmetry(self.config.symmetry, self.data_shape)
+        if label is not None and not 0 <= label < self.num_classes:
+            raise DDIBError(f"label {label} is not one of the network's {self.num_classes} classes")
+        if guidance and label is None:
+            raise DDIBError("classifier-free guidance needs a class label (a conditional model and a domain)")
+        self.label = label
+        self.guidance = float(guidance)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of a conditional network; 0 for an unconditional one."""
+        return getattr(getattr(unwrap(self.net), "config", None), "num_classes", 0)
+
+    def with_label(self, label: int | None, guidance: float = 0.0) -> Diffusion:
+        """The same network (shared weights, not copied) as the denoiser of class `label` (None: the union)."""
+        if self.num_classes == 0:
+            raise DDIBError("this model is not class-conditional: it has no labels")
+        return Diffusion(self.net, self.config, label, guidance)
 
     def use_symmetry(self, name: str) -> Diffusion:
-        """Average ε̂ over another channel-permutation group (an inference choice; the weights stay as they are)."""
+        """The same network (shared) averaging ε̂ over another channel-permutation group (an inference choice)."""
         check_symmetry(name, self.data_shape)
-        self.config = dataclasses.replace(self.config, symmetry=name)
-        return self
+        return Diffusion(self.net, dataclasses.replace(self.config, symmetry=name), self.label, self.guidance)
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -130,9 +152,23 @@ class Diffusion(nn.Module):
         sched = self.schedule
         return (torch.log(sched.sigma_bar(t) / sched.sigma_min)) / math.log(sched.sigma_max / sched.sigma_min)
 
+    def _labels(self, batch: int, label: int | None, device: torch.device) -> torch.Tensor:
+        """(B,) label indices; the null label (index num_classes) stands for "no label"."""
+        return torch.full((batch,), self.num_classes if label is None else label, dtype=torch.long, device=device)
+
     def _network_eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The network's own ε̂ (from its ε or v output)."""
-        out = self.net(x_t, self.noise_input(t)).to(x_t.dtype)
+        """The network's own ε̂ (from its ε or v output), guided when `guidance` is set."""
+        c_noise = self.noise_input(t)
+        if self.num_classes == 0:
+            out = self.net(x_t, c_noise)
+        elif not self.guidance:
+            out = self.net(x_t, c_noise, self._labels(x_t.shape[0], self.label, x_t.device))
+        else:  # both outputs in one batch; the combination is linear, so it commutes with v → ε below
+            b = x_t.shape[0]
+            labels = torch.cat([self._labels(b, self.label, x_t.device), self._labels(b, None, x_t.device)])
+            cond, uncond = self.net(torch.cat([x_t, x_t]), torch.cat([c_noise, c_noise]), labels).chunk(2)
+            out = cond + self.guidance * (cond - uncond)
+        out = out.to(x_t.dtype)
         if self.config.prediction == "eps":
             return out
         alpha, sigma = self.schedule.alpha_sigma(t)
@@ -142,8 +178,13 @@ class Diffusion(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.eps(x_t, t)
 
-    def loss(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """E_{t,ε} ‖target − net(α x_0 + σ ε, t)‖², target ε (Ho et al. 2020) or v = αε − σx_0; t ~ U[0, 1)."""
+    def loss(self, x0: torch.Tensor, generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+             label_dropout: float = 0.0) -> torch.Tensor:  # fmt: skip
+        """E_{t,ε} ‖target − net(α x_0 + σ ε, t[, y])‖², target ε (Ho et al. 2020) or v = αε − σx_0; t ~ U[0, 1).
+
+        `labels` (conditional networks) are replaced by the null label with probability `label_dropout`, so the
+        network also learns the unconditional model of the union (classifier-free guidance's training).
+        """
         b = x0.shape[0]
         # Stratified (low-discrepancy) t, as in VDM: one uniform offset, B evenly spaced strata.
         u = torch.rand((), generator=generator, device=x0.device, dtype=x0.dtype)
@@ -151,6 +192,11 @@ class Diffusion(nn.Module):
         t = t[torch.randperm(b, generator=generator, device=x0.device)]
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         alpha, sigma = (append_dims(c, x0.ndim) for c in self.schedule.alpha_sigma(t))
-        out = self.net(alpha * x0 + sigma * noise, self.noise_input(t))
+        if labels is None:
+            out = self.net(alpha * x0 + sigma * noise, self.noise_input(t))
+        else:
+            drop = torch.rand(b, generator=generator, device=x0.device) < label_dropout
+            labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+            out = self.net(alpha * x0 + sigma * noise, self.noise_input(t), labels)
         target = noise if self.config.prediction == "eps" else alpha * noise - sigma * x0
         return torch.mean((out.float() - target.float()) ** 2)

@@ -85,18 +85,23 @@ def evaluate_pair(
     device: torch.device | str = "cpu",
     cycle: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    guidance: float = 0.0,
 ) -> tuple[EvalReport, torch.Tensor]:
-    """Translate `sources` and score the outputs; returns (report, translations)."""
+    """Translate `sources` and score the outputs; returns (report, translations).
+
+    `guidance` w applies where a label of a conditional model decodes (the target, and the source on the way
+    back); encoding always solves the plain probability-flow ODE."""
     device = torch.device(device)
     stats = ode.SolveStats()
     t0 = time.perf_counter()
-    outputs = translate_batched(src_model, tgt_model, sources, opts, batch_size, stats, device, on_batch)
+    tgt_decoder, src_decoder = (guided(m, guidance) for m in (tgt_model, src_model))
+    outputs = translate_batched(src_model, tgt_decoder, sources, opts, batch_size, stats, device, on_batch)
     seconds = time.perf_counter() - t0
     batches = -(-len(sources) // batch_size)
     nfe = stats.nfe / batches
     back = None
     if cycle:
-        back = translate_batched(tgt_model, src_model, outputs, opts, batch_size, ode.SolveStats(), device, on_batch)
+        back = translate_batched(tgt_model, src_decoder, outputs, opts, batch_size, ode.SolveStats(), device, on_batch)
     real_feats = None
     if classifier is not None and target_reals is not None:
         real_feats = extract_features(classifier, target_reals)
@@ -114,6 +119,11 @@ def evaluate_pair(
         classifier_test_accuracy=None if classifier is None else classifier.metadata.get("test_accuracy"),
     )
     return report, outputs
+
+
+def guided(model: Diffusion, guidance: float) -> Diffusion:
+    """The decoder of a label with classifier-free guidance w (models without a label decode unguided)."""
+    return model.with_label(model.label, guidance) if guidance and model.label is not None else model
 
 
 def score_translations(

@@ -75,18 +75,18 @@ class FastNet(nn.Module):
             self.net = net = copy.deepcopy(net).to(memory_format=self.memory_format)  # the caller's net is untouched
         self.forward_impl = torch.compile(self._forward, dynamic=False) if options.compile else self._forward
 
-    def _forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.memory_format is not None:
             x = x.contiguous(memory_format=self.memory_format)
         with (
             tf32_kernels(self.options.tf32),
             torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.options.bf16),
         ):
-            out = self.net(x, t)
+            out = self.net(x, t) if labels is None else self.net(x, t, labels)
         return out.to(x.dtype).contiguous()
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.forward_impl(x, t)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_impl(x, t, labels)
 
 
 def accelerate(model: Diffusion, options: SpeedOptions) -> Diffusion:
@@ -95,7 +95,7 @@ def accelerate(model: Diffusion, options: SpeedOptions) -> Diffusion:
         return model
     device = next(model.net.parameters()).device
     check_speed(options, device)
-    return Diffusion(FastNet(model.net, options), model.config).eval()
+    return Diffusion(FastNet(model.net, options), model.config, model.label, model.guidance).eval()
 
 
 def accelerate_for(model: Diffusion, device: torch.device) -> Diffusion:

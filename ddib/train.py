@@ -129,17 +129,19 @@ def train(
     opts: TrainOptions,
     callback: Callable[[Progress], None] | None = None,
     init_weights: dict[str, torch.Tensor] | None = None,
+    labels: torch.Tensor | None = None,
 ) -> Diffusion:
     """Train (or resume) the model of `run_dir` up to opts.steps; returns the EMA model.
 
     `init_weights` (a warm start) set the network and its EMA of a new run; a run that resumes ignores them.
+    `labels` (N,) are the class of every training example of a conditional model (run_cfg.model.num_classes).
     Rank 0 holds the run directory's lock (run_lock.py) for the whole run; a second trainer fails at once.
     """
     run_dir = Path(run_dir)
     if opts.rank != 0:
         if not agree(False, opts.world_size, opts.device, any_true=True):  # rank 0's verdict on its lock
             raise DDIBError(f"rank 0 could not lock {run_dir} (see its error)")
-        return _train(run_dir, run_cfg, data, opts, callback, init_weights)
+        return _train(run_dir, run_cfg, data, opts, callback, init_weights, labels)
     lock = RunLock(run_dir)
     try:
         lock.acquire()
@@ -148,12 +150,12 @@ def train(
         raise
     try:
         agree(True, opts.world_size, opts.device, any_true=True)
-        return _train(run_dir, run_cfg, data, opts, callback, init_weights)
+        return _train(run_dir, run_cfg, data, opts, callback, init_weights, labels)
     finally:
         lock.release()
 
 
-def _train(run_dir, run_cfg, data, opts, callback, init_weights) -> Diffusion:
+def _train(run_dir, run_cfg, data, opts, callback, init_weights, labels) -> Diffusion:
     callback = callback or (lambda p: None)
     device = opts.device
     tcfg = run_cfg.train
@@ -161,6 +163,11 @@ def _train(run_dir, run_cfg, data, opts, callback, init_weights) -> Diffusion:
         raise DDIBError("--bf16 needs a CUDA device (autocast to bfloat16 is only enabled on CUDA)")
     if len(data) == 0:
         raise DDIBError("the domain has no training data")
+    classes = getattr(run_cfg.model, "num_classes", 0)
+    if (labels is None) != (classes == 0) or (labels is not None and len(labels) != len(data)):
+        raise DDIBError("a conditional model needs one label per training example, an unconditional one none")
+    if labels is not None and not 0 <= int(labels.min()) <= int(labels.max()) < classes:
+        raise DDIBError(f"training labels must lie in [0, {classes})")
 
     per_rank_batch, remainder = divmod(tcfg.batch_size, opts.world_size)
     if remainder or per_rank_batch == 0:
@@ -213,7 +220,9 @@ def _train(run_dir, run_cfg, data, opts, callback, init_weights) -> Diffusion:
     interval_losses: list[float] = []
     with StopRequest(opts.stop_on_signal) as stop:
         for step in range(start, opts.steps):
-            batch = data[stream.indices(step)]
+            idx = stream.indices(step)
+            batch = data[idx]
+            batch_labels = None if labels is None else labels[idx].to(device)
             batch = augment_batch(batch, tcfg.augment, step_generator(tcfg.seed, opts.rank, step, cpu, stream=1))
             batch = to_model_space(batch).to(device, non_blocking=True)
             batch = batch.contiguous(memory_format=memory_format) if images else batch
@@ -222,7 +231,7 @@ def _train(run_dir, run_cfg, data, opts, callback, init_weights) -> Diffusion:
                 group["lr"] = lr
             gen = step_generator(tcfg.seed, opts.rank, step, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16):
-                loss = forward(batch, gen)
+                loss = forward(batch, gen, batch_labels, tcfg.label_dropout)
             loss_value = float(loss.detach())
             if not agree(math.isfinite(loss_value), opts.world_size, device):  # every rank stops together
                 raise TrainingDiverged(
@@ -364,7 +373,7 @@ POINT_SAMPLES = 4000  # samples in the scatter plot of a point model (a 4×4 gri
 def save_samples(run_dir: Path, run_cfg: ckpt.RunConfig, ema, step: int, n: int, device) -> Path:
     """A grid of EMA samples (a scatter plot for point models) from fixed noise, comparable across steps."""
     from .images import image_grid, save_png
-    from .ode import sample
+    from .ode import decode, sample
 
     model = Diffusion(ema, run_cfg.diffusion).eval()
     gen = torch.Generator().manual_seed(0)
@@ -374,6 +383,12 @@ def save_samples(run_dir: Path, run_cfg: ckpt.RunConfig, ema, step: int, n: int,
 
         x = sample(model, max(n, POINT_SAMPLES), gen, device=device)
         save_png(scatter_image(x, f"{run_cfg.domain['name']} samples, step {step} (model space)"), path)
+        return path
+    if model.num_classes:  # a conditional model: one row per label, the same noise in every row
+        per_label = max(2, n // model.num_classes)
+        z = torch.randn((per_label, *model.data_shape), generator=gen)
+        rows = [decode(model.with_label(k), z.to(device)) for k in range(model.num_classes)]
+        save_png(image_grid(torch.cat(rows), nrow=per_label), path)
         return path
     x = sample(model, n, gen, device=device)
     save_png(image_grid(x, nrow=int(math.ceil(math.sqrt(n)))), path)

@@ -106,3 +106,30 @@ def gaussian_mixture_model(means: torch.Tensor, std: float) -> Diffusion:
     model = Diffusion(nn.Identity())
     model.net = GaussianMixtureEps(means, std, model.schedule)
     return model
+
+
+class ConditionalGaussianEps(nn.Module):
+    """A class-conditional "network" with exact answers: label k ↦ the ε of N(μ_k, s²I), the null label (K) ↦ the ε
+    of their equal-weight mixture (what label dropout teaches a real conditional network)."""
+
+    def __init__(self, means: torch.Tensor, std: float, schedule):
+        super().__init__()
+        self.classes = [GaussianEps(m, std, schedule) for m in means]
+        self.union = GaussianMixtureEps(means, std, schedule)
+        self.config = type("Cfg", (), {"data_shape": tuple(means.shape[1:]), "num_classes": len(means)})()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if labels is None:
+            return self.union(x, t)
+        out = torch.empty_like(x)
+        for k in labels.unique().tolist():
+            rows = labels == k
+            out[rows] = (self.union if k == len(self.classes) else self.classes[k])(x[rows], t[rows])
+        return out
+
+
+def conditional_gaussian_model(means: torch.Tensor, std: float) -> Diffusion:
+    """A conditional Diffusion over K Gaussian classes with exact per-class and union ε."""
+    model = Diffusion(nn.Identity())
+    model.net = ConditionalGaussianEps(means, std, model.schedule)
+    return model

@@ -25,6 +25,7 @@ from .options import (
     AtolOpt,
     DataDirOpt,
     DeviceOpt,
+    GuidanceOpt,
     ModelsDirOpt,
     RhoOpt,
     RtolOpt,
@@ -93,6 +94,7 @@ def evaluate_command(
     symmetry: str = SymmetryOpt,
     data_dir: Optional[str] = DataDirOpt,
     skip_bad: bool = SkipBadOpt,
+    guidance: float = GuidanceOpt,
 ) -> None:
     """Score a translation on held-out digits: target accuracy, hue kept, cycle consistency, FD, speed."""
     opts = ode_options(solver, steps, rtol, atol, rho)
@@ -101,9 +103,11 @@ def evaluate_command(
     dev = resolve_device(device)
     src_model, src_cfg, src_loc = load_domain_model(source, models_dir, dev, symmetry)
     tgt_model, _, tgt_loc = load_domain_model(target, models_dir, dev, symmetry)
-    if src_loc.path.resolve() == tgt_loc.path.resolve():
+    if (src_loc.path.resolve(), src_loc.label) == (tgt_loc.path.resolve(), tgt_loc.label):
         raise DDIBError(f"--from and --to are the same model ({src_loc.path})")
     source, target = src_loc.domain, tgt_loc.domain  # the domains, also when the models were named by path
+    if guidance and tgt_loc.label is None:
+        raise DDIBError(f"--guidance needs a label of a conditional model as --to; {target} is not one")
     if not inputs and source not in DIGIT_DOMAINS:
         raise DDIBError(f"--from {source} is not a digit domain: give its held-out images with --inputs")
     src_model, tgt_model = accelerate_for(src_model, dev), accelerate_for(tgt_model, dev)
@@ -134,8 +138,9 @@ def evaluate_command(
             dev,
             cycle=not no_cycle,
             on_batch=lambda k: progress.advance(task, k),
+            guidance=guidance,
         )
-    report = dataclasses.replace(report, source_model=src_loc.origin, target_model=tgt_loc.origin)
+    report = dataclasses.replace(report, source_model=src_loc.where, target_model=tgt_loc.where)
     console.print(report_table(report))
     if json_out is not None:
         text = json.dumps(report.to_dict(), indent=2) + "\n"

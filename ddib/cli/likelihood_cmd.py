@@ -13,7 +13,7 @@ from rich.table import Table
 from ..atomic import atomic_write
 from ..domain_inference import LIKELIHOODS, check_method, rank, score_images
 from ..errors import DDIBError
-from ..registry import available_models, load_domain_model
+from ..registry import available_models, find_model, load_domain_model, model_labels
 from ..utils import resolve_device
 from .app import app, console
 from .options import DeviceOpt, ModelsDirOpt, SkipBadOpt, SymmetryOpt, read_inputs, report_skipped
@@ -24,10 +24,18 @@ TolOpt = typer.Option(1e-4, "--tol", help="rtol = atol of the dopri5 solve")
 
 
 def _load_models(domains: Optional[list[str]], models_dir, dev, symmetry: str = "auto"):
-    names = domains or [m.domain for m in available_models(models_dir)]
-    models = {}
+    """The scoring models by domain; a conditional model named with --domain stands for all of its labels."""
+    names = domains or [m.domain for m in available_models(models_dir) if not m.is_union]
+    expanded = {}
     for name in names:
-        model, cfg, _ = load_domain_model(name, models_dir, dev, symmetry)
+        loc = find_model(name, models_dir)
+        if loc.is_union:
+            expanded.update({label: f"{name}:{label}" for label in model_labels(loc.path)})
+        else:
+            expanded[loc.domain] = name
+    models = {}
+    for name, spec in expanded.items():
+        model, cfg, _ = load_domain_model(spec, models_dir, dev, symmetry)
         if cfg.model.kind == "unet":
             models[name] = model
         elif domains:

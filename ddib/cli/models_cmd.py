@@ -12,7 +12,8 @@ from .options import ModelsDirOpt
 
 @app.command("models")
 def models_command(models_dir: str | None = ModelsDirOpt) -> None:
-    """List available models: local ones (models dir) first, bundled ones as fallback."""
+    """List available domains and their models: local ones (models dir) first, bundled ones as fallback; the
+    labels of a class-conditional model are domains too."""
     found = available_models(models_dir)
     if not found:
         console.print("no models found; train one with `ddib train --domain fives`")
@@ -22,9 +23,15 @@ def models_command(models_dir: str | None = ModelsDirOpt) -> None:
         cfg, raw = ckpt.read_config(loc.path)
         m = cfg.model
         arch = f"{m.kind} {m.data_shape}"
+        if m.num_classes:
+            arch += f", conditional on {m.num_classes} labels"
         if cfg.domain.get("kind") == "points":
             data = f"{cfg.domain.get('n')} 2-D points"
+        elif cfg.domain.get("kind") == "group":
+            members = dict(zip(cfg.domain["labels"], cfg.domain["members"], strict=True))
+            member = members.get(loc.label, {})
+            data = (member.get("path") or f"digit {member.get('digit')}") if loc.label else ", ".join(members)
         else:
             data = cfg.domain.get("path") or f"digit {cfg.domain.get('digit')}"
-        table.add_row(loc.domain, loc.origin, arch, str(raw.get("trained_steps", "?")), str(data), str(loc.path))
+        table.add_row(loc.domain, loc.where, arch, str(raw.get("trained_steps", "?")), str(data), str(loc.path))
     console.print(table)

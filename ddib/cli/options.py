@@ -37,6 +37,12 @@ SymmetryOpt = typer.Option(
     help="Average ε̂ over RGB channel permutations: auto (the model's config), none, rgb-cyclic (3 network "
     "passes per evaluation), rgb-all (6)",
 )
+GuidanceOpt = typer.Option(
+    0.0,
+    "--guidance",
+    help="Classifier-free guidance scale w when a label of a conditional model decodes (0: its plain conditional "
+    "ODE; w ≠ 0 sharpens the class but no longer solves that domain's probability-flow ODE)",
+)
 SkipBadOpt = typer.Option(
     False,
     "--skip-bad",

@@ -34,13 +34,14 @@ from ..perturb import (
     summary_markdown,
     summary_records,
 )
-from ..registry import load_domain_model
+from ..registry import describe_bridge, load_domain_model
 from ..utils import resolve_device
 from .app import app, console
 from .options import (
     AtolOpt,
     DataDirOpt,
     DeviceOpt,
+    GuidanceOpt,
     ModelsDirOpt,
     RhoOpt,
     RtolOpt,
@@ -156,6 +157,7 @@ def perturb_command(
     ),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers as JSON"),
     skip_bad: bool = SkipBadOpt,
+    guidance: float = GuidanceOpt,
 ) -> None:
     """Perturb DDIB latents (normalize, noise, blend, checkerboard, 2x2 rotation, blur) and decode them."""
     opts = ode_options(solver, steps, rtol, atol, rho)
@@ -187,9 +189,11 @@ def perturb_command(
 
     dev = resolve_device(device)
     src_model, _, src_loc = load_domain_model(source, models_dir, dev, symmetry)
-    tgt_model, _, tgt_loc = load_domain_model(target, models_dir, dev, symmetry)
+    tgt_model, _, tgt_loc = load_domain_model(target, models_dir, dev, symmetry, guidance)
     ode.check_compatible(src_model, tgt_model)
-    console.print(f"models: {source} ({src_loc.origin}), {target} ({tgt_loc.origin}); {opts.describe()}")
+    source, target = src_loc.domain, tgt_loc.domain
+    guided = f", guidance w = {guidance:g}" if guidance else ""
+    console.print(f"models: {describe_bridge(source, src_loc, target, tgt_loc)}; {opts.describe()}{guided}")
     data_dir = data_dir_or_default(data_dir)
     x, inputs_text, images = _load_inputs(inputs, source, n, seed, data_dir, src_model, opts, dev, skip_bad)
     console.print(f"inputs: {inputs_text}")

@@ -21,6 +21,7 @@ from .app import app, console
 from .options import (
     AtolOpt,
     DeviceOpt,
+    GuidanceOpt,
     ModelsDirOpt,
     RhoOpt,
     RtolOpt,
@@ -58,13 +59,15 @@ def sample_command(
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
+    guidance: float = GuidanceOpt,
 ) -> None:
     """Sample z ~ N(0, I) and decode it with the domain's model (deterministic given --seed)."""
     if out is not None and out_dir is not None:
         raise DDIBError("give either --out or --out-dir, not both")
     opts = ode_options(solver, steps, rtol, atol, rho)
     dev = resolve_device(device)
-    model, cfg, loc = load_domain_model(domain, models_dir, dev, symmetry)
+    model, cfg, loc = load_domain_model(domain, models_dir, dev, symmetry, guidance)
+    domain = loc.domain  # the domain's name also when given as a directory or MODEL:LABEL
     if cfg.model.kind == "mlp":
         _sample_points(point_model(domain, model, cfg, loc), n or 5000, out, out_dir, batch_size, seed, opts)
         return
@@ -88,7 +91,8 @@ def sample_command(
         where = str(out)
     nfe = stats.nfe // max(1, len(chunks))
     console.print(
-        f"sampled {n} {domain} ({loc.origin} model) with {opts.describe()}: {nfe} NFE per image"
+        f"sampled {n} {domain} ({loc.where} model) with {opts.describe()}"
+        f"{f', guidance w = {guidance:g}' if guidance else ''}: {nfe} NFE per image"
         f"{describe_averaging(model.config.symmetry)}, "
         f"{seconds:.1f}s → {where}"
     )

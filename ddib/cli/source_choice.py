@@ -7,7 +7,7 @@ import typer
 
 from ..domain_inference import METHODS, rank, score_images
 from ..errors import DDIBError
-from ..registry import load_domain_model, source_candidates
+from ..registry import ModelLocation, load_domain_model, source_candidates
 from .app import console
 
 # Inputs scored to infer the source (the first ones, in order): enough for a sharp margin, bounded cost.
@@ -23,13 +23,14 @@ MethodOpt = typer.Option(
 LevelsOpt = typer.Option(DEFAULT_LEVELS, "--levels", min=1, help="Noise levels of the ELBO (band) estimate")
 
 
-def choose_source(target, source, target_model, target_kind, probe_images: torch.Tensor | None, models_dir, dev,
-                  method, levels, probes=2, symmetry="auto"):  # fmt: skip
+def choose_source(target: ModelLocation, source, target_model, target_kind, probe_images: torch.Tensor | None,
+                  models_dir, dev, method, levels, probes=2, symmetry="auto"):  # fmt: skip
     """(name, model, config, location) of the source domain; prints how it was chosen when it was not given.
 
     `probe_images` are the input images already read (uint8, None without any); the first INFER_INPUTS are scored.
     """
     names = source_candidates(target, source, models_dir)
+    target = target.domain
     if source is not None:
         return (source, *load_domain_model(source, models_dir, dev, symmetry))
     loaded = {name: load_domain_model(name, models_dir, dev, symmetry) for name in names}

@@ -9,7 +9,7 @@ import typer
 
 from .. import checkpoint as ckpt
 from .. import distributed
-from ..data import data_dir_or_default, domain_source, load_domain_images, load_point_domain
+from ..data import data_dir_or_default, domain_source, load_labelled_images, load_point_domain
 from ..data.augment import check_augment
 from ..data.points import DEFAULT_TRAIN_POINTS, POINT_DOMAINS
 from ..diffusion import DiffusionConfig
@@ -31,6 +31,8 @@ DEFAULT_PREDICTION = "eps"
 # fastest feature turns 159 times over t ∈ [0, 1], faster than a 20-step solve samples (README, "Choosing the
 # default solver"); `smooth` is the log-SNR position with scale 10, under two turns over the whole noise range.
 TIME_EMBEDDINGS = {"ddpm": ("t", 1000.0), "smooth": ("log-snr", 10.0)}
+# Classifier-free guidance's usual share (Ho & Salimans 2022): the conditional model also learns the union.
+DEFAULT_LABEL_DROPOUT = 0.1
 # Point domains: the paper's MLP (width 256, 3 residual blocks); large batches and a higher learning rate,
 # because a 2-D density is learnt from many cheap points (the official code used batch 30,000, lr 1e-4).
 POINT_DEFAULTS = {"steps": 12_000, "batch_size": 1024, "lr": 1e-3, "width": 256, "blocks": 3}
@@ -41,10 +43,15 @@ def train_command(
     domain: str = typer.Option(
         ...,
         "--domain",
-        help=f"Domain name: a digit domain (zeros … nines), a 2-D point domain ({', '.join(POINT_DOMAINS)}), "
-        "or any name with --data",
+        help=f"Domain name: a digit domain (zeros … nines), digits (all ten as one conditional model), a 2-D point "
+        f"domain ({', '.join(POINT_DOMAINS)}), or any name with --data",
     ),
-    data: str | None = typer.Option(None, "--data", help="Folder of images to use as the domain (recursive)"),
+    data: list[str] | None = typer.Option(
+        None,
+        "--data",
+        help="Folder of images to use as the domain (recursive); repeat as LABEL=FOLDER to train one "
+        "class-conditional model over several domains",
+    ),
     steps: int | None = typer.Option(
         None,
         "--steps",
@@ -91,6 +98,12 @@ def train_command(
         "--ema-decay",
         help="Decay of the weights' exponential moving average (the exported model) [default: 0.999 for a new run, "
         "the saved one when resuming]",
+    ),
+    label_dropout: float | None = typer.Option(
+        None,
+        "--label-dropout",
+        help="Conditional models: share of training labels dropped so the network also learns the union "
+        "(classifier-free guidance) [default: 0.1 for a new run, the saved one when resuming]",
     ),
     augment: str | None = typer.Option(
         None,
@@ -149,8 +162,15 @@ def train_command(
     ema_decay = ema_decay if ema_decay is not None else saved_setting(run_dir, "train", "ema_decay", 0.999)
     if not 0.0 <= ema_decay < 1.0:
         raise DDIBError(f"--ema-decay must be in [0, 1), got {ema_decay}")
-    check_augment(augment, hue_uniform=source.kind == "mnist" and channels == 3)
-    images = None
+    check_augment(augment, hue_uniform=source.hue_uniform and channels == 3)
+    conditional = source.kind == "group"
+    if label_dropout is not None and not conditional:
+        raise DDIBError("--label-dropout is for conditional models (--domain digits, or --data LABEL=FOLDER ...)")
+    if label_dropout is None:
+        label_dropout = saved_setting(run_dir, "train", "label_dropout", DEFAULT_LABEL_DROPOUT if conditional else 0.0)
+    if not 0.0 <= label_dropout < 1.0:
+        raise DDIBError(f"--label-dropout must be in [0, 1), got {label_dropout}")
+    images = labels = None
     if points:
         if model_size is not None:
             raise DDIBError(f"--model-size is for image domains; {domain} is a point domain (use --width/--blocks)")
@@ -165,10 +185,11 @@ def train_command(
         if channels not in (1, 3):
             raise DDIBError("--channels must be 1 or 3")
         model_size = model_size or "small"
-        model_cfg = unet_config(model_size, image_size, channels)
-        images = load_domain_images(source, data_dir_or_default(data_dir), image_size, channels, skip_bad=skip_bad)
+        model_cfg = dataclasses.replace(unet_config(model_size, image_size, channels), num_classes=len(source.members))
+        images, labels = load_labelled_images(source, data_dir_or_default(data_dir), image_size, channels,
+                                              skip_bad=skip_bad)  # fmt: skip
         data_tensor = images.pixels
-        model_desc = f"model {model_size}"
+        model_desc = f"model {model_size}" + (f", conditional on {len(source.members)} labels" if conditional else "")
         what = "images"
     if time_embedding is None:
         saved_input = saved_diffusion(run_dir, "noise_input", "t")
@@ -185,7 +206,13 @@ def train_command(
             noise_input=noise_input,
         ),
         train=ckpt.TrainConfig(
-            batch_size=batch_size, lr=lr, cooldown_steps=cooldown, seed=seed, augment=augment, ema_decay=ema_decay
+            batch_size=batch_size,
+            lr=lr,
+            cooldown_steps=cooldown,
+            seed=seed,
+            augment=augment,
+            ema_decay=ema_decay,
+            label_dropout=label_dropout,
         ),
         domain=source.to_dict(),
     )
@@ -210,7 +237,7 @@ def train_command(
     )  # fmt: skip
     try:
         with TrainDisplay(steps, log_every, enabled=info.is_main, unit="pts" if points else "img") as display:
-            train(run_dir, run_cfg, data_tensor, opts, display, init_weights)
+            train(run_dir, run_cfg, data_tensor, opts, display, init_weights, labels)
     finally:
         distributed.teardown(info)
     if info.is_main:
@@ -253,4 +280,4 @@ def saved_diffusion(run_dir: Path, key: str, default: str) -> str:
 def default_symmetry(source, channels: int) -> str:
     """The colored-MNIST recipe draws hues uniformly at full saturation: invariant under RGB permutations."""
     # rgb-cyclic, not rgb-all: it takes most of the gain at half the cost (README, "Symmetry").
-    return "rgb-cyclic" if source.kind == "mnist" and channels == 3 else "none"
+    return "rgb-cyclic" if source.hue_uniform and channels == 3 else "none"

@@ -17,7 +17,7 @@ from ..latents import load_latents, save_latents
 from ..outputs import check_outputs, plan_outputs
 from ..points_io import is_point_file, read_points, write_points
 from ..points_plot import transport_figure
-from ..registry import load_domain_model
+from ..registry import describe_bridge, load_domain_model
 from ..speed import accelerate
 from ..symmetry import describe_averaging
 from ..synthetic import DEFAULT_POINT_BATCH, decode_points, point_model, sample_points, translate_points
@@ -29,6 +29,7 @@ from .options import (
     ChannelsLastOpt,
     CompileOpt,
     DeviceOpt,
+    GuidanceOpt,
     ModelsDirOpt,
     RhoOpt,
     RtolOpt,
@@ -91,12 +92,14 @@ def translate_command(
     method: str = MethodOpt,
     levels: int = LevelsOpt,
     skip_bad: bool = SkipBadOpt,
+    guidance: float = GuidanceOpt,
 ) -> None:
     """Translate images: encode with the source model's ODE (t 0→1), decode with the target's (t 1→0)."""
     opts = ode_options(solver, steps, rtol, atol, rho)
     check_method(method)
     dev = resolve_device(device)
-    tgt_model, tgt_cfg, tgt_loc = load_domain_model(to, models_dir, dev, symmetry)
+    tgt_model, tgt_cfg, tgt_loc = load_domain_model(to, models_dir, dev, symmetry, guidance)
+    to = tgt_loc.domain  # names outputs: the domain's name also when given as a directory or MODEL:LABEL
     images = pairs = None
     if inputs and tgt_cfg.model.kind == "unet":  # every input read (and outputs planned) before any solve
         pairs = plan_outputs(inputs, f"to-{to}", out, out_dir)
@@ -105,8 +108,9 @@ def translate_command(
         pairs = [pair for pair in pairs if pair[0] in kept]
     probes = None if images is None else images.pixels
     src_name, src_model, src_cfg, src_loc = choose_source(
-        to, source, tgt_model, tgt_cfg.model.kind, probes, models_dir, dev, method, levels, symmetry=symmetry
+        tgt_loc, source, tgt_model, tgt_cfg.model.kind, probes, models_dir, dev, method, levels, symmetry=symmetry
     )
+    src_name = src_loc.domain
     ode.check_compatible(src_model, tgt_model)
     if src_cfg.model.kind == "mlp":
         if distributed.several_processes():
@@ -187,8 +191,9 @@ def _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, imag
     where = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
     procs = f" on {info.world_size} processes" if info.enabled else ""
     console.print(
-        f"translated {written:.0f} images {src_name} ({src_loc.origin}) → {to} ({tgt_loc.origin}) with "
-        f"{opts.describe()}{procs}: {nfe:.0f} NFE per image{averaging(src_model, tgt_model)}, {seconds:.1f}s, "
+        f"translated {written:.0f} images {describe_bridge(src_name, src_loc, to, tgt_loc)} with "
+        f"{opts.describe()}{guided(tgt_model)}{procs}: {nfe:.0f} NFE per image{averaging(src_model, tgt_model)}, "
+        f"{seconds:.1f}s, "
         f"{written / seconds:.1f} images/s → "
         f"{where}"
     )
@@ -198,6 +203,10 @@ def _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, imag
 
 def averaging(*models) -> str:
     return describe_averaging(*(m.config.symmetry for m in models))
+
+
+def guided(model) -> str:
+    return f", guidance w = {model.guidance:g}" if model.guidance else ""
 
 
 def plan_point_outputs(inputs: list[Path], suffix: str, out: Path | None, out_dir: Path | None):
@@ -294,6 +303,7 @@ def decode_command(
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
+    guidance: float = GuidanceOpt,
 ) -> None:
     """Decode saved latents with a domain's model (ODE t 1→0)."""
     if out is not None and out_dir is not None:
@@ -301,7 +311,8 @@ def decode_command(
     opts = ode_options(solver, steps, rtol, atol, rho)
     z, meta = load_latents(latent)
     dev = resolve_device(device)
-    model, cfg, loc = load_domain_model(to, models_dir, dev, symmetry)
+    model, cfg, loc = load_domain_model(to, models_dir, dev, symmetry, guidance)
+    to = loc.domain
     if tuple(z.shape[1:]) != tuple(model.data_shape):
         raise DDIBError(f"latents have shape {tuple(z.shape[1:])} but the {to} model expects {tuple(model.data_shape)}")
     stats = ode.SolveStats()
@@ -314,7 +325,7 @@ def decode_command(
         check_point_outputs([(latent, out)])
         write_points(out, pm.to_raw(decode_points(model, z, opts, stats, batch_size)))
         console.print(
-            f"decoded {len(z)} point latents (from {meta.get('source', '?')}) with {to} ({loc.origin}), "
+            f"decoded {len(z)} point latents (from {meta.get('source', '?')}) with {to} ({loc.where}), "
             f"{opts.describe()}, {time.perf_counter() - t0:.1f}s → {out} (raw {to} coordinates)"
         )
         return
@@ -333,6 +344,7 @@ def decode_command(
         where = str(out)
     batches = -(-len(z) // batch_size)
     console.print(
-        f"decoded {len(z)} latents (from {meta.get('source', '?')}) with {to} ({loc.origin}), {opts.describe()}: "
+        f"decoded {len(z)} latents (from {meta.get('source', '?')}) with {to} ({loc.where}), {opts.describe()}"
+        f"{guided(model)}: "
         f"{stats.nfe / batches:.0f} NFE per image{averaging(model)}, {seconds:.1f}s → {where}"
     )

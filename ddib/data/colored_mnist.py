@@ -10,6 +10,7 @@ from ..color import colorize
 from ..errors import DDIBError
 
 DIGIT_DOMAINS = ("zeros", "ones", "twos", "threes", "fours", "fives", "sixes", "sevens", "eights", "nines")
+DIGIT_GROUP = "digits"  # all ten digit domains as the labels of one class-conditional model
 # Hues are seeded by (this seed, split) and indexed by the image's position in its MNIST split.
 HUE_SEED = 20231
 SPLIT_IDS = {"train": 0, "test": 1}

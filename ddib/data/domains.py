@@ -11,7 +11,7 @@ import torch
 
 from ..errors import DDIBError
 from ..images import ImageBatch, find_images, read_images
-from .colored_mnist import DIGIT_DOMAINS, colored_mnist
+from .colored_mnist import DIGIT_DOMAINS, DIGIT_GROUP, colored_mnist
 from .points import DESCRIPTIONS, POINT_DOMAINS, make_points
 
 DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -19,22 +19,35 @@ DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 @dataclass(frozen=True)
 class DomainSource:
-    """Where a domain's data comes from: a colored-MNIST digit, a folder of images, or a built-in 2-D point set.
+    """Where a domain's data comes from: a colored-MNIST digit, a folder of images, a built-in 2-D point set, or
+    a group of image domains that one class-conditional model learns (each member is one label).
 
     Point domains also record the training set (n points, generator seed) and its standardisation
     x_model = (x − mean) / std (scalars), so raw coordinates can be mapped in and out of the model's space.
     """
 
     name: str
-    kind: str  # "mnist" | "folder" | "points"
+    kind: str  # "mnist" | "folder" | "points" | "group"
     digit: int | None = None
     path: str | None = None
     n: int | None = None
     seed: int | None = None
     mean: float | None = None
     std: float | None = None
+    members: tuple[DomainSource, ...] = ()  # a group's domains, in label order
+
+    @property
+    def labels(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    @property
+    def hue_uniform(self) -> bool:
+        """Colored-MNIST data: hues uniform at full saturation (exact RGB and hue symmetries)."""
+        return self.kind == "mnist" or (self.kind == "group" and all(m.kind == "mnist" for m in self.members))
 
     def describe(self) -> str:
+        if self.kind == "group":
+            return f"{len(self.members)} labelled domains: {', '.join(self.labels)}"
         if self.kind == "mnist":
             return f"colored MNIST digit {self.digit}"
         if self.kind == "points":
@@ -45,6 +58,9 @@ class DomainSource:
         if self.kind == "points":
             return {"name": self.name, "kind": self.kind, "n": self.n, "seed": self.seed, "mean": self.mean,
                     "std": self.std}  # fmt: skip
+        if self.kind == "group":
+            return {"name": self.name, "kind": self.kind, "labels": self.labels,
+                    "members": [m.to_dict() for m in self.members]}  # fmt: skip
         return {"name": self.name, "kind": self.kind, "digit": self.digit, "path": self.path}
 
 
@@ -58,19 +74,38 @@ def check_domain_name(name: str) -> None:
         raise DDIBError(f"invalid domain name {name!r}: use letters, digits, '_', '-' and '.'")
 
 
-def domain_source(name: str, data: str | None = None) -> DomainSource:
-    """Resolve a domain name (and optional --data folder) to its source."""
+def domain_source(name: str, data: str | list[str] | None = None) -> DomainSource:
+    """Resolve a domain name (and --data FOLDER, or several --data LABEL=FOLDER for a group) to its source."""
     check_domain_name(name)
-    if data is not None:
-        return DomainSource(name=name, kind="folder", path=str(Path(data)))
+    folders = [data] if isinstance(data, str) else list(data or [])
+    if any("=" in f for f in folders):
+        members = tuple(_labelled_folder(f) for f in folders)
+        if len({m.name for m in members}) < len(members):
+            raise DDIBError("--data LABEL=FOLDER: every label must be different")
+        return DomainSource(name=name, kind="group", members=members)
+    if len(folders) > 1:
+        raise DDIBError("several --data folders make a conditional model: name each one, --data LABEL=FOLDER")
+    if folders:
+        return DomainSource(name=name, kind="folder", path=str(Path(folders[0])))
+    if name == DIGIT_GROUP:
+        return DomainSource(name=name, kind="group", members=tuple(domain_source(d) for d in DIGIT_DOMAINS))
     if name in DIGIT_DOMAINS:
         return DomainSource(name=name, kind="mnist", digit=DIGIT_DOMAINS.index(name))
     if name in POINT_DOMAINS:
         return DomainSource(name=name, kind="points")
     raise DDIBError(
-        f"unknown domain {name!r}; built-in domains are {', '.join(DIGIT_DOMAINS)} "
-        f"and the 2-D point domains {', '.join(POINT_DOMAINS)} (or pass --data FOLDER to train on a folder of images)"
+        f"unknown domain {name!r}; built-in domains are {', '.join(DIGIT_DOMAINS)}, {DIGIT_GROUP} (all ten, one "
+        f"conditional model) and the 2-D point domains {', '.join(POINT_DOMAINS)} (or pass --data FOLDER to train on "
+        "a folder of images)"
     )
+
+
+def _labelled_folder(spec: str) -> DomainSource:
+    label, sep, folder = spec.partition("=")
+    if not sep or not label or not folder:
+        raise DDIBError(f"--data {spec!r}: a conditional model's domains are given as LABEL=FOLDER, every one")
+    check_domain_name(label)
+    return DomainSource(name=label, kind="folder", path=str(Path(folder)))
 
 
 def load_point_domain(source: DomainSource, n: int, seed: int) -> tuple[DomainSource, torch.Tensor]:
@@ -94,3 +129,16 @@ def load_domain_images(
     if not files:
         raise DDIBError(f"no images found in {source.path} (looked recursively for common image formats)")
     return read_images(files, image_size, channels, skip_bad)
+
+
+def load_labelled_images(
+    source: DomainSource, data_dir: str, image_size: int, channels: int, split: str = "train", skip_bad: bool = False
+) -> tuple[ImageBatch, torch.Tensor | None]:
+    """A domain's training images, and for a group the label (its member's index) of every image."""
+    if source.kind != "group":
+        return load_domain_images(source, data_dir, image_size, channels, split, skip_bad), None
+    parts = [load_domain_images(m, data_dir, image_size, channels, split, skip_bad) for m in source.members]
+    labels = torch.cat([torch.full((len(p.pixels),), i, dtype=torch.long) for i, p in enumerate(parts)])
+    merged = ImageBatch(torch.cat([p.pixels for p in parts]), [f for p in parts for f in p.files],
+                        [s for p in parts for s in p.skipped])  # fmt: skip
+    return merged, labels

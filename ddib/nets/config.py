@@ -24,6 +24,7 @@ class UNetConfig:
     dropout: float = 0.0
     groups: int = 8
     time_scale: float = 1000.0  # the time embedding's s (embedding.py); configs without the key used DDPM's 1000
+    num_classes: int = 0  # > 0: class-conditional, a learned label embedding added to the time embedding
     kind: str = "unet"
 
     @property
@@ -39,6 +40,7 @@ class MLPConfig:
     width: int = 256
     num_blocks: int = 3
     time_scale: float = 1000.0
+    num_classes: int = 0
     kind: str = "mlp"
 
     @property

@@ -23,5 +23,20 @@ class SinusoidalEmbedding(nn.Module):
         return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
 
 
+class LabelEmbedding(nn.Module):
+    """A learned vector per class plus one for "no label" (index num_classes), added to the time embedding
+    (guided-diffusion, EDM); the null row is what label dropout trains, so one network also models the union."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.table = nn.Embedding(num_classes + 1, dim)
+
+    def forward(self, labels: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+        if labels is None:
+            labels = torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
+        return self.table(labels)
+
+
 def time_mlp(dim: int, hidden: int, scale: float = 1000.0) -> nn.Sequential:
     return nn.Sequential(SinusoidalEmbedding(dim, scale), nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import MLPConfig
-from .embedding import time_mlp
+from .embedding import LabelEmbedding, time_mlp
 
 
 class MLPBlock(nn.Module):
@@ -32,15 +32,18 @@ class ResidualMLP(nn.Module):
         super().__init__()
         self.config = cfg
         self.time_embed = time_mlp(cfg.width, cfg.width, cfg.time_scale)
+        self.label_embed = LabelEmbedding(cfg.num_classes, cfg.width) if cfg.num_classes else None
         self.inp = nn.Linear(cfg.dim, cfg.width)
         self.blocks = nn.ModuleList(MLPBlock(cfg.width) for _ in range(cfg.num_blocks))
         self.out = nn.Sequential(nn.LayerNorm(cfg.width), nn.SiLU(), nn.Linear(cfg.width, cfg.dim))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         # An ODE step evaluates one noise level for the whole batch: embed it once and let the blocks
         # broadcast it (about 30% less work per evaluation than embedding every row).
         same_t = t.ndim == 1 and t.shape[0] > 1 and bool((t == t[0]).all())
         emb = self.time_embed(t[:1] if same_t else t)
+        if self.label_embed is not None:
+            emb = emb + self.label_embed(labels, x.shape[0], x.device)
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, emb)

@@ -1,4 +1,5 @@
-"""UNet ε-network: GroupNorm residual blocks, sinusoidal time embedding, attention at low resolution."""
+"""UNet ε-network: GroupNorm residual blocks, sinusoidal time embedding (plus a label embedding when
+class-conditional), attention at low resolution."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import UNetConfig
-from .embedding import time_mlp
+from .embedding import LabelEmbedding, time_mlp
 
 
 class ResBlock(nn.Module):
@@ -60,6 +61,7 @@ class UNet(nn.Module):
         ch = cfg.base_channels
         emb_dim = 4 * ch
         self.time_embed = time_mlp(ch, emb_dim, cfg.time_scale)
+        self.label_embed = LabelEmbedding(cfg.num_classes, emb_dim) if cfg.num_classes else None
         self.stem = nn.Conv2d(cfg.channels, ch, 3, padding=1)
 
         block = lambda c_in, c_out: ResBlock(c_in, c_out, emb_dim, cfg.groups, cfg.dropout)  # noqa: E731
@@ -100,8 +102,11 @@ class UNet(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """labels: (B,) class indices of a conditional network (num_classes = no label; None: none for all)."""
         emb = self.time_embed(t)
+        if self.label_embed is not None:
+            emb = emb + self.label_embed(labels, x.shape[0], x.device)
         h = self.stem(x)
         hs = [h]
         for layer in self.down:
