@@ -22,8 +22,9 @@ from .nets import UNET_SIZES, build_network, unet_config
 # Pixel errors are reported in 8-bit grey levels: RMS over [-1, 1] pixels × 127.5.
 LEVELS = 127.5
 
-# (solver, steps[, ρ]) rows of the solver benchmark; the official DDIB setting is ddim × 1000. ρ = ∞ is the grid
-# uniform in log-SNR (DPM-Solver's); without ρ each solver uses its default grid (`ode.default_rho`).
+# (solver, steps[, ρ | "tuned"]) rows of the solver benchmark; the official DDIB setting is ddim × 1000. ρ = ∞ is the
+# grid uniform in log-SNR (DPM-Solver's); without ρ each solver uses its default grid (`ode.default_rho`); "tuned"
+# uses the models' tuned grids (`ddib tune-solver`).
 TRANSLATE_GRID: list[tuple] = [
     ("ddim", 1000),
     ("ddim", 10), ("ddim", 20), ("ddim", 50), ("ddim", 100),
@@ -228,7 +229,7 @@ def bench_solvers(
     latent_ref, reference = reference.latent, reference.translation
     grid = TRANSLATE_GRID if grid is None else grid
     adaptive = ADAPTIVE_GRID if adaptive is None else adaptive
-    settings = [ode.ODEOptions(s, steps=n, rho=rho[0] if rho else None) for s, n, *rho in grid]
+    settings = [_fixed_setting(entry) for entry in grid]
     settings += [ode.ODEOptions(s, rtol=tol, atol=tol) for s, tol in adaptive]
     rows: list[SolverBenchRow] = []
     for opts in settings:
@@ -249,6 +250,8 @@ def bench_solvers(
         cyc_rms, cyc_max = _rms_max(cycled, x) if cycle else (None, None)
         steps = str(opts.steps) if opts.is_fixed else f"tol {opts.rtol:g}"
         grid_kind = "uniform t" if opts.solver == "ddim" else ode.grid_name(opts.rho) if opts.is_fixed else "adaptive"
+        if opts.tuned:
+            grid_kind = "tuned" if ode.uses_tuned_grid(opts, src, tgt) else f"{grid_kind} (no tuned grid)"
         rate = len(x) / seconds
         speedup = rate / rows[0].images_per_s if rows else 1.0
         scores = score(x, y, cycled) if score else {}
@@ -294,6 +297,14 @@ def bench_throughput(
     return rows
 
 
+def _fixed_setting(entry: tuple) -> ode.ODEOptions:
+    """A fixed-step row: (solver, steps), (solver, steps, ρ) or (solver, steps, "tuned") for the models' tuned grids."""
+    solver, steps, *extra = entry
+    if extra and extra[0] == "tuned":
+        return ode.ODEOptions(solver, steps=steps, tuned=True)
+    return ode.ODEOptions(solver, steps=steps, rho=extra[0] if extra else None, tuned=False)
+
+
 def solver_chart(rows: list[SolverBenchRow], title: str):
     """Distance to the reference vs NFE per direction, one line per solver, with the 1/255 goal line."""
     from .plot import loglog_chart
@@ -301,7 +312,7 @@ def solver_chart(rows: list[SolverBenchRow], title: str):
     series: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
         name = "ddim x1000 (official)" if r.solver == "ddim" and r.steps == "1000" else r.solver
-        name += " (log-SNR grid)" if r.grid == ode.grid_name(math.inf) else ""
+        name += " (log-SNR grid)" if r.grid == ode.grid_name(math.inf) else " (tuned grid)" if r.grid == "tuned" else ""
         series.setdefault(name, []).append((max(1, (r.nfe_encode + r.nfe_decode) / 2), max(r.to_reference_rms, 1e-4)))
     return loglog_chart(series, title, "NFE per direction", "RMS to reference (8-bit levels)", hline=(1.0, "1/255"))
 

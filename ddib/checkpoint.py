@@ -144,7 +144,7 @@ def load_train_state(run_dir: Path) -> dict[str, Any] | None:
 def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Diffusion, RunConfig, dict[str, str]]:
     """The EMA model of a directory holding config.json + model.safetensors, in eval mode, as float32."""
     run_dir = Path(run_dir)
-    cfg, _ = read_config(run_dir)
+    cfg, raw = read_config(run_dir)
     weights = run_dir / WEIGHTS_FILE
     if not weights.exists():
         raise DDIBError(f"no weights at {weights}")
@@ -161,4 +161,5 @@ def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Diffu
         raise DDIBError(f"{weights} does not match the network described in {run_dir / CONFIG_FILE}") from None
     model = Diffusion(net, cfg.diffusion).to(device).eval()
     model.requires_grad_(False)
+    model.solver_grids = dict(raw.get("solver_grids", {}))
     return model, cfg, metadata

@@ -119,6 +119,19 @@ class Diffusion(nn.Module):
             raise DDIBError("classifier-free guidance needs a class label (a conditional model and a domain)")
         self.label = label
         self.guidance = float(guidance)
+        # Step grids tuned for this model (`ddib tune-solver`), by grid_key; loaded from config.json.
+        self.solver_grids: dict[str, dict] = {}
+
+    def derive(self, net: nn.Module | None = None, config: DiffusionConfig | None = None, **changes) -> Diffusion:
+        """The same model with another network wrapper, config, label or guidance (the weights are shared)."""
+        out = Diffusion(net or self.net, config or self.config, changes.get("label", self.label),
+                        changes.get("guidance", self.guidance))  # fmt: skip
+        out.solver_grids = self.solver_grids
+        return out
+
+    def grid_key(self, solver: str, steps: int) -> str:
+        """Where a tuned grid of this model for `solver` × `steps` is kept ('unipc:10', or 'unipc:10#5' for label 5)."""
+        return f"{solver}:{steps}" + ("" if self.label is None else f"#{self.label}")
 
     @property
     def num_classes(self) -> int:
@@ -129,12 +142,12 @@ class Diffusion(nn.Module):
         """The same network (shared weights, not copied) as the denoiser of class `label` (None: the union)."""
         if self.num_classes == 0:
             raise DDIBError("this model is not class-conditional: it has no labels")
-        return Diffusion(self.net, self.config, label, guidance)
+        return self.derive(label=label, guidance=guidance)
 
     def use_symmetry(self, name: str) -> Diffusion:
         """The same network (shared) averaging ε̂ over another channel-permutation group (an inference choice)."""
         check_symmetry(name, self.data_shape)
-        return Diffusion(self.net, dataclasses.replace(self.config, symmetry=name), self.label, self.guidance)
+        return self.derive(config=dataclasses.replace(self.config, symmetry=name))
 
     @property
     def data_shape(self) -> tuple[int, ...]:

@@ -110,7 +110,7 @@ def evaluate_pair(
         source=source,
         target=target,
         n=len(sources),
-        solver=opts.describe(),
+        solver=ode.describe_solve(opts, src_model, tgt_model),
         device=str(device),
         **scores,
         nfe_per_image=nfe,

@@ -68,6 +68,7 @@ class ODEOptions:
     rtol: float = DEFAULT_RTOL
     atol: float = DEFAULT_ATOL
     rho: float | None = None  # None: the solver's default grid (`default_rho`)
+    tuned: bool = True  # use a model's tuned grid for this solver and step count when it has one (`tuned_grid`)
 
     def __post_init__(self):
         if self.rho is None:
@@ -232,28 +233,48 @@ def solve(
     return out
 
 
+def tuned_grid(model: Diffusion, options: ODEOptions, encode_direction: bool) -> torch.Tensor | None:
+    """The model's tuned σ̄ grid (increasing, float64) for this solver, step count and direction, if it has one."""
+    if not (options.tuned and options.is_fixed):
+        return None
+    entry = model.solver_grids.get(model.grid_key(options.solver, options.steps))
+    nodes = None if entry is None else entry.get("encode" if encode_direction else "decode")
+    return None if nodes is None else torch.tensor(nodes, dtype=torch.float64)
+
+
+def uses_tuned_grid(options: ODEOptions, *models: Diffusion) -> bool:
+    """Whether any of the models solves with a tuned grid under `options` (for summaries)."""
+    return any(tuned_grid(m, options, d) is not None for m in models for d in (True, False))
+
+
+def describe_solve(options: ODEOptions, *models: Diffusion) -> str:
+    """'unipc × 10 steps', with ', tuned grid' when one of the models solves on its tuned grid."""
+    return options.describe() + (", tuned grid" if uses_tuned_grid(options, *models) else "")
+
+
 def _solve(drift, model: Diffusion, x_bar: torch.Tensor, encode_direction: bool, options: ODEOptions) -> torch.Tensor:
-    sched = model.schedule
-    dtype, device = x_bar.dtype, x_bar.device
-    span = torch.tensor([sched.sigma_min, sched.sigma_max], dtype=dtype, device=device)
-    if not encode_direction:
-        span = span.flip(0)
     if options.is_fixed:
-        grid = sigma_grid(model, options.steps, options.rho, uniform_t=options.solver == "ddim")
-        grid = grid.to(device=device, dtype=dtype)
-        grid = grid if encode_direction else grid.flip(0)
-        if options.solver == "dpm2m":
-            out = [dpm_solver_2m(drift, x_bar, grid)]
-        elif options.solver == "unipc":
-            out = [unipc(drift, x_bar, grid)]
-        else:
-            method = "euler" if options.solver == "ddim" else options.solver
-            # For a decreasing span torchdiffeq negates time and our constructor's output alike.
-            ode_options = {"grid_constructor": lambda f, y0, t: grid}
-            out = odeint(drift, x_bar, span, method=method, options=ode_options)
-    else:
-        out = adaptive_odeint(drift, x_bar, span, options.solver, options.rtol, options.atol, _per_sample_rms_max)
-    return out[-1]
+        grid = tuned_grid(model, options, encode_direction)
+        if grid is None:
+            grid = sigma_grid(model, options.steps, options.rho, uniform_t=options.solver == "ddim")
+        return integrate_fixed(drift, x_bar, grid if encode_direction else grid.flip(0), options.solver)
+    sched = model.schedule
+    span = torch.tensor([sched.sigma_min, sched.sigma_max], dtype=x_bar.dtype, device=x_bar.device)
+    span = span if encode_direction else span.flip(0)
+    return adaptive_odeint(drift, x_bar, span, options.solver, options.rtol, options.atol, _per_sample_rms_max)[-1]
+
+
+def integrate_fixed(drift, x_bar: torch.Tensor, grid: torch.Tensor, solver: str) -> torch.Tensor:
+    """x̄ at grid[-1] by a fixed-step solver stepping through every node of `grid` (increasing: encode)."""
+    grid = grid.to(device=x_bar.device, dtype=x_bar.dtype)
+    if solver == "dpm2m":
+        return dpm_solver_2m(drift, x_bar, grid)
+    if solver == "unipc":
+        return unipc(drift, x_bar, grid)
+    method = "euler" if solver == "ddim" else solver
+    # For a decreasing grid torchdiffeq negates time and our constructor's output alike.
+    span = grid[[0, -1]]
+    return odeint(drift, x_bar, span, method=method, options={"grid_constructor": lambda f, y0, t: grid})[-1]
 
 
 def encode(

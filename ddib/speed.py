@@ -95,7 +95,7 @@ def accelerate(model: Diffusion, options: SpeedOptions) -> Diffusion:
         return model
     device = next(model.net.parameters()).device
     check_speed(options, device)
-    return Diffusion(FastNet(model.net, options), model.config, model.label, model.guidance).eval()
+    return model.derive(net=FastNet(model.net, options)).eval()
 
 
 def accelerate_for(model: Diffusion, device: torch.device) -> Diffusion:

@@ -193,3 +193,40 @@ def test_torchrun_trains_a_conditional_model(tmp_path):
     assert r.returncode == 0 and "resuming at step 2/3" in r.stdout, r.stderr
     assert "weights identical on all 2 processes" in r.stdout
     assert ckpt.read_config(tmp_path / "m" / "pair")[0].model.num_classes == 2
+
+
+def test_export_copies_a_conditional_model_with_its_labels(pair_model, tmp_path):
+    models = ["--models-dir", str(pair_model / "models")]
+    r = run_cli("export", "--domain", "pair", "--out", str(tmp_path / "shipped" / "pair"), "--fp16", *models)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tmp_path / "shipped" / "pair" / "config.json").read_text())
+    assert cfg["domain"]["labels"] == ["reds", "blues"] and cfg["model"]["num_classes"] == 2
+    _one_line_error(run_cli("export", "--domain", "reds", "--out", str(tmp_path / "x"), *models),
+                    "reds is a label of the conditional model pair")  # fmt: skip
+    src = make_blob_images(tmp_path / "in", 1, (230, 30, 30), seed=9)
+    r = run_cli("translate", str(src), "--from", f"{tmp_path / 'shipped' / 'pair'}:reds", "--to",
+                f"{tmp_path / 'shipped' / 'pair'}:blues", "--steps", "2")  # fmt: skip
+    assert r.returncode == 0 and "conditional" in r.stdout, r.stderr
+
+
+def test_domain_resolution_order_with_conditional_models(pair_model, tmp_path, monkeypatch):
+    import shutil
+
+    from ddib import registry
+
+    bundled, local = tmp_path / "bundled", tmp_path / "local"
+    shutil.copytree(pair_model / "models" / "pair", bundled / "pair")
+    shutil.copytree(pair_model / "models" / "pair", bundled / "reds")  # stands in for a bundled model of one domain
+    monkeypatch.setattr(registry, "BUNDLED_DIR", bundled)
+    local.mkdir()
+    loc = registry.find_model("blues", local)
+    assert (loc.label, loc.origin, loc.path) == ("blues", "bundled", bundled / "pair")  # a bundled model's label
+    assert registry.find_model("reds", local).label is None  # a bundled model of the domain comes first
+    shutil.copytree(pair_model / "models" / "pair", local / "pair")
+    loc = registry.find_model("reds", local)
+    assert (loc.label, loc.origin) == ("reds", "local")  # a local conditional model beats anything bundled
+    shutil.copytree(pair_model / "models" / "pair", local / "reds")
+    assert registry.find_model("reds", local).label is None  # and a local model of the domain beats that
+    assert registry.find_model("pair:reds", local).label == "reds"  # unless the label is asked for
+    assert {m.domain for m in registry.available_models(local)} == {"pair", "reds", "blues"}
+    assert registry.find_model("pair", local).is_union

@@ -244,7 +244,8 @@ def test_cli_trains_a_point_domain(tmp_path, capsys):
     assert r.returncode == 0, r.stderr
     assert "MLP width 32, 1 blocks" in r.stdout and "pts/s" in r.stdout and "step 20/20" in r.stdout
     cfg = json.loads((models / "rings" / "config.json").read_text())
-    assert cfg["model"] == {"dim": 2, "width": 32, "num_blocks": 1, "time_scale": 1000.0, "kind": "mlp"}
+    assert cfg["model"] == {"dim": 2, "width": 32, "num_blocks": 1, "time_scale": 1000.0, "num_classes": 0,
+                            "kind": "mlp"}  # fmt: skip
     assert cfg["domain"]["kind"] == "points" and cfg["domain"]["n"] == 3000
     assert cfg["domain"]["std"] == pytest.approx(raw_points("rings", 3000, 0).std())
     assert cfg["train"]["batch_size"] == 128 and cfg["train"]["lr"] == 1e-3  # the point default

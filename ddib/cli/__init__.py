@@ -21,6 +21,7 @@ from . import (
     sample_cmd,
     train_cmd,
     translate_cmd,
+    tune_cmd,
 )  # noqa: F401  (registers the commands)
 from .app import app, console_err
 

@@ -77,6 +77,12 @@ def bench_translate_command(
     solvers: Optional[str] = typer.Option(
         None, "--solvers", help="Comma-separated solvers: only their rows (the first row is the speed baseline)"
     ),
+    steps_list: Optional[str] = typer.Option(
+        None, "--steps-list", help="With --solvers: these step counts (e.g. 6,8,10,12,16,20) instead of the table's"
+    ),
+    grids: str = typer.Option(
+        "default", "--grids", help="default (fixed-shape grids), tuned (the models' tuned grids) or both"
+    ),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
@@ -84,6 +90,10 @@ def bench_translate_command(
     out_dir: Path = OutDirOpt,
 ) -> None:
     """Solver × steps: NFE, images/s, round-trip error, distance to a converged dopri5 reference."""
+    if grids not in ("default", "tuned", "both"):
+        raise DDIBError(f"--grids {grids!r}: use default, tuned or both")
+    if steps_list is not None and not solvers:
+        raise DDIBError("--steps-list needs --solvers (the solvers to run at those step counts)")
     dev = resolve_device(device)
     src, src_cfg, _ = load_domain_model(source, models_dir, dev, symmetry)
     tgt, _, _ = load_domain_model(target, models_dir, dev, symmetry)
@@ -107,8 +117,18 @@ def bench_translate_command(
             raise DDIBError(f"unknown solver {unknown[0]!r} in --solvers; choose from {', '.join(ode.SOLVERS)}")
         grid = [row for row in (grid or bench.TRANSLATE_GRID) if row[0] in chosen]
         adaptive = [row for row in (adaptive or bench.ADAPTIVE_GRID) if row[0] in chosen]
+        if steps_list is not None:
+            counts = _int_list(steps_list, "--steps-list")
+            grid = [(s, k) for s in chosen if s in ode.FIXED_SOLVERS for k in counts]
+            adaptive = [] if not [s for s in chosen if s in ode.ADAPTIVE_SOLVERS] else adaptive
         if not grid and not adaptive:
             raise DDIBError(f"no benchmark rows for --solvers {solvers}")
+    if grids != "default":  # each (solver, steps) row on the models' tuned grids: instead of, or after, its own
+        rows = []
+        for row in grid if grid is not None else bench.TRANSLATE_GRID:
+            tunable = len(row) == 2 and row[0] != "ddim"
+            rows += ([row] if grids == "both" else []) + ([(*row, "tuned")] if tunable else [])
+        grid = rows
 
     def show(r):
         console.print(

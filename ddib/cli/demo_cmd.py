@@ -48,7 +48,8 @@ def demo_command(
     save_png(labelled_grid([(source, x.cpu()), (target, y.cpu())]), out)
     console.print(f"sampled {n} {source}: {sample_stats.nfe} NFE per image, {t1 - t0:.1f}s")
     console.print(
-        f"translated {n} {source} → {target} with {opts.describe()}: {stats.nfe} NFE per image "
+        f"translated {n} {source} → {target} with {ode.describe_solve(opts, src_model, tgt_model)}: "
+        f"{stats.nfe} NFE per image "
         f"({stats.per_solve[0]} encode + {stats.per_solve[1]} decode)"
         f"{describe_averaging(src_model.config.symmetry, tgt_model.config.symmetry)}, {t2 - t1:.1f}s, "
         f"{n / (t2 - t1):.1f} images/s"

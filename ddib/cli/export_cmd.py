@@ -28,6 +28,11 @@ def export_command(
 ) -> None:
     """Write a self-contained inference copy of a model: no optimiser state, nothing pickled."""
     loc = find_model(domain, models_dir)
+    if loc.label is not None:
+        raise DDIBError(
+            f"{loc.domain} is a label of the conditional model {loc.path.name}; export that model "
+            f"(--domain {loc.path.name}), which carries all of its labels"
+        )
     if out.resolve() == loc.path.resolve():
         raise DDIBError(f"--out {out} is the model's own folder")
     model, cfg, meta = ckpt.load_model(loc.path)

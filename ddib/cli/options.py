@@ -22,8 +22,8 @@ AtolOpt = typer.Option(ode.DEFAULT_ATOL, "--atol", help="Absolute tolerance (ada
 RhoOpt = typer.Option(
     None,
     "--rho",
-    help="Step grid of fixed-step solvers: EDM's ρ, inf = uniform in log-SNR [default: inf for dpm2m and unipc, "
-    "7 for the others]",
+    help="Step grid of fixed-step solvers: EDM's ρ, inf = uniform in log-SNR [default: the model's tuned grid "
+    "(`ddib tune-solver`) if it has one, else inf for dpm2m and unipc, 7 for the others]",
     min=0.01,
 )
 ChannelsLastOpt = typer.Option(
@@ -74,4 +74,5 @@ def resolve_speed(device, channels_last: bool | None, compile: bool, bf16: bool)
 
 
 def ode_options(solver: str, steps: int, rtol: float, atol: float, rho: float | None = None) -> ode.ODEOptions:
-    return ode.ODEOptions(solver=solver, steps=steps, rtol=rtol, atol=atol, rho=rho)
+    """The solve the user asked for; a model's tuned grid is used unless --rho names a grid shape."""
+    return ode.ODEOptions(solver=solver, steps=steps, rtol=rtol, atol=atol, rho=rho, tuned=rho is None)

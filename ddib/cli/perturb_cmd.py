@@ -193,7 +193,8 @@ def perturb_command(
     ode.check_compatible(src_model, tgt_model)
     source, target = src_loc.domain, tgt_loc.domain
     guided = f", guidance w = {guidance:g}" if guidance else ""
-    console.print(f"models: {describe_bridge(source, src_loc, target, tgt_loc)}; {opts.describe()}{guided}")
+    solve = ode.describe_solve(opts, src_model, tgt_model)
+    console.print(f"models: {describe_bridge(source, src_loc, target, tgt_loc)}; {solve}{guided}")
     data_dir = data_dir_or_default(data_dir)
     x, inputs_text, images = _load_inputs(inputs, source, n, seed, data_dir, src_model, opts, dev, skip_bad)
     console.print(f"inputs: {inputs_text}")

@@ -91,7 +91,7 @@ def sample_command(
         where = str(out)
     nfe = stats.nfe // max(1, len(chunks))
     console.print(
-        f"sampled {n} {domain} ({loc.where} model) with {opts.describe()}"
+        f"sampled {n} {domain} ({loc.where} model) with {ode.describe_solve(opts, model)}"
         f"{f', guidance w = {guidance:g}' if guidance else ''}: {nfe} NFE per image"
         f"{describe_averaging(model.config.symmetry)}, "
         f"{seconds:.1f}s → {where}"

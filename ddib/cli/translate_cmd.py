@@ -192,7 +192,8 @@ def _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, imag
     procs = f" on {info.world_size} processes" if info.enabled else ""
     console.print(
         f"translated {written:.0f} images {describe_bridge(src_name, src_loc, to, tgt_loc)} with "
-        f"{opts.describe()}{guided(tgt_model)}{procs}: {nfe:.0f} NFE per image{averaging(src_model, tgt_model)}, "
+        f"{ode.describe_solve(opts, src_model, tgt_model)}{guided(tgt_model)}{procs}: {nfe:.0f} NFE per image"
+        f"{averaging(src_model, tgt_model)}, "
         f"{seconds:.1f}s, "
         f"{written / seconds:.1f} images/s → "
         f"{where}"
@@ -344,7 +345,8 @@ def decode_command(
         where = str(out)
     batches = -(-len(z) // batch_size)
     console.print(
-        f"decoded {len(z)} latents (from {meta.get('source', '?')}) with {to} ({loc.where}), {opts.describe()}"
+        f"decoded {len(z)} latents (from {meta.get('source', '?')}) with {to} ({loc.where}), "
+        f"{ode.describe_solve(opts, model)}"
         f"{guided(model)}: "
         f"{stats.nfe / batches:.0f} NFE per image{averaging(model)}, {seconds:.1f}s → {where}"
     )

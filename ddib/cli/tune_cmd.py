@@ -1,0 +1,100 @@
+"""`ddib tune-solver`: place a fixed-step solver's σ̄ nodes for one model, saved in its config.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+
+from .. import bench, ode
+from .. import checkpoint as ckpt
+from ..data import data_dir_or_default
+from ..data.colored_mnist import DIGIT_DOMAINS, colored_mnist
+from ..errors import DDIBError
+from ..evaluate import held_out_digits
+from ..images import to_unit_range
+from ..registry import load_domain_model
+from ..solver_tuning import TuningData, tune_solver
+from ..utils import resolve_device
+from .app import app, console
+from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, read_inputs
+
+
+@app.command("tune-solver")
+def tune_solver_command(
+    domain: str = typer.Option(..., "--domain", help="Domain (or label, or model directory) whose grids to tune"),
+    solver: str = typer.Option(
+        ode.DEFAULT_SOLVER, "--solver", help=f"Fixed-step solver: {', '.join(ode.FIXED_SOLVERS)}"
+    ),
+    steps: str = typer.Option("10", "--steps", help="Step count(s) to tune, comma-separated (e.g. 8,10,12)"),
+    n: int = typer.Option(32, "-n", "--num", min=2, help="Tuning images (training split) and as many N(0, I) latents"),
+    val: int = typer.Option(
+        32, "--val", min=2, help="Validation images (the last of the held-out split) and as many latents"
+    ),
+    reference: str = typer.Option("unipc:200", "--reference", help="Converged solve: SOLVER:STEPS or SOLVER:TOL"),
+    budget: int = typer.Option(120, "--budget", min=1, help="Error evaluations per direction"),
+    inputs: Optional[list[Path]] = typer.Option(
+        None, "--inputs", help="Images of the domain (not a digit domain): the first -n tune, the next --val validate"
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the image subsets and the latents"),
+    device: str = DeviceOpt,
+    models_dir: Optional[str] = ModelsDirOpt,
+    data_dir: Optional[str] = DataDirOpt,
+) -> None:
+    """Tune the encode and decode step grids of a model against a converged solve; later solves use them."""
+    counts = [int(s) for s in steps.split(",") if s.strip()] if steps.replace(",", "").isdigit() else []
+    if not counts or min(counts) < 1:
+        raise DDIBError(f"--steps {steps!r}: give positive step counts, e.g. 10 or 8,10,12")
+    if solver not in ode.FIXED_SOLVERS:
+        raise DDIBError(f"--solver {solver}: grids are for fixed-step solvers ({', '.join(ode.FIXED_SOLVERS)})")
+    ref = bench.parse_reference(reference)
+    dev = resolve_device(device)
+    model, cfg, loc = load_domain_model(domain, models_dir, dev)
+    if cfg.model.kind != "unet":
+        raise DDIBError(f"{loc.domain} is a point domain; tune-solver takes image models")
+    data = _tuning_data(loc.domain, model, n, val, inputs, seed, data_dir)
+    config_path = loc.path / ckpt.CONFIG_FILE
+    console.print(
+        f"tuning {solver} grids of {loc.domain} ({loc.where}) against {ref.describe()}: {n} training images + {n} "
+        f"N(0, I) latents to tune, {val} + {val} held out to validate, {budget} evaluations per direction"
+    )
+    for count in counts:
+        options = ode.ODEOptions(solver, count)
+        entry = tune_solver(model, options, ref, data, budget)
+        _, raw = ckpt.read_config(loc.path)  # re-read: write back everything else as it is now
+        raw.setdefault("solver_grids", {})[model.grid_key(solver, count)] = entry
+        ckpt.write_json(config_path, raw)
+        for direction, unit in (("encode", "latent RMS"), ("decode", "levels RMS")):
+            e = entry["errors"][direction]
+            console.print(
+                f"{solver} × {count} {direction}: validation {e['val_default']:.4g} → {e['val_tuned']:.4g} {unit} "
+                f"(tuning data {e['tune_default']:.4g} → {e['tune_tuned']:.4g}; {e['evaluations']} evaluations); "
+                f"kept the {e['kept']} grid"
+            )
+    console.print(f"saved in {config_path} (commands use it; an explicit --rho solves on that fixed grid instead)")
+
+
+def _tuning_data(domain, model, n, val, inputs, seed, data_dir) -> TuningData:
+    """Training-split images to tune on and held-out ones to validate on, with N(0, I) latents for each."""
+    channels, size = model.data_shape[0], model.data_shape[-1]
+    if inputs:
+        images = read_inputs(inputs, size, channels, skip_bad=False, limit=n + val)
+        if len(images.files) < n + val:
+            raise DDIBError(f"--inputs holds {len(images.files)} images; -n {n} + --val {val} are needed")
+        x = to_unit_range(images.pixels)
+        tune_x, val_x = x[:n], x[n : n + val]
+    elif domain in DIGIT_DOMAINS:
+        data_dir = data_dir_or_default(data_dir)
+        train_u8, _ = colored_mnist(data_dir, DIGIT_DOMAINS.index(domain), "train", size)
+        order = torch.randperm(len(train_u8), generator=torch.Generator().manual_seed(seed))[:n]
+        tune_x = to_unit_range(train_u8[order])
+        # The far end of the held-out split: `ddib bench translate` measures on its first images.
+        val_x = held_out_digits(data_dir, domain, 1_000_000, seed, image_size=size)[-val:]
+    else:
+        raise DDIBError(f"{domain} is not a digit domain: give images of it with --inputs")
+    gen = torch.Generator().manual_seed(seed + 1)
+    noise = torch.randn((n + val, *model.data_shape), generator=gen)
+    dev = next(model.net.parameters()).device
+    return TuningData(tune_x.to(dev), val_x.to(dev), noise[:n].to(dev), noise[n:].to(dev))

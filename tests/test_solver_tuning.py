@@ -1,0 +1,113 @@
+"""Per-model step grids: a known optimum on Gaussian data, the validation guarantee, and their use in solves."""
+
+import csv
+import json
+import math
+import shutil
+
+import torch
+
+from ddib import ode
+from ddib.solver_tuning import (
+    TuningData,
+    decode_on,
+    encode_on,
+    grid_from_positions,
+    positions_of,
+    rms,
+    tune_direction,
+    tune_solver,
+)
+
+from .conftest import make_blob_images, run_cli
+from .problems import gaussian_flow, gaussian_model
+
+MEAN = torch.tensor([0.8, -0.3], dtype=torch.float64)
+STD = 0.3
+
+
+def _exact_latents(model, x):
+    return gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)
+
+
+def test_one_free_node_lands_on_the_brute_force_optimum():
+    model = gaussian_model(MEAN, STD)
+    x = MEAN + STD * torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    exact = _exact_latents(model, x)
+
+    def error(grid, validation=False):
+        return rms(encode_on(model, x, grid, "euler"), exact)
+
+    scan = [error(grid_from_positions(model, [k / 400])) for k in range(1, 400)]
+    best = min(scan)
+    default = ode.sigma_grid(model, 2, math.inf)
+    result = tune_direction(model, default, error, budget=60)
+    assert result.kept == "tuned" and result.val_tuned < result.val_default
+    assert result.val_tuned <= best * 1.02  # within 2% of the scan's minimum over 399 node positions
+    u = positions_of(model, torch.tensor(result.grid))[0]
+    assert abs(u - (1 + scan.index(best)) / 400) < 0.03
+
+
+def test_the_default_grid_is_kept_when_tuning_does_not_help_on_validation():
+    model = gaussian_model(MEAN, STD)
+    default = ode.sigma_grid(model, 4, math.inf)
+
+    def error(grid, validation):  # tuning data and validation data disagree about every move
+        spread = sum((a - b) ** 2 for a, b in zip(positions_of(model, grid), [0.25, 0.5, 0.75], strict=True))
+        return 1.0 - spread if not validation else 1.0 + spread
+
+    result = tune_direction(model, default, error, budget=20)
+    assert result.tune_tuned < result.tune_default and result.val_tuned > result.val_default
+    assert result.kept == "default" and result.grid == default.tolist()
+
+
+def test_tune_solver_improves_both_directions_and_solves_use_the_tuned_grid():
+    model = gaussian_model(MEAN, STD)
+    g = torch.Generator().manual_seed(1)
+    images = MEAN + STD * torch.randn(48, 2, dtype=torch.float64, generator=g)
+    noise = torch.randn(48, 2, dtype=torch.float64, generator=g)
+    data = TuningData(images[:24], images[24:], noise[:24], noise[24:])
+    options = ode.ODEOptions("dpm2m", 3)
+    entry = tune_solver(model, options, ode.ODEOptions("dopri5", rtol=1e-10, atol=1e-10), data, budget=40)
+    for direction in ("encode", "decode"):
+        errors = entry["errors"][direction]
+        assert errors["val_tuned"] < errors["val_default"] and errors["kept"] == "tuned"
+    model.solver_grids[model.grid_key("dpm2m", 3)] = entry
+    x = images[24:]
+    tuned = torch.tensor(entry["encode"], dtype=torch.float64)
+    torch.testing.assert_close(ode.encode(model, x, options), encode_on(model, x, tuned, "dpm2m"), rtol=0, atol=0)
+    z = noise[24:]
+    decoded = decode_on(model, z, torch.tensor(entry["decode"], dtype=torch.float64), "dpm2m")
+    torch.testing.assert_close(ode.decode(model, z, options), decoded, rtol=0, atol=0)
+    assert ode.describe_solve(options, model) == "dpm2m × 3 steps, tuned grid"
+    untuned = ode.ODEOptions("dpm2m", 3, rho=math.inf, tuned=False)
+    assert not torch.equal(ode.encode(model, x, untuned), ode.encode(model, x, options))
+    assert ode.describe_solve(ode.ODEOptions("dpm2m", 4), model) == "dpm2m × 4 steps"  # no grid for 4 steps
+
+
+def test_cli_tunes_saves_and_translate_uses_the_grid(tmp_path, tiny_models):
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models, models)
+    images = make_blob_images(tmp_path / "reds-more", 8, (230, 30, 30), seed=11)
+    r = run_cli("tune-solver", "--domain", "reds", "--steps", "3,4", "-n", "4", "--val", "4", "--budget", "6",
+                "--reference", "unipc:24", "--inputs", str(images), "--models-dir", str(models))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "unipc × 3 encode: validation" in r.stdout and "unipc × 4 decode: validation" in r.stdout
+    grids = json.loads((models / "reds" / "config.json").read_text())["solver_grids"]
+    assert set(grids) == {"unipc:3", "unipc:4"} and len(grids["unipc:3"]["encode"]) == 4
+    src = make_blob_images(tmp_path / "in", 1, (230, 30, 30), seed=3)
+    args = ["translate", str(src), "--from", "reds", "--to", "blues", "--models-dir", str(models), "--steps", "3"]
+    r = run_cli(*args)
+    assert r.returncode == 0 and "unipc × 3 steps, tuned grid" in r.stdout, r.stderr
+    r = run_cli(*args, "--rho", "inf", "--out-dir", str(tmp_path / "o"))
+    assert r.returncode == 0 and "tuned grid" not in r.stdout, r.stderr  # an explicit grid shape wins
+    r = run_cli("bench", "translate", "--from", "reds", "--to", "blues", "--inputs", str(images), "-n", "2",
+                "--solvers", "unipc", "--steps-list", "3,5", "--grids", "both", "--reference", "unipc:24",
+                "--models-dir", str(models), "--out-dir", str(tmp_path / "bench"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "bench" / "translate-cpu.csv") as f:
+        rows = [(row["steps"], row["grid"]) for row in csv.DictReader(f)]
+    assert rows == [("3", "log-SNR uniform"), ("3", "tuned"), ("5", "log-SNR uniform"),
+                    ("5", "log-SNR uniform (no tuned grid)")]  # fmt: skip
+    r = run_cli("tune-solver", "--domain", "reds", "--solver", "dopri5", "--models-dir", str(models))
+    assert r.returncode != 0 and "grids are for fixed-step solvers" in r.stderr
