@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ddib.diffusion import Diffusion, DiffusionConfig
+from ddib.model.diffusion import Diffusion, DiffusionConfig
 
 
 class GaussianEps(nn.Module):

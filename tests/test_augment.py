@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from ddib import checkpoint as ckpt
 from ddib.color import colorize, rgb_to_hue_value
 from ddib.data.augment import augment_batch, check_augment, resample_hue
-from ddib.diffusion import DiffusionConfig
 from ddib.errors import DDIBError
-from ddib.nets import unet_config
-from ddib.train import TrainOptions, step_generator, train
+from ddib.model import checkpoint as ckpt
+from ddib.model.diffusion import DiffusionConfig
+from ddib.model.nets import unet_config
+from ddib.train.loop import TrainOptions, step_generator, train
 
 from .conftest import mnist_dir, needs_mnist, run_cli
 

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from ddib import classifier as clf
 from ddib.color import colorize
 from ddib.errors import DDIBError
+from ddib.evaluation import classifier as clf
 
 from .conftest import mnist_dir, needs_mnist
 

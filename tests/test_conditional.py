@@ -8,12 +8,12 @@ import sys
 import pytest
 import torch
 
-from ddib import checkpoint as ckpt
-from ddib import ode
-from ddib.diffusion import Diffusion, DiffusionConfig
+from ddib.bridge import ode
 from ddib.errors import DDIBError
-from ddib.nets import MLPConfig, build_network, unet_config
-from ddib.train import TrainOptions, train
+from ddib.model import checkpoint as ckpt
+from ddib.model.diffusion import Diffusion, DiffusionConfig
+from ddib.model.nets import MLPConfig, build_network, unet_config
+from ddib.train.loop import TrainOptions, train
 
 from .conftest import REPO, make_blob_images, run_cli
 from .problems import conditional_gaussian_model, gaussian_flow, gaussian_mixture_model, gaussian_model
@@ -212,7 +212,7 @@ def test_export_copies_a_conditional_model_with_its_labels(pair_model, tmp_path)
 def test_domain_resolution_order_with_conditional_models(pair_model, tmp_path, monkeypatch):
     import shutil
 
-    from ddib import registry
+    from ddib.model import registry
 
     bundled, local = tmp_path / "bundled", tmp_path / "local"
     shutil.copytree(pair_model / "models" / "pair", bundled / "pair")

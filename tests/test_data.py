@@ -7,7 +7,7 @@ from ddib.color import colorize, digit_hue, hue_difference
 from ddib.data.colored_mnist import color_digits, colored_mnist, split_hues
 from ddib.data.domains import domain_source, load_domain_images
 from ddib.errors import DDIBError
-from ddib.images import load_image
+from ddib.io.images import load_image
 
 from .conftest import mnist_dir, needs_mnist
 

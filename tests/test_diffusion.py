@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from ddib.diffusion import CosineSchedule, Diffusion, DiffusionConfig
-from ddib.nets import build_network, unet_config
+from ddib.model.diffusion import CosineSchedule, Diffusion, DiffusionConfig
+from ddib.model.nets import build_network, unet_config
 
 
 def test_schedule_endpoints_and_inverse():
@@ -59,8 +59,8 @@ def test_loss_target_is_eps_or_v(prediction):
 
 
 def test_configs_without_prediction_are_eps_models_and_unknown_ones_are_refused():
-    from ddib.checkpoint import RunConfig, TrainConfig
     from ddib.errors import DDIBError
+    from ddib.model.checkpoint import RunConfig, TrainConfig
 
     cfg = RunConfig(unet_config("tiny", 16), DiffusionConfig(), TrainConfig(), {"name": "x"}).to_dict()
     del cfg["diffusion"]["prediction"]  # as written before v existed

@@ -7,10 +7,10 @@ import sys
 import torch
 import torch.multiprocessing as mp
 
-from ddib import checkpoint as ckpt
-from ddib.nets import build_network
-from ddib.train import TrainOptions, train
-from ddib.train_log import LOG_FILE, read_log
+from ddib.model import checkpoint as ckpt
+from ddib.model.nets import build_network
+from ddib.train.log import LOG_FILE, read_log
+from ddib.train.loop import TrainOptions, train
 
 from .conftest import REPO, make_blob_images, mnist_dir, needs_mnist, run_cli
 from .test_train import _cfg, _data
@@ -87,7 +87,7 @@ def test_torchrun_trains_a_colored_digit_domain(tmp_path):
 
 
 def test_torchrun_refuses_a_locked_run_on_every_rank(tmp_path):
-    from ddib.run_lock import RunLock
+    from ddib.train.lock import RunLock
 
     data = make_blob_images(tmp_path / "reds", 8, (230, 30, 30), seed=1)
     with RunLock(tmp_path / "m" / "reds"):
@@ -104,7 +104,7 @@ def _diverging_worker(rank: int, world: int, init_file: str, out_dir: str) -> No
     import torch.distributed as dist
 
     from ddib.errors import DDIBError
-    from ddib.train import check_replicas
+    from ddib.train.loop import check_replicas
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -136,7 +136,7 @@ def test_torchrun_translate_shards_inputs_and_writes_each_output_once(tmp_path, 
     import numpy as np
     from PIL import Image
 
-    from ddib.latents import load_latents
+    from ddib.io.latents import load_latents
 
     src = make_blob_images(tmp_path / "in", 5, (230, 30, 30), seed=7)  # 5 inputs: uneven shares of 3 and 2
     common = ["translate", str(src), "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),

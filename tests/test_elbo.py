@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from ddib.elbo import draw, elbo
 from ddib.errors import DDIBError
+from ddib.likelihood.elbo import draw, elbo
 
 from .problems import gaussian_model
 
@@ -71,7 +71,7 @@ def test_the_band_ranks_the_right_gaussian_with_shared_noise():
 
 
 def test_one_random_draw_is_never_decisive_but_an_exact_one_is():
-    from ddib.domain_inference import DomainScore, rank
+    from ddib.likelihood.source_inference import DomainScore, rank
 
     a, b = torch.tensor([[1.0], [1.0]]), torch.tensor([[2.0], [2.0]])
     assert not rank([DomainScore("a", a, 1), DomainScore("b", b, 1)]).decisive  # one probe: error unknown
@@ -83,9 +83,9 @@ def test_one_random_draw_is_never_decisive_but_an_exact_one_is():
 
 
 def test_bench_identify_confusion_and_bits_matrices(tiny_models, tmp_path):
-    from ddib.bench_identify import bench_identify, matrix_markdown
-    from ddib.images import expand_inputs, load_image
-    from ddib.registry import load_domain_model
+    from ddib.bench.identify import bench_identify, matrix_markdown
+    from ddib.io.images import expand_inputs, load_image
+    from ddib.model.registry import load_domain_model
 
     from .conftest import make_blob_images
 
@@ -109,7 +109,7 @@ def test_bench_identify_confusion_and_bits_matrices(tiny_models, tmp_path):
 
 def test_bench_identify_settings_parse_bands_and_refuse_bad_ones():
     from ddib.cli.bench_cmd import _identify_setting
-    from ddib.domain_inference import BAND
+    from ddib.likelihood.source_inference import BAND
 
     assert _identify_setting("band:16", 1e-3) == ("band", {"levels": 16, "band": BAND})
     assert _identify_setting("band:4:-4:4.5", 1e-3) == ("band", {"levels": 4, "band": (-4.0, 4.5)})

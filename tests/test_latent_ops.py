@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from ddib import latent_ops as lo
 from ddib.errors import DDIBError
-from ddib.perturb import REPORT_PRESET, ks_normal_distance, latent_stats, neighbour_correlation, skew_kurtosis
+from ddib.perturb import latent_ops as lo
+from ddib.perturb.runner import REPORT_PRESET, ks_normal_distance, latent_stats, neighbour_correlation, skew_kurtosis
 
 
 def _block(a, b, c, d):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ddib.errors import DDIBError
-from ddib.likelihood import DEQUANT_BIN, dequantize, log_likelihood
+from ddib.likelihood.ode_likelihood import DEQUANT_BIN, dequantize, log_likelihood
 
 from .problems import correlated_gaussian, gaussian_model
 
@@ -46,7 +46,7 @@ def test_exact_divergence_matches_closed_form_2d():
 
 
 def test_step_size_underflow_is_a_clear_error(monkeypatch):
-    from ddib import ode
+    from ddib.bridge import ode
 
     def underflowing_odeint(*args, **kwargs):
         raise AssertionError("underflow in dt 0.0")

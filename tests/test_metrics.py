@@ -1,7 +1,7 @@
 import torch
 
 from ddib.color import colorize
-from ddib.metrics import frechet_distance, hue_errors, rmse
+from ddib.evaluation.metrics import frechet_distance, hue_errors, rmse
 
 
 def _digits(hues):

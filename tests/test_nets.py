@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ddib.errors import DDIBError
-from ddib.nets import UNET_SIZES, MLPConfig, build_network, unet_config
+from ddib.model.nets import UNET_SIZES, MLPConfig, build_network, unet_config
 
 
 @pytest.mark.parametrize("size", list(UNET_SIZES))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ddib import ode
+from ddib.bridge import ode
 from ddib.errors import DDIBError
 
 from .problems import gaussian_flow, gaussian_mixture_model, gaussian_model, gaussian_v_model
@@ -247,7 +247,7 @@ def test_points_share_the_code_path():
 
 
 def test_bench_solvers_cycle_column_is_exact_for_gaussians(problem):
-    from ddib import bench
+    from ddib.bench import translate as bench
 
     model, x = problem
     other = gaussian_model(-MEAN, 0.3)
@@ -275,7 +275,7 @@ def test_bench_solvers_cycle_column_is_exact_for_gaussians(problem):
 
 def test_reference_reports_its_own_convergence(problem):
     """The bench reference's check (the same solve at half its budget) is small when converged, large when not."""
-    from ddib import bench
+    from ddib.bench import translate as bench
 
     model, x = problem
     other = gaussian_model(-MEAN, 0.3)
@@ -298,7 +298,7 @@ def test_reference_reports_its_own_convergence(problem):
     [("dopri5:1e-6", "dopri5", 1e-6), ("unipc:200", "unipc", 200), ("bosh3:0.001", "bosh3", 1e-3)],
 )
 def test_parse_reference(spec, solver, budget):
-    from ddib import bench
+    from ddib.bench import translate as bench
 
     opts = bench.parse_reference(spec)
     assert opts.solver == solver
@@ -310,7 +310,7 @@ def test_parse_reference(spec, solver, budget):
 
 @pytest.mark.parametrize("spec", ["dopri5", "unipc:1e-6", "rk5:10", "dopri5:tight", "unipc:0"])
 def test_parse_reference_rejects_bad_specs(spec):
-    from ddib import bench
+    from ddib.bench import translate as bench
 
     with pytest.raises(DDIBError):
         bench.parse_reference(spec)

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+from ddib.bridge.ode import ODEOptions
 from ddib.errors import DDIBError
-from ddib.latent_ops import Perturbation
-from ddib.ode import ODEOptions
-from ddib.perturb import REPORT_PRESET, ExperimentSpec, PerturbRunner, figure
-from ddib.registry import load_domain_model
+from ddib.model.registry import load_domain_model
+from ddib.perturb.latent_ops import Perturbation
+from ddib.perturb.runner import REPORT_PRESET, ExperimentSpec, PerturbRunner, figure
 
 from .conftest import make_blob_images, run_cli
 from .test_cli import _one_line_error

@@ -11,18 +11,18 @@ import pytest
 import torch
 from PIL import Image
 
-from ddib import checkpoint as ckpt
-from ddib import ode
+from ddib.bridge import ode
+from ddib.bridge.points import PointModel, cycle_consistency, load_point_model, sample_points, translate_points
 from ddib.cli import main
 from ddib.data import domain_source, load_point_domain
 from ddib.data.points import POINT_DOMAINS, make_points, raw_points, standardize
-from ddib.diffusion import Diffusion, DiffusionConfig
 from ddib.errors import DDIBError
-from ddib.nets import MLPConfig, build_network
-from ddib.points_io import read_points, write_points
-from ddib.points_plot import position_colors, transport_figure
-from ddib.synthetic import PointModel, cycle_consistency, load_point_model, sample_points, translate_points
-from ddib.train import TrainOptions, train
+from ddib.io.point_figures import position_colors, transport_figure
+from ddib.io.points import read_points, write_points
+from ddib.model import checkpoint as ckpt
+from ddib.model.diffusion import Diffusion, DiffusionConfig
+from ddib.model.nets import MLPConfig, build_network
+from ddib.train.loop import TrainOptions, train
 
 from .conftest import run_cli
 from .test_cli import _one_line_error

@@ -12,11 +12,11 @@ import time
 import pytest
 import torch
 
-from ddib import checkpoint as ckpt
-from ddib.atomic import atomic_write
 from ddib.errors import DDIBError
-from ddib.images import read_images
-from ddib.train_log import LOG_FILE, read_log
+from ddib.io.atomic import atomic_write
+from ddib.io.images import read_images
+from ddib.model import checkpoint as ckpt
+from ddib.train.log import LOG_FILE, read_log
 
 from .conftest import REPO, make_blob_images, run_cli
 from .test_cli import _one_line_error

@@ -7,8 +7,8 @@ import shutil
 
 import torch
 
-from ddib import ode
-from ddib.solver_tuning import (
+from ddib.bridge import ode
+from ddib.bridge.tuning import (
     TuningData,
     decode_on,
     encode_on,

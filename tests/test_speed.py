@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from ddib import ode
-from ddib.batch_size import CPU_BATCH, auto_batch_size, fitting_batch
-from ddib.diffusion import Diffusion
-from ddib.distributed import DistInfo, gather_in_order, shard
+from ddib.bridge import ode
+from ddib.bridge.batch_size import CPU_BATCH, auto_batch_size, fitting_batch
 from ddib.errors import DDIBError
-from ddib.nets import build_network, unet_config
-from ddib.speed import SpeedOptions, accelerate, parse_speed
+from ddib.model.diffusion import Diffusion
+from ddib.model.nets import build_network, unet_config
+from ddib.model.speed import SpeedOptions, accelerate, parse_speed
+from ddib.train.distributed import DistInfo, gather_in_order, shard
 
 from .conftest import run_cli
 

@@ -5,11 +5,11 @@ import itertools
 import pytest
 import torch
 
-from ddib import ode
-from ddib.diffusion import Diffusion, DiffusionConfig
+from ddib.bridge import ode
 from ddib.errors import DDIBError
-from ddib.nets import MLPConfig, build_network, unet_config
-from ddib.symmetry import SYMMETRIES, group_average
+from ddib.model.diffusion import Diffusion, DiffusionConfig
+from ddib.model.nets import MLPConfig, build_network, unet_config
+from ddib.model.symmetry import SYMMETRIES, group_average
 from tests.problems import gaussian_model
 
 GEN = torch.Generator().manual_seed(0)

@@ -4,11 +4,11 @@ import pytest
 import safetensors.torch
 import torch
 
-from ddib import checkpoint as ckpt
-from ddib.diffusion import DiffusionConfig
 from ddib.errors import DDIBError
-from ddib.nets import unet_config
-from ddib.train import DataStream, TrainingDiverged, TrainOptions, lr_at, train
+from ddib.model import checkpoint as ckpt
+from ddib.model.diffusion import DiffusionConfig
+from ddib.model.nets import unet_config
+from ddib.train.loop import DataStream, TrainingDiverged, TrainOptions, lr_at, train
 
 
 def _data(n=32, size=16, seed=0):

@@ -6,7 +6,7 @@ import functools
 import sys
 
 from ..errors import DDIBError
-from ..interrupts import Interrupted
+from ..train.interrupts import Interrupted
 from . import (
     bench_cmd,
     classifier_cmd,

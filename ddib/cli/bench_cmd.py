@@ -8,17 +8,18 @@ from typing import Optional
 import torch
 import typer
 
-from .. import bench, ode
-from ..atomic import atomic_write
+from ..bench import translate as bench
+from ..bridge import ode
 from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS
-from ..domain_inference import BAND
 from ..errors import DDIBError
-from ..evaluate import held_out_digits
-from ..images import save_png, to_unit_range
-from ..nets import UNET_SIZES
-from ..registry import load_domain_model
-from ..speed import accelerate_for, default_speed, parse_speed
+from ..evaluation.evaluate import held_out_digits
+from ..io.atomic import atomic_write
+from ..io.images import save_png, to_unit_range
+from ..likelihood.source_inference import BAND
+from ..model.nets import UNET_SIZES
+from ..model.registry import load_domain_model
+from ..model.speed import accelerate_for, default_speed, parse_speed
 from ..utils import resolve_device
 from .app import app, console
 from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt, SymmetryOpt, read_inputs
@@ -213,7 +214,7 @@ def bench_speed_command(
     out_dir: Path = OutDirOpt,
 ) -> None:
     """Images/s of translation and training per kernel setting (channels_last, compile, bf16) and thread count."""
-    from .. import bench_speed
+    from ..bench import speed as bench_speed
 
     dev = resolve_device(device)
     counts = _int_list(threads, "--threads") if threads else sorted({1, torch.get_num_threads()})
@@ -270,7 +271,7 @@ def bench_identify_command(
     out_dir: Path = OutDirOpt,
 ) -> None:
     """Source-domain inference: accuracy on held-out digits, bits/dim, NFE and time per estimator setting."""
-    from .. import bench_identify
+    from ..bench import identify as bench_identify
     from ..data.colored_mnist import colored_mnist
 
     names = [d.strip() for d in domains.split(",") if d.strip()]
@@ -349,9 +350,9 @@ def scorer(source: str, target: str, n: int, device, data_dir: str | None):
     FD is biased upward at small n, so the line gives the floor: the same statistic between n real targets and the
     other real targets, which a perfect translation would reach at this n.
     """
-    from ..classifier import extract_features, load_classifier
-    from ..evaluate import score_translations
-    from ..metrics import frechet_distance
+    from ..evaluation.classifier import extract_features, load_classifier
+    from ..evaluation.evaluate import score_translations
+    from ..evaluation.metrics import frechet_distance
 
     classifier = load_classifier(device=device) if target in DIGIT_DOMAINS or source in DIGIT_DOMAINS else None
     if classifier is None:

@@ -6,8 +6,8 @@ import time
 
 import typer
 
-from .. import classifier as clf
 from ..data import data_dir_or_default
+from ..evaluation import classifier as clf
 from ..utils import resolve_device
 from .app import app, console
 from .options import DataDirOpt, DeviceOpt, SeedOpt

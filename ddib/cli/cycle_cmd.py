@@ -8,10 +8,9 @@ from pathlib import Path
 import torch
 import typer
 
-from .. import bench, ode
-from ..atomic import atomic_write
-from ..errors import DDIBError
-from ..synthetic import (
+from ..bench import translate as bench
+from ..bridge import ode
+from ..bridge.points import (
     DEFAULT_POINT_BATCH,
     PAPER_PAIRS,
     TABLE_SETTINGS,
@@ -20,6 +19,8 @@ from ..synthetic import (
     load_point_model,
     time_one_eval,
 )
+from ..errors import DDIBError
+from ..io.atomic import atomic_write
 from ..utils import resolve_device
 from .app import app, console
 from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RhoOpt, RtolOpt, SeedOpt, SolverOpt, StepsOpt, ode_options

@@ -9,11 +9,11 @@ from typing import Optional
 import torch
 import typer
 
-from .. import ode
-from ..images import labelled_grid, save_png
-from ..registry import load_domain_model
-from ..speed import accelerate_for
-from ..symmetry import describe_averaging
+from ..bridge import ode
+from ..io.images import labelled_grid, save_png
+from ..model.registry import load_domain_model
+from ..model.speed import accelerate_for
+from ..model.symmetry import describe_averaging
 from ..utils import resolve_device
 from .app import app, console
 from .options import DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt

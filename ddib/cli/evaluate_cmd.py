@@ -10,15 +10,15 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..atomic import atomic_write
-from ..classifier import load_classifier
 from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS
 from ..errors import DDIBError
-from ..evaluate import EvalReport, evaluate_pair, held_out_digits
-from ..images import image_grid, save_png, to_unit_range
-from ..registry import load_domain_model
-from ..speed import accelerate_for
+from ..evaluation.classifier import load_classifier
+from ..evaluation.evaluate import EvalReport, evaluate_pair, held_out_digits
+from ..io.atomic import atomic_write
+from ..io.images import image_grid, save_png, to_unit_range
+from ..model.registry import load_domain_model
+from ..model.speed import accelerate_for
 from ..utils import resolve_device
 from .app import app, console
 from .options import (

@@ -8,10 +8,10 @@ from typing import Optional
 import torch
 import typer
 
-from .. import checkpoint as ckpt
 from ..errors import DDIBError
-from ..registry import find_model
-from ..symmetry import check_symmetry
+from ..model import checkpoint as ckpt
+from ..model.registry import find_model
+from ..model.symmetry import check_symmetry
 from .app import app, console
 from .options import ModelsDirOpt
 

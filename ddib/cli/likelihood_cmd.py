@@ -10,10 +10,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..atomic import atomic_write
-from ..domain_inference import LIKELIHOODS, check_method, rank, score_images
 from ..errors import DDIBError
-from ..registry import available_models, find_model, load_domain_model, model_labels
+from ..io.atomic import atomic_write
+from ..likelihood.source_inference import LIKELIHOODS, check_method, rank, score_images
+from ..model.registry import available_models, find_model, load_domain_model, model_labels
 from ..utils import resolve_device
 from .app import app, console
 from .options import DeviceOpt, ModelsDirOpt, SkipBadOpt, SymmetryOpt, read_inputs, report_skipped

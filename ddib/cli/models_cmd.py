@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from .. import checkpoint as ckpt
-from ..registry import available_models
+from ..model import checkpoint as ckpt
+from ..model.registry import available_models
 from .app import app, console
 from .options import ModelsDirOpt
 

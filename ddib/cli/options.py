@@ -6,9 +6,9 @@ from typing import Optional
 
 import typer
 
-from .. import ode
-from ..images import ImageBatch, expand_inputs, read_images
-from ..speed import SpeedOptions, check_speed, default_speed
+from ..bridge import ode
+from ..io.images import ImageBatch, expand_inputs, read_images
+from ..model.speed import SpeedOptions, check_speed, default_speed
 from .app import console
 
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps")

@@ -11,16 +11,17 @@ import torch
 import typer
 from rich.table import Table
 
-from .. import ode
-from ..atomic import atomic_write
-from ..classifier import load_classifier
+from ..bridge import ode
 from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS
 from ..errors import DDIBError
-from ..evaluate import digit_of, held_out_digits
-from ..images import ImageBatch, save_png, to_unit_range
-from ..latent_ops import BASES, OPS, OTHERS, Perturbation, Step
-from ..perturb import (
+from ..evaluation.classifier import load_classifier
+from ..evaluation.evaluate import digit_of, held_out_digits
+from ..io.atomic import atomic_write
+from ..io.images import ImageBatch, save_png, to_unit_range
+from ..model.registry import describe_bridge, load_domain_model
+from ..perturb.latent_ops import BASES, OPS, OTHERS, Perturbation, Step
+from ..perturb.runner import (
     PRESETS,
     ExperimentResult,
     ExperimentSpec,
@@ -34,7 +35,6 @@ from ..perturb import (
     summary_markdown,
     summary_records,
 )
-from ..registry import describe_bridge, load_domain_model
 from ..utils import resolve_device
 from .app import app, console
 from .options import (

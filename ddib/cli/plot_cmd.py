@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
+from ..bridge.points import DEFAULT_POINT_BATCH, load_point_model, translate_points
 from ..errors import DDIBError
-from ..images import save_png
-from ..points_plot import transport_figure
-from ..synthetic import DEFAULT_POINT_BATCH, load_point_model, translate_points
-from ..train_log import LOG_FILE, loss_chart, read_log
+from ..io.images import save_png
+from ..io.point_figures import transport_figure
+from ..train.log import LOG_FILE, loss_chart, read_log
 from ..utils import resolve_device
 from .app import app, console
 from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RhoOpt, RtolOpt, SeedOpt, SolverOpt, StepsOpt, ode_options

@@ -13,7 +13,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..train import Progress as TrainProgress
+from ..train.loop import Progress as TrainProgress
 from .app import console
 
 

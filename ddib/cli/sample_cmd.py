@@ -8,14 +8,14 @@ from pathlib import Path
 import torch
 import typer
 
-from .. import ode
+from ..bridge import ode
+from ..bridge.points import DEFAULT_POINT_BATCH, point_model, sample_points
 from ..errors import DDIBError
-from ..images import image_grid, save_png, to_pil
-from ..points_io import POINT_SUFFIXES, write_points
-from ..points_plot import scatter_image
-from ..registry import load_domain_model
-from ..symmetry import describe_averaging
-from ..synthetic import DEFAULT_POINT_BATCH, point_model, sample_points
+from ..io.images import image_grid, save_png, to_pil
+from ..io.point_figures import scatter_image
+from ..io.points import POINT_SUFFIXES, write_points
+from ..model.registry import load_domain_model
+from ..model.symmetry import describe_averaging
 from ..utils import resolve_device
 from .app import app, console
 from .options import (

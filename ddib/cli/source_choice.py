@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import typer
 
-from ..domain_inference import METHODS, rank, score_images
 from ..errors import DDIBError
-from ..registry import ModelLocation, load_domain_model, source_candidates
+from ..likelihood.source_inference import METHODS, rank, score_images
+from ..model.registry import ModelLocation, load_domain_model, source_candidates
 from .app import console
 
 # Inputs scored to infer the source (the first ones, in order): enough for a sharp margin, bounded cost.

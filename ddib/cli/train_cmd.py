@@ -7,17 +7,17 @@ from pathlib import Path
 
 import typer
 
-from .. import checkpoint as ckpt
-from .. import distributed
 from ..data import data_dir_or_default, domain_source, load_labelled_images, load_point_domain
 from ..data.augment import check_augment
 from ..data.points import DEFAULT_TRAIN_POINTS, POINT_DOMAINS
-from ..diffusion import DiffusionConfig
 from ..errors import DDIBError
-from ..nets import UNET_SIZES, MLPConfig, unet_config
-from ..registry import models_dir_or_default
-from ..speed import default_speed
-from ..train import TrainOptions, train
+from ..model import checkpoint as ckpt
+from ..model.diffusion import DiffusionConfig
+from ..model.nets import UNET_SIZES, MLPConfig, unet_config
+from ..model.registry import models_dir_or_default
+from ..model.speed import default_speed
+from ..train import distributed
+from ..train.loop import TrainOptions, train
 from ..utils import resolve_device
 from .app import app, console
 from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SeedOpt, SkipBadOpt, report_skipped

@@ -8,19 +8,20 @@ from pathlib import Path
 import torch
 import typer
 
-from .. import distributed, ode
-from ..batch_size import CPU_BATCH, auto_batch_size
-from ..domain_inference import check_method
+from ..bridge import ode
+from ..bridge.batch_size import CPU_BATCH, auto_batch_size
+from ..bridge.points import DEFAULT_POINT_BATCH, decode_points, point_model, sample_points, translate_points
 from ..errors import DDIBError
-from ..images import image_grid, read_images, save_png, to_pil, to_unit_range
-from ..latents import load_latents, save_latents
-from ..outputs import check_outputs, plan_outputs
-from ..points_io import is_point_file, read_points, write_points
-from ..points_plot import transport_figure
-from ..registry import describe_bridge, load_domain_model
-from ..speed import accelerate
-from ..symmetry import describe_averaging
-from ..synthetic import DEFAULT_POINT_BATCH, decode_points, point_model, sample_points, translate_points
+from ..io.images import image_grid, read_images, save_png, to_pil, to_unit_range
+from ..io.latents import load_latents, save_latents
+from ..io.outputs import check_outputs, plan_outputs
+from ..io.point_figures import transport_figure
+from ..io.points import is_point_file, read_points, write_points
+from ..likelihood.source_inference import check_method
+from ..model.registry import describe_bridge, load_domain_model
+from ..model.speed import accelerate
+from ..model.symmetry import describe_averaging
+from ..train import distributed
 from ..utils import resolve_device
 from .app import app, console
 from .options import (

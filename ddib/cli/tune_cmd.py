@@ -8,15 +8,16 @@ from typing import Optional
 import torch
 import typer
 
-from .. import bench, ode
-from .. import checkpoint as ckpt
+from ..bench import translate as bench
+from ..bridge import ode
+from ..bridge.tuning import TuningData, tune_solver
 from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS, colored_mnist
 from ..errors import DDIBError
-from ..evaluate import held_out_digits
-from ..images import to_unit_range
-from ..registry import load_domain_model
-from ..solver_tuning import TuningData, tune_solver
+from ..evaluation.evaluate import held_out_digits
+from ..io.images import to_unit_range
+from ..model import checkpoint as ckpt
+from ..model.registry import load_domain_model
 from ..utils import resolve_device
 from .app import app, console
 from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, read_inputs

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DDIBError
-from ..images import ImageBatch, find_images, read_images
+from ..io.images import ImageBatch, find_images, read_images
 from .colored_mnist import DIGIT_DOMAINS, DIGIT_GROUP, colored_mnist
 from .points import DESCRIPTIONS, POINT_DOMAINS, make_points
 

@@ -1,0 +1,1 @@
+"""Benchmarks that print numbers: solver accuracy vs cost, throughput, speed settings, source identification."""

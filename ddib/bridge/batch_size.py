@@ -1,0 +1,55 @@
+"""Automatic batch size for ODE solves: the largest power of two whose measured memory fits the device."""
+
+from __future__ import annotations
+
+import torch
+
+from ..model.diffusion import Diffusion
+
+# CPU: throughput stops growing well before memory binds (small UNets need a few MiB per image), so the size is
+# the plateau measured by `ddib bench throughput`; GPUs: as large as memory allows, up to this cap.
+CPU_BATCH = 64
+MAX_BATCH = 1024
+# Tensors an ODE solve keeps per image besides the network's activations: state, stages, error estimate, output.
+SOLVER_COPIES = 12
+
+
+def fitting_batch(fixed_bytes: float, per_item_bytes: float, free_bytes: float, fraction: float = 0.7,
+                  cap: int = MAX_BATCH) -> int:  # fmt: skip
+    """Largest power of two b ≤ cap with fixed + b·per_item ≤ fraction·free (at least 1)."""
+    budget = fraction * free_bytes - max(fixed_bytes, 0.0)
+    b = 1
+    while b * 2 <= cap and (b * 2) * per_item_bytes <= budget:
+        b *= 2
+    return b
+
+
+@torch.no_grad()
+def measure_cuda_memory(model: Diffusion, device: torch.device, probe: int = 8) -> tuple[float, float]:
+    """(fixed, per-image) bytes of one network evaluation, from peak allocations at batch 1 and `probe`."""
+    peaks = []
+    for b in (1, probe):
+        x = torch.randn((b, *model.data_shape), device=device)
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        model.eps(x, torch.full((b,), 0.5, device=device))
+        torch.cuda.synchronize(device)
+        peaks.append(torch.cuda.max_memory_allocated(device) - base)
+        del x
+    per_item = (peaks[1] - peaks[0]) / (probe - 1)
+    state = 4 * SOLVER_COPIES * torch.Size(model.data_shape).numel()
+    return peaks[0] - per_item, per_item + state
+
+
+def auto_batch_size(models: list[Diffusion], device: torch.device, n_items: int) -> int:
+    """Batch size for translating n_items: memory-fitted on CUDA (the hungrier model decides), CPU_BATCH elsewhere."""
+    if device.type == "cuda":
+        measured = [measure_cuda_memory(m, device) for m in models]
+        fixed = max(f for f, _ in measured)
+        per_item = max(p for _, p in measured)
+        free, _ = torch.cuda.mem_get_info(device)
+        size = fitting_batch(fixed, per_item, free)
+    else:
+        size = CPU_BATCH
+    return max(1, min(size, n_items))

@@ -1,0 +1,1 @@
+"""Measuring translations: the digit classifier, quality metrics, `ddib evaluate`."""

@@ -1,0 +1,2 @@
+"""A domain's model: the networks, the diffusion wrapper (schedule, parameterisation, symmetry), checkpoints,
+where models are found, and how fast the network runs."""

@@ -1,0 +1,165 @@
+"""Checkpoints: `config.json` + `model.safetensors` (EMA weights, for inference) + `train_state.pt` (resume).
+
+Every file is written atomically (temp file, fsync, os.replace), in the order train_state → weights →
+config, so a process killed at any moment leaves each file either old or new and always loadable.
+Inference weights never go through pickle; `train_state.pt` is read with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from safetensors import SafetensorError
+
+from ..errors import DDIBError
+from ..io.atomic import atomic_write
+from .diffusion import Diffusion, DiffusionConfig
+from .nets import ModelConfig, build_network, model_config_from_dict
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "train_state.pt"
+FORMAT = "ddib-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of a run; resuming requires the same ones, except the cooldown."""
+
+    batch_size: int = 128
+    lr: float = 3e-4
+    warmup_steps: int = 200
+    cooldown_steps: int = 0  # linear decay to 0 over the run's last N steps (0: constant after warmup)
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    seed: int = 0
+    augment: str = "none"  # training-time augmentation by an exact symmetry (data/augment.py); older configs: none
+    label_dropout: float = 0.0  # conditional models: share of labels replaced by "no label" (classifier-free)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a model: its network, its diffusion, its data and how it was trained."""
+
+    model: ModelConfig
+    diffusion: DiffusionConfig
+    train: TrainConfig
+    domain: dict[str, Any]
+    # Provenance of a warm start (`ddib train --init-from`): the model the weights started from. Not a setting:
+    # resuming does not compare it.
+    init: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "domain": dict(self.domain),
+            "model": dataclasses.asdict(self.model),
+            "diffusion": dataclasses.asdict(self.diffusion),
+            "train": dataclasses.asdict(self.train),
+        }
+        if self.init is not None:
+            d["init"] = dict(self.init)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any], where: str = "config") -> RunConfig:
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise DDIBError(f"{where} is not a ddib checkpoint config")
+        if d.get("version") != FORMAT_VERSION:
+            raise DDIBError(
+                f"{where} has checkpoint format version {d.get('version')}; this ddib reads {FORMAT_VERSION}"
+            )
+        try:
+            return RunConfig(
+                model=model_config_from_dict(d["model"]),
+                diffusion=DiffusionConfig(**d["diffusion"]),
+                train=TrainConfig(**d["train"]),
+                domain=dict(d["domain"]),
+                init=dict(d["init"]) if d.get("init") is not None else None,
+            )
+        except (KeyError, TypeError) as exc:
+            raise DDIBError(f"{where} is incompatible with this ddib: {exc}") from None
+
+
+def versions() -> dict[str, str]:
+    import torchvision
+
+    from .. import __version__
+
+    return {"ddib": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def read_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
+    """(RunConfig, the whole JSON) of a model directory."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DDIBError(f"no model config at {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DDIBError(f"{path} is corrupt (not valid JSON)") from None
+    except OSError as exc:
+        raise DDIBError(f"cannot read {path}: {exc.strerror}") from None
+    return RunConfig.from_dict(raw, str(path)), raw
+
+
+def save_weights(run_dir: Path, model: Diffusion, metadata: dict[str, str], dtype: torch.dtype | None = None) -> None:
+    """Write the network weights as safetensors (optionally cast, e.g. to float16 for bundling)."""
+    tensors = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in model.net.state_dict().items()}
+    blob = safetensors.torch.save(tensors, metadata={k: str(v) for k, v in metadata.items()})
+    atomic_write(Path(run_dir) / WEIGHTS_FILE, lambda f: f.write(blob))
+
+
+def save_train_state(run_dir: Path, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(Path(run_dir) / STATE_FILE, lambda f: f.write(buf.getbuffer()))
+
+
+def load_train_state(run_dir: Path) -> dict[str, Any] | None:
+    """The resumable state of a run, or None when it has none."""
+    path = Path(run_dir) / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, wrong pickle: all mean the same to the user
+        raise DDIBError(f"{path} is corrupt or incompatible ({type(exc).__name__}); remove it to start over") from None
+
+
+def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Diffusion, RunConfig, dict[str, str]]:
+    """The EMA model of a directory holding config.json + model.safetensors, in eval mode, as float32."""
+    run_dir = Path(run_dir)
+    cfg, raw = read_config(run_dir)
+    weights = run_dir / WEIGHTS_FILE
+    if not weights.exists():
+        raise DDIBError(f"no weights at {weights}")
+    try:
+        with safetensors.safe_open(str(weights), framework="pt") as f:
+            metadata = f.metadata() or {}
+        tensors = safetensors.torch.load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DDIBError(f"{weights} is corrupt or truncated ({exc})") from None
+    net = build_network(cfg.model)
+    try:
+        net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    except RuntimeError:
+        raise DDIBError(f"{weights} does not match the network described in {run_dir / CONFIG_FILE}") from None
+    model = Diffusion(net, cfg.diffusion).to(device).eval()
+    model.requires_grad_(False)
+    model.solver_grids = dict(raw.get("solver_grids", {}))
+    return model, cfg, metadata

@@ -1,0 +1,215 @@
+"""The VP diffusion wrapper: it owns the noise schedule and the parameterisation; the network knows neither.
+
+Forward process (continuous-time VP, Song et al. 2021): x_t = α(t)·x_0 + σ(t)·ε, α² + σ² = 1, t ∈ [0, 1].
+Schedule: the cosine schedule of Nichol & Dhariwal (2021) written in its log-SNR form (Kingma et al. 2021),
+σ̄(t) := σ/α = tan(a·t + b), truncated so that σ̄(0) = sigma_min and σ̄(1) = sigma_max (EDM's
+0.002 and 80, Karras et al. 2022). Why cosine: on 32×32 images the linear-β schedule destroys the signal
+early and spends most of t in near-pure noise; the cosine schedule spreads log-SNR evenly over t, so
+uniform t in training covers the noise levels that matter. The truncation keeps the ODE finite at both
+ends: at σ̄ = 80 the data is 1/80 of the latent's scale, so x_1 is N(0, I) up to 1.3e-2.
+
+Parameterisation (`prediction`): the network outputs ε ("eps", Ho et al. 2020) or v = α·ε − σ·x_0 ("v",
+Salimans & Ho 2022), trained with the plain MSE on its own target; either way the wrapper hands out ε̂, so
+the solvers and likelihoods never see the difference. Why v: with ε the denoised estimate is
+x̂_0 = (x_t − σ·ε̂)/α, which multiplies the network's error by σ̄ = σ/α (up to 80 here), and the ε-MSE weights
+x̂_0's error by 1/σ̄², so at high noise nothing trains it: a `small` ε-model of fives at step 5500 predicts
+x̂_0 *worse than the mean training image* for σ̄ ≥ 10 (RMS 0.40 at σ̄ = 10, 2.3 at 80, vs 0.36), and its ODE
+samples and encodings get the image's global statistics (ink, brightness, colour) wrong. v reads
+x̂_0 = α·x_t − σ·v̂, bounded at every noise level (the "σ_data = 1" preconditioning of Karras et al. 2022);
+ε stays the default because v did not improve the translations' hue (README, "v-prediction").
+
+The probability-flow ODE is solved in the DDIM coordinates x̄ = x/α against σ̄, where it reads
+dx̄/dσ̄ = ε̂(x̄·α, t(σ̄)) (see `ode.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import DDIBError
+from ..utils import append_dims
+from .symmetry import check_symmetry, group_average
+
+PREDICTIONS = ("eps", "v")
+# What the network is conditioned on: t itself (DDPM), or the position of log σ̄ in [log σ̄_min, log σ̄_max] (as EDM's
+# c_noise = ¼·ln σ, uniform in log-SNR), which with a low-frequency embedding keeps ε̂ smooth in the noise level.
+NOISE_INPUTS = ("t", "log-snr")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Noise schedule: truncated cosine VP with σ̄ = σ/α ranging over [sigma_min, sigma_max]."""
+
+    schedule: str = "cosine"
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    prediction: str = "eps"  # configs written before v existed have no key and were ε-models
+    symmetry: str = "none"  # channel permutations ε̂ is averaged over (symmetry.py); older configs: none
+    noise_input: str = "t"  # what the network sees of the noise level (NOISE_INPUTS); older configs: t
+
+    def __post_init__(self):
+        if self.schedule != "cosine":
+            raise DDIBError(f"unknown noise schedule {self.schedule!r}; only 'cosine' is implemented")
+        if self.prediction not in PREDICTIONS:
+            raise DDIBError(f"unknown prediction {self.prediction!r}; use one of {', '.join(PREDICTIONS)}")
+        check_symmetry(self.symmetry)
+        if self.noise_input not in NOISE_INPUTS:
+            raise DDIBError(f"unknown noise input {self.noise_input!r}; use one of {', '.join(NOISE_INPUTS)}")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise DDIBError("noise schedule needs 0 < sigma_min < sigma_max")
+
+
+class CosineSchedule:
+    """σ̄(t) = tan(a·t + b) with b = atan(σ̄_min), a = atan(σ̄_max) − b; α = 1/√(1+σ̄²), σ = σ̄·α."""
+
+    def __init__(self, cfg: DiffusionConfig):
+        self.sigma_min, self.sigma_max = cfg.sigma_min, cfg.sigma_max
+        self.b = math.atan(cfg.sigma_min)
+        self.a = math.atan(cfg.sigma_max) - self.b
+
+    def sigma_bar(self, t):
+        """σ̄(t) = σ(t)/α(t)."""
+        return torch.tan(self.a * t + self.b) if torch.is_tensor(t) else math.tan(self.a * t + self.b)
+
+    def t_of_sigma_bar(self, sigma_bar):
+        """Inverse of σ̄(t)."""
+        if torch.is_tensor(sigma_bar):
+            return (torch.atan(sigma_bar) - self.b) / self.a
+        return (math.atan(sigma_bar) - self.b) / self.a
+
+    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(α(t), σ(t)) = (cos(a·t + b), sin(a·t + b))."""
+        angle = self.a * t + self.b
+        return torch.cos(angle), torch.sin(angle)
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The network inside DistributedDataParallel (`.module`) or torch.compile (`._orig_mod`) wrappers."""
+    for name in ("module", "_orig_mod"):
+        inner = getattr(net, name, None)
+        if isinstance(inner, nn.Module):
+            return unwrap(inner)
+    return net
+
+
+class Diffusion(nn.Module):
+    """A network together with its schedule and parameterisation: ε̂(x_t, t) and the training loss.
+
+    A class-conditional network (num_classes > 0) is the denoiser of one class once bound to its `label`
+    (`with_label`), or of the union of its classes with no label; `guidance` w ≠ 0 returns the classifier-free
+    guided ε̂ = (1 + w)·ε̂(x, t, y) − w·ε̂(x, t, ∅) (Ho & Salimans 2022), which is no longer the score of the class.
+    """
+
+    def __init__(self, net: nn.Module, cfg: DiffusionConfig | None = None, label: int | None = None,
+                 guidance: float = 0.0):  # fmt: skip
+        super().__init__()
+        self.net = net
+        self.config = cfg or DiffusionConfig()
+        self.schedule = CosineSchedule(self.config)
+        if self.config.symmetry != "none":  # (known-answer tests build a Diffusion before they set its net)
+            check_symmetry(self.config.symmetry, self.data_shape)
+        if label is not None and not 0 <= label < self.num_classes:
+            raise DDIBError(f"label {label} is not one of the network's {self.num_classes} classes")
+        if guidance and label is None:
+            raise DDIBError("classifier-free guidance needs a class label (a conditional model and a domain)")
+        self.label = label
+        self.guidance = float(guidance)
+        # Step grids tuned for this model (`ddib tune-solver`), by grid_key; loaded from config.json.
+        self.solver_grids: dict[str, dict] = {}
+
+    def derive(self, net: nn.Module | None = None, config: DiffusionConfig | None = None, **changes) -> Diffusion:
+        """The same model with another network wrapper, config, label or guidance (the weights are shared)."""
+        out = Diffusion(net or self.net, config or self.config, changes.get("label", self.label),
+                        changes.get("guidance", self.guidance))  # fmt: skip
+        out.solver_grids = self.solver_grids
+        return out
+
+    def grid_key(self, solver: str, steps: int) -> str:
+        """Where a tuned grid of this model for `solver` × `steps` is kept ('unipc:10', or 'unipc:10#5' for label 5)."""
+        return f"{solver}:{steps}" + ("" if self.label is None else f"#{self.label}")
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of a conditional network; 0 for an unconditional one."""
+        return getattr(getattr(unwrap(self.net), "config", None), "num_classes", 0)
+
+    def with_label(self, label: int | None, guidance: float = 0.0) -> Diffusion:
+        """The same network (shared weights, not copied) as the denoiser of class `label` (None: the union)."""
+        if self.num_classes == 0:
+            raise DDIBError("this model is not class-conditional: it has no labels")
+        return self.derive(label=label, guidance=guidance)
+
+    def use_symmetry(self, name: str) -> Diffusion:
+        """The same network (shared) averaging ε̂ over another channel-permutation group (an inference choice)."""
+        check_symmetry(name, self.data_shape)
+        return self.derive(config=dataclasses.replace(self.config, symmetry=name))
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return unwrap(self.net).config.data_shape
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """ε̂(x_t, t), averaged over the config's channel-permutation group; t is a scalar or a (B,) tensor."""
+        t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[0])
+        return group_average(self._network_eps, x_t, t, self.config.symmetry)
+
+    def noise_input(self, t: torch.Tensor) -> torch.Tensor:
+        """The network's conditioning scalar: t, or (ln σ̄(t) − ln σ̄_min)/(ln σ̄_max − ln σ̄_min) ∈ [0, 1]."""
+        if self.config.noise_input == "t":
+            return t
+        sched = self.schedule
+        return (torch.log(sched.sigma_bar(t) / sched.sigma_min)) / math.log(sched.sigma_max / sched.sigma_min)
+
+    def _labels(self, batch: int, label: int | None, device: torch.device) -> torch.Tensor:
+        """(B,) label indices; the null label (index num_classes) stands for "no label"."""
+        return torch.full((batch,), self.num_classes if label is None else label, dtype=torch.long, device=device)
+
+    def _network_eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network's own ε̂ (from its ε or v output), guided when `guidance` is set."""
+        c_noise = self.noise_input(t)
+        if self.num_classes == 0:
+            out = self.net(x_t, c_noise)
+        elif not self.guidance:
+            out = self.net(x_t, c_noise, self._labels(x_t.shape[0], self.label, x_t.device))
+        else:  # both outputs in one batch; the combination is linear, so it commutes with v → ε below
+            b = x_t.shape[0]
+            labels = torch.cat([self._labels(b, self.label, x_t.device), self._labels(b, None, x_t.device)])
+            cond, uncond = self.net(torch.cat([x_t, x_t]), torch.cat([c_noise, c_noise]), labels).chunk(2)
+            out = cond + self.guidance * (cond - uncond)
+        out = out.to(x_t.dtype)
+        if self.config.prediction == "eps":
+            return out
+        alpha, sigma = self.schedule.alpha_sigma(t)
+        # ε = α·v + σ·x_t, from v = α·ε − σ·x_0 and x_t = α·x_0 + σ·ε with α² + σ² = 1.
+        return append_dims(alpha, x_t.ndim) * out + append_dims(sigma, x_t.ndim) * x_t
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.eps(x_t, t)
+
+    def loss(self, x0: torch.Tensor, generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+             label_dropout: float = 0.0) -> torch.Tensor:  # fmt: skip
+        """E_{t,ε} ‖target − net(α x_0 + σ ε, t[, y])‖², target ε (Ho et al. 2020) or v = αε − σx_0; t ~ U[0, 1).
+
+        `labels` (conditional networks) are replaced by the null label with probability `label_dropout`, so the
+        network also learns the unconditional model of the union (classifier-free guidance's training).
+        """
+        b = x0.shape[0]
+        # Stratified (low-discrepancy) t, as in VDM: one uniform offset, B evenly spaced strata.
+        u = torch.rand((), generator=generator, device=x0.device, dtype=x0.dtype)
+        t = torch.remainder(u + torch.arange(b, device=x0.device, dtype=x0.dtype) / b, 1.0)
+        t = t[torch.randperm(b, generator=generator, device=x0.device)]
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        alpha, sigma = (append_dims(c, x0.ndim) for c in self.schedule.alpha_sigma(t))
+        if labels is None:
+            out = self.net(alpha * x0 + sigma * noise, self.noise_input(t))
+        else:
+            drop = torch.rand(b, generator=generator, device=x0.device) < label_dropout
+            labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+            out = self.net(alpha * x0 + sigma * noise, self.noise_input(t), labels)
+        target = noise if self.config.prediction == "eps" else alpha * noise - sigma * x0
+        return torch.mean((out.float() - target.float()) ** 2)

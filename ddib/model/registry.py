@@ -1,0 +1,166 @@
+"""Where trained models live: a local models directory first, the models bundled with ddib as fallback."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import DDIBError
+from . import checkpoint as ckpt
+from .diffusion import Diffusion
+
+BUNDLED_DIR = Path(__file__).parents[1] / "assets" / "models"
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where a domain's model is: its own directory, or a label of a class-conditional model's directory."""
+
+    domain: str
+    path: Path
+    origin: str  # "local" | "bundled" | the directory, for a model named by its path
+    label: str | None = None  # the domain is this label of the conditional model at `path`
+
+    @property
+    def is_union(self) -> bool:
+        """A conditional model used without a label: the model of all its domains together, not a domain."""
+        return self.label is None and bool(model_labels(self.path))
+
+    @property
+    def where(self) -> str:
+        """For summaries: 'local', or 'digits: conditional, local' for a label of a conditional model."""
+        return f"{self.path.name}: conditional, {self.origin}" if self.label is not None else self.origin
+
+
+def models_dir_or_default(models_dir: str | Path | None) -> Path:
+    """--models-dir, else $DDIB_MODELS_DIR, else models/."""
+    return Path(models_dir or os.environ.get("DDIB_MODELS_DIR") or "models")
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / ckpt.CONFIG_FILE).is_file() and (path / ckpt.WEIGHTS_FILE).is_file()
+
+
+def model_labels(path: Path) -> list[str]:
+    """The labels of a class-conditional model's directory ([] for a model of one domain)."""
+    try:
+        cfg, _ = ckpt.read_config(path)
+    except DDIBError:
+        return []
+    return list(cfg.domain.get("labels", [])) if cfg.domain.get("kind") == "group" else []
+
+
+def _roots(models_dir: str | Path | None) -> list[tuple[str, Path]]:
+    """Where models are looked for, first match wins: the models directory, then the bundled models."""
+    return [("local", models_dir_or_default(models_dir)), ("bundled", BUNDLED_DIR)]
+
+
+def available_models(models_dir: str | Path | None = None) -> list[ModelLocation]:
+    """Every usable domain, sorted by name, each resolved as `find_model` does (labels of conditional models too)."""
+    names: set[str] = set()
+    for _, root in _roots(models_dir):
+        if root.is_dir():
+            for sub in root.iterdir():
+                if sub.is_dir() and _is_model_dir(sub):
+                    names.add(sub.name)
+                    names.update(model_labels(sub))
+    return [find_model(name, models_dir) for name in sorted(names)]
+
+
+def is_model_path(spec: str) -> bool:
+    """A model named by its directory (`runs/a/fives`) rather than its domain (domain names have no slash)."""
+    return "/" in spec or os.sep in spec
+
+
+def find_model(domain: str, models_dir: str | Path | None = None) -> ModelLocation:
+    """The model of a domain. First match: <models dir>/<domain>, a label of a conditional model in the models
+    dir, the bundled <domain>, a label of a bundled conditional model. Also `MODEL:LABEL` (one label of a named
+    conditional model) and model directories (`runs/a/fives`, `runs/a/digits:fives`)."""
+    spec, _, label = domain.partition(":")
+    if label:
+        loc = find_model(spec, models_dir)
+        labels = model_labels(loc.path)
+        if not labels:
+            raise DDIBError(f"{spec} is not a conditional model, so it has no label {label!r}")
+        if label not in labels:
+            raise DDIBError(f"{spec} has no label {label!r}; its labels are {', '.join(labels)}")
+        return ModelLocation(label, loc.path, loc.origin, label)
+    if is_model_path(spec):
+        path = Path(spec)
+        if not _is_model_dir(path):
+            raise DDIBError(f"{path} is not a model directory (no {ckpt.CONFIG_FILE} + {ckpt.WEIGHTS_FILE} in it)")
+        cfg, _ = ckpt.read_config(path)
+        return ModelLocation(cfg.domain.get("name", path.name), path, str(path))
+    for origin, root in _roots(models_dir):
+        if _is_model_dir(root / spec):
+            return ModelLocation(spec, root / spec, origin)
+        if root.is_dir():
+            for sub in sorted(root.iterdir()):
+                if sub.is_dir() and _is_model_dir(sub) and spec in model_labels(sub):
+                    return ModelLocation(spec, sub, origin, spec)
+    local = models_dir_or_default(models_dir) / spec
+    names = [m.domain for m in available_models(models_dir)]
+    have = f"available: {', '.join(names)}" if names else "no models are available"
+    hint = f" (a training run without saved weights is in {local})" if (local / ckpt.STATE_FILE).exists() else ""
+    raise DDIBError(f"no trained model for domain {spec!r}{hint}; {have}; train one with `ddib train --domain {spec}`")
+
+
+# The last conditional model loaded, by (directory, device, weights' mtime and size): both ends of a bridge that are
+# labels of one conditional model share one network.
+_LOADED: dict[tuple, tuple[Diffusion, ckpt.RunConfig]] = {}
+
+
+def load_domain_model(
+    domain: str,
+    models_dir: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    symmetry: str = "auto",
+    guidance: float = 0.0,
+) -> tuple[Diffusion, ckpt.RunConfig, ModelLocation]:
+    """A domain's model (bound to its label when it is one of a conditional model's); `symmetry` other than
+    "auto" (the saved config's) overrides its group averaging; `guidance` is the classifier-free guidance scale."""
+    loc = find_model(domain, models_dir)
+    if guidance and loc.label is None:
+        raise DDIBError(f"--guidance needs a label of a conditional model; {domain} is not one")
+    if loc.label is None:
+        model, cfg, _ = ckpt.load_model(loc.path, device)
+    else:
+        model, cfg = _shared_model(loc.path, device)
+        model = model.with_label(cfg.domain["labels"].index(loc.label), guidance)
+    if symmetry != "auto":
+        model = model.use_symmetry(symmetry)
+    return model, cfg, loc
+
+
+def _shared_model(path: Path, device: torch.device | str) -> tuple[Diffusion, ckpt.RunConfig]:
+    """A conditional model's network, loaded once for all of its labels (reloaded when the weights change)."""
+    stat = (path / ckpt.WEIGHTS_FILE).stat()
+    key = (path.resolve(), str(torch.device(device)), stat.st_mtime_ns, stat.st_size)
+    if key not in _LOADED:
+        _LOADED.clear()
+        model, cfg, _ = ckpt.load_model(path, device)
+        _LOADED[key] = (model, cfg)
+    return _LOADED[key]
+
+
+def describe_bridge(source: str, src: ModelLocation, target: str, tgt: ModelLocation) -> str:
+    """'fives (local) → sevens (bundled)', or 'fives → sevens (both digits: conditional, local)' for one model."""
+    if src.label is not None and tgt.label is not None and src.path.resolve() == tgt.path.resolve():
+        return f"{source} → {target} (both {src.where})"
+    return f"{source} ({src.where}) → {target} ({tgt.where})"
+
+
+def source_candidates(target: ModelLocation, source: str | None, models_dir: str | Path | None = None) -> list[str]:
+    """--from alone, else every available domain but the target (the caller infers among several)."""
+    if source is not None:
+        src = find_model(source, models_dir)
+        if (src.path.resolve(), src.label) == (target.path.resolve(), target.label):
+            raise DDIBError(f"--from and --to are both {target.domain!r}; translate between two different models")
+        return [source]
+    others = [m.domain for m in available_models(models_dir) if m.domain != target.domain and not m.is_union]
+    if not others:
+        raise DDIBError(f"no trained domain besides {target.domain} to translate from; train one with `ddib train`")
+    return others

@@ -1,0 +1,103 @@
+"""Fast kernels for one device: channels_last memory format, torch.compile, bf16 autocast, TF32 — a network wrapper.
+
+The wrapper changes how ε̂ is computed, never what the schedule or the solver do. Defaults per device come
+from `ddib bench speed` (README, "Speed and memory"): a setting is on by default only where it measured faster
+*and* its translations stay within a fraction of an 8-bit level of the fp32 ones.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import DDIBError
+from ..utils import tf32_kernels
+from .diffusion import Diffusion
+
+NAMES = ("channels_last", "compile", "bf16", "tf32")
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """channels_last: NHWC convolutions; compile: torch.compile the network; bf16: bfloat16 autocast (CUDA);
+    tf32: TF32 CUDA convolutions and matmuls (ODE solves otherwise run them in full fp32)."""
+
+    channels_last: bool = False
+    compile: bool = False
+    bf16: bool = False
+    tf32: bool = False
+
+    def describe(self) -> str:
+        on = [name for name in NAMES if getattr(self, name)]
+        return "+".join(on) or "fp32 eager"
+
+
+def parse_speed(text: str) -> SpeedOptions:
+    """'fp32 eager' / 'eager' or a '+'-joined subset of channels_last, compile, bf16, tf32 (as `describe` writes)."""
+    names = {n.strip() for n in text.replace("fp32 eager", "eager").split("+") if n.strip()} - {"eager"}
+    unknown = names - set(NAMES)
+    if unknown:
+        raise DDIBError(f"unknown speed setting {', '.join(sorted(unknown))}; use eager or a '+'-joined subset of "
+                        f"{', '.join(NAMES)}")  # fmt: skip
+    return SpeedOptions(**{n: True for n in names})
+
+
+def default_speed(device: torch.device) -> SpeedOptions:
+    """The measured-safe fast settings per device (see `ddib bench speed` and the README's table)."""
+    # CPU (measured, unipc × 20 with rgb-cyclic): channels_last ×1.16–1.29 translating, ×1.10–1.15 training,
+    # outputs equal to 0.01 level; compile ≤ 2% more but 20–45 s to compile, no gain training; bf16 slower and
+    # ~4.5 levels RMS off. CUDA (one H200, unipc × 20, batch 16, solves in full fp32):
+    # channels_last ×0.98, tf32 ×1.16 but 0.05 levels RMS (1.4 max) off, bf16 ×0.72 and 6 levels off: plain fp32.
+    if device.type == "cpu":
+        return SpeedOptions(channels_last=True)
+    return SpeedOptions()
+
+
+def check_speed(options: SpeedOptions, device: torch.device) -> None:
+    if options.bf16 and device.type not in ("cuda", "cpu"):
+        raise DDIBError(f"--bf16 autocast is supported on cuda and cpu, not {device.type}")
+
+
+class FastNet(nn.Module):
+    """Runs `net` under the chosen memory format and autocast; outputs stay in the input's dtype."""
+
+    def __init__(self, net: nn.Module, options: SpeedOptions):
+        super().__init__()
+        self.net = net
+        self.config = net.config
+        self.options = options
+        images = len(net.config.data_shape) == 3
+        self.memory_format = torch.channels_last if options.channels_last and images else None
+        if self.memory_format is not None:
+            self.net = net = copy.deepcopy(net).to(memory_format=self.memory_format)  # the caller's net is untouched
+        self.forward_impl = torch.compile(self._forward, dynamic=False) if options.compile else self._forward
+
+    def _forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.memory_format is not None:
+            x = x.contiguous(memory_format=self.memory_format)
+        with (
+            tf32_kernels(self.options.tf32),
+            torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.options.bf16),
+        ):
+            out = self.net(x, t) if labels is None else self.net(x, t, labels)
+        return out.to(x.dtype).contiguous()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_impl(x, t, labels)
+
+
+def accelerate(model: Diffusion, options: SpeedOptions) -> Diffusion:
+    """The same model (same weights, same schedule) with ε̂ computed through FastNet; inference only."""
+    if options == SpeedOptions():
+        return model
+    device = next(model.net.parameters()).device
+    check_speed(options, device)
+    return model.derive(net=FastNet(model.net, options)).eval()
+
+
+def accelerate_for(model: Diffusion, device: torch.device) -> Diffusion:
+    """The model with the device's default kernels (what `ddib translate` runs without kernel options)."""
+    return accelerate(model, default_speed(device))

@@ -1,0 +1,1 @@
+"""Latent perturbations between encode and decode: the ops, and running experiments with them."""
