@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from ddib.bridge import ode
+from ddib.bridge import ode, solvers
+from ddib.bridge.grids import sigma_grid
 from ddib.errors import DDIBError
 
 from .problems import gaussian_flow, gaussian_mixture_model, gaussian_model, gaussian_v_model
@@ -55,7 +56,7 @@ def test_adaptive_step_underflow_is_a_clear_error(problem, monkeypatch):
     def underflowing_odeint(*args, **kwargs):
         raise AssertionError("underflow in dt 0.0")
 
-    monkeypatch.setattr(ode, "odeint", underflowing_odeint)
+    monkeypatch.setattr(solvers, "odeint", underflowing_odeint)
     model, x = problem
     with pytest.raises(DDIBError, match=r"dopri5 \(rtol=1e-06, atol=1e-06\) could not meet its tolerance"):
         ode.encode(model, x, ode.ODEOptions("dopri5", rtol=1e-6, atol=1e-6))
@@ -318,12 +319,12 @@ def test_parse_reference_rejects_bad_specs(spec):
 
 def test_log_snr_grid_is_geometric_and_as_accurate(problem):
     model, x = problem
-    grid = ode.sigma_grid(model, 8, rho=math.inf)
+    grid = sigma_grid(model, 8, rho=math.inf)
     sched = model.schedule
     assert grid[0] == sched.sigma_min and grid[-1] == sched.sigma_max
     ratios = grid[1:] / grid[:-1]
     assert torch.allclose(ratios, torch.full_like(ratios, (sched.sigma_max / sched.sigma_min) ** (1 / 8)))
-    assert torch.allclose(ode.sigma_grid(model, 8, rho=1e6), grid, rtol=1e-4)  # the limit of EDM's grid
+    assert torch.allclose(sigma_grid(model, 8, rho=1e6), grid, rtol=1e-4)  # the limit of EDM's grid
     opts = ode.ODEOptions("midpoint", steps=60, rho=math.inf)
     z = ode.encode(model, x, opts)
     assert (z - gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)).abs().max().item() < 1e-3

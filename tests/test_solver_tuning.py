@@ -8,6 +8,7 @@ import shutil
 import torch
 
 from ddib.bridge import ode
+from ddib.bridge.grids import sigma_grid
 from ddib.bridge.tuning import (
     TuningData,
     decode_on,
@@ -40,7 +41,7 @@ def test_one_free_node_lands_on_the_brute_force_optimum():
 
     scan = [error(grid_from_positions(model, [k / 400])) for k in range(1, 400)]
     best = min(scan)
-    default = ode.sigma_grid(model, 2, math.inf)
+    default = sigma_grid(model, 2, math.inf)
     result = tune_direction(model, default, error, budget=60)
     assert result.kept == "tuned" and result.val_tuned < result.val_default
     assert result.val_tuned <= best * 1.02  # within 2% of the scan's minimum over 399 node positions
@@ -50,7 +51,7 @@ def test_one_free_node_lands_on_the_brute_force_optimum():
 
 def test_the_default_grid_is_kept_when_tuning_does_not_help_on_validation():
     model = gaussian_model(MEAN, STD)
-    default = ode.sigma_grid(model, 4, math.inf)
+    default = sigma_grid(model, 4, math.inf)
 
     def error(grid, validation):  # tuning data and validation data disagree about every move
         spread = sum((a - b) ** 2 for a, b in zip(positions_of(model, grid), [0.25, 0.5, 0.75], strict=True))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ddib.bridge import ode
-from ddib.bridge.batch_size import CPU_BATCH, auto_batch_size, fitting_batch
+from ddib.bridge.batching import CPU_BATCH, auto_batch_size, fitting_batch
 from ddib.errors import DDIBError
 from ddib.model.diffusion import Diffusion
 from ddib.model.nets import build_network, unet_config

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..bridge.batching import chunks
 from ..likelihood.source_inference import rank, score_images
 from ..model.diffusion import Diffusion
 
@@ -51,8 +52,8 @@ def bench_identify(
         bits: dict[str, dict[str, list[float]]] = {d: {m: [] for m in models} for d in images}
         t0 = time.perf_counter()
         for domain, u8 in images.items():
-            for i in range(0, len(u8), batch_size):
-                scores = score_images(models, u8[i : i + batch_size], device=device, method=method, **kwargs)
+            for chunk in chunks(u8, batch_size):
+                scores = score_images(models, chunk, device=device, method=method, **kwargs)
                 nfe += sum(s.nfe for s in scores) * len(scores[0].draws)
                 for s in scores:
                     bits[domain][s.domain] += s.bits_per_dim.tolist()

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..bridge import ode
+from ..bridge.grids import grid_name
 from ..errors import DDIBError
 from ..model.diffusion import Diffusion
 from ..model.nets import UNET_SIZES, build_network, unet_config
@@ -23,7 +24,7 @@ from ..model.nets import UNET_SIZES, build_network, unet_config
 LEVELS = 127.5
 
 # (solver, steps[, ρ | "tuned"]) rows of the solver benchmark; the official DDIB setting is ddim × 1000. ρ = ∞ is the
-# grid uniform in log-SNR (DPM-Solver's); without ρ each solver uses its default grid (`ode.default_rho`); "tuned"
+# grid uniform in log-SNR (DPM-Solver's); without ρ each solver uses its default grid (`grids.default_rho`); "tuned"
 # uses the models' tuned grids (`ddib tune-solver`).
 TRANSLATE_GRID: list[tuple] = [
     ("ddim", 1000),
@@ -249,7 +250,7 @@ def bench_solvers(
         cycled = ode.translate(tgt, src, y, opts) if cycle else None
         cyc_rms, cyc_max = _rms_max(cycled, x) if cycle else (None, None)
         steps = str(opts.steps) if opts.is_fixed else f"tol {opts.rtol:g}"
-        grid_kind = "uniform t" if opts.solver == "ddim" else ode.grid_name(opts.rho) if opts.is_fixed else "adaptive"
+        grid_kind = "uniform t" if opts.solver == "ddim" else grid_name(opts.rho) if opts.is_fixed else "adaptive"
         if opts.tuned:
             grid_kind = "tuned" if ode.uses_tuned_grid(opts, src, tgt) else f"{grid_kind} (no tuned grid)"
         rate = len(x) / seconds
@@ -312,7 +313,7 @@ def solver_chart(rows: list[SolverBenchRow], title: str):
     series: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
         name = "ddim x1000 (official)" if r.solver == "ddim" and r.steps == "1000" else r.solver
-        name += " (log-SNR grid)" if r.grid == ode.grid_name(math.inf) else " (tuned grid)" if r.grid == "tuned" else ""
+        name += " (log-SNR grid)" if r.grid == grid_name(math.inf) else " (tuned grid)" if r.grid == "tuned" else ""
         series.setdefault(name, []).append((max(1, (r.nfe_encode + r.nfe_decode) / 2), max(r.to_reference_rms, 1e-4)))
     return loglog_chart(series, title, "NFE per direction", "RMS to reference (8-bit levels)", hline=(1.0, "1/255"))
 

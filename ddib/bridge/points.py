@@ -24,6 +24,7 @@ from ..model.checkpoint import RunConfig
 from ..model.diffusion import Diffusion
 from ..model.registry import ModelLocation, load_domain_model
 from . import ode
+from .batching import batch_count, in_batches
 
 # Points per ODE solve: per-point cost on CPU is lowest around 10k–20k points (measured, see README).
 DEFAULT_POINT_BATCH = 16_384
@@ -86,24 +87,16 @@ def _device(model: Diffusion) -> torch.device:
     return next(model.parameters()).device
 
 
-def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
-    """fn over consecutive chunks of x (on the model's device), concatenated on the CPU."""
-    size = batch_size or len(x)
-    return torch.cat([fn(x[i : i + size]).cpu() for i in range(0, len(x), size)])
-
-
 def encode_points(
     model: Diffusion, x: torch.Tensor, opts: ode.ODEOptions, stats=None, batch_size=DEFAULT_POINT_BATCH
 ) -> torch.Tensor:
-    dev = _device(model)
-    return batched(lambda c: ode.encode(model, c.to(dev), opts, stats), x, batch_size)
+    return in_batches(lambda c: ode.encode(model, c, opts, stats), x, batch_size or len(x), _device(model))
 
 
 def decode_points(
     model: Diffusion, z: torch.Tensor, opts: ode.ODEOptions, stats=None, batch_size=DEFAULT_POINT_BATCH
 ) -> torch.Tensor:
-    dev = _device(model)
-    return batched(lambda c: ode.decode(model, c.to(dev), opts, stats), z, batch_size)
+    return in_batches(lambda c: ode.decode(model, c, opts, stats), z, batch_size or len(z), _device(model))
 
 
 @dataclass
@@ -130,7 +123,7 @@ def translate_points(
     z = encode_points(src.model, x, opts, stats, batch_size)
     y = decode_points(tgt.model, z, opts, stats, batch_size)
     seconds = time.perf_counter() - t0
-    batches = -(-len(x) // (batch_size or len(x)))
+    batches = batch_count(len(x), batch_size or len(x))
     return PointTranslation(z, y, tgt.to_raw(y), stats.nfe / batches, seconds)
 
 
@@ -180,7 +173,7 @@ def cycle_consistency(
     back = decode_points(src, encode_points(tgt, y, opts, stats, batch_size), opts, stats, batch_size)
     seconds = time.perf_counter() - t0
     d = (back.double() - x.double()).norm(dim=1)
-    batches = -(-len(x) // (batch_size or len(x)))
+    batches = batch_count(len(x), batch_size or len(x))
     nfe = round(stats.nfe / batches)
     steps = str(opts.steps) if opts.is_fixed else f"tol {opts.rtol:g}"
     return CycleResult(len(x), opts.solver, steps, nfe, d.mean().item(), d.median().item(), d.max().item(),
@@ -241,7 +234,7 @@ def time_one_eval(model: Diffusion, n: int, batch_size: int | None = DEFAULT_POI
 
     def run():
         with torch.no_grad():
-            batched(lambda c: model.eps(c.to(dev), t), x, batch_size)
+            in_batches(lambda c: model.eps(c, t), x, batch_size or len(x), dev)
 
     run()
     t0 = time.perf_counter()

@@ -21,6 +21,8 @@ import torch
 
 from ..model.diffusion import Diffusion
 from . import ode
+from .batching import in_batches
+from .grids import sigma_grid
 
 LEVELS = 127.5  # pixel errors in 8-bit levels: RMS over [-1, 1] × 127.5
 
@@ -39,22 +41,16 @@ def positions_of(model: Diffusion, grid: torch.Tensor) -> list[float]:
     return (torch.log(grid[1:-1].double() / sched.sigma_min) / math.log(sched.sigma_max / sched.sigma_min)).tolist()
 
 
-@torch.no_grad()
 def encode_on(model: Diffusion, x: torch.Tensor, grid: torch.Tensor, solver: str, batch_size: int = 64):
     """Latents of images x by `solver` stepping through `grid` (increasing σ̄)."""
-    sched = model.schedule
-    a0, a1 = (1 + sched.sigma_min**2) ** -0.5, (1 + sched.sigma_max**2) ** -0.5
-    drift = ode.pf_ode_drift(model, [0])
-    return torch.cat([ode.integrate_fixed(drift, c / a0, grid, solver) * a1 for c in x.split(batch_size)])
+    opts = ode.ODEOptions(solver, len(grid) - 1, tuned=False)
+    return in_batches(lambda c: ode.encode(model, c, opts, grid=grid), x, batch_size).to(x.device)
 
 
-@torch.no_grad()
 def decode_on(model: Diffusion, z: torch.Tensor, grid: torch.Tensor, solver: str, batch_size: int = 64):
     """Images of latents z by `solver` stepping back through `grid` (given increasing)."""
-    sched = model.schedule
-    a0, a1 = (1 + sched.sigma_min**2) ** -0.5, (1 + sched.sigma_max**2) ** -0.5
-    drift = ode.pf_ode_drift(model, [0])
-    return torch.cat([ode.integrate_fixed(drift, c / a1, grid.flip(0), solver) * a0 for c in z.split(batch_size)])
+    opts = ode.ODEOptions(solver, len(grid) - 1, tuned=False)
+    return in_batches(lambda c: ode.decode(model, c, opts, grid=grid), z, batch_size).to(z.device)
 
 
 def rms(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -153,7 +149,7 @@ def tune_solver(
 ) -> dict:
     """Tune the encode and decode grids of `model` for options.solver × options.steps; the config.json entry."""
     untuned = ode.ODEOptions(options.solver, options.steps, rho=options.rho, tuned=False)
-    start = ode.sigma_grid(model, options.steps, untuned.rho, uniform_t=options.solver == "ddim")
+    start = sigma_grid(model, options.steps, untuned.rho, uniform_t=options.solver == "ddim")
     ref = ode.ODEOptions(reference.solver, reference.steps, reference.rtol, reference.atol, reference.rho, tuned=False)
     with torch.no_grad():
         ref_latents = {v: ode.encode(model, x, ref) for v, x in ((False, data.tune_images), (True, data.val_images))}

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..bridge.batching import chunks
 from ..errors import DDIBError
 from ..io.atomic import atomic_write
 from ..likelihood.source_inference import LIKELIHOODS, check_method, rank, score_images
@@ -57,8 +58,7 @@ def _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, m
     images = read_inputs(inputs, size, channels, skip_bad)
     scores_per_batch = []
     t0 = time.perf_counter()
-    for i in range(0, len(images.files), batch_size):
-        u8 = images.pixels[i : i + batch_size]
+    for u8 in chunks(images.pixels, batch_size):
         scores_per_batch.append(score_images(models, u8, probes, tol, tol, seed, dev, method, levels))
     seconds = time.perf_counter() - t0
     return images, models, scores_per_batch, seconds

@@ -9,6 +9,7 @@ import torch
 import typer
 
 from ..bridge import ode
+from ..bridge.batching import batch_count, in_batches
 from ..bridge.points import DEFAULT_POINT_BATCH, point_model, sample_points
 from ..errors import DDIBError
 from ..io.images import image_grid, save_png, to_pil
@@ -78,8 +79,7 @@ def sample_command(
     t0 = time.perf_counter()
     # Noise is drawn for all n at once so the images do not depend on --batch-size.
     z = torch.randn((n, *model.data_shape), generator=gen)
-    chunks = [ode.decode(model, z[i : i + batch_size].to(dev), opts, stats).cpu() for i in range(0, n, batch_size)]
-    x = torch.cat(chunks)
+    x = in_batches(lambda c: ode.decode(model, c, opts, stats), z, batch_size, dev)
     seconds = time.perf_counter() - t0
     if out_dir is not None:
         for i, img in enumerate(x):
@@ -89,7 +89,7 @@ def sample_command(
         out = out or Path(f"{domain}-samples.png")
         save_png(image_grid(x, nrow=nrow), out)
         where = str(out)
-    nfe = stats.nfe // max(1, len(chunks))
+    nfe = stats.nfe // batch_count(n, batch_size)
     console.print(
         f"sampled {n} {domain} ({loc.where} model) with {ode.describe_solve(opts, model)}"
         f"{f', guidance w = {guidance:g}' if guidance else ''}: {nfe} NFE per image"
@@ -115,7 +115,7 @@ def _sample_points(pm, n: int, out: Path | None, out_dir: Path | None, batch_siz
         save_png(scatter_image(raw, f"{n} {pm.name} samples (raw coordinates), {opts.describe()}"), out)
     else:
         write_points(out, raw)
-    nfe = stats.nfe / max(1, -(-n // batch_size))
+    nfe = stats.nfe / batch_count(n, batch_size)
     console.print(
         f"sampled {n} {pm.name} points ({pm.location.origin} model) with {opts.describe()}: {nfe:.0f} NFE per "
         f"point, {seconds:.1f}s → {out}"

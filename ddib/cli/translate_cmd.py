@@ -9,7 +9,7 @@ import torch
 import typer
 
 from ..bridge import ode
-from ..bridge.batch_size import CPU_BATCH, auto_batch_size
+from ..bridge.batching import CPU_BATCH, auto_batch_size, batch_count, chunks, in_batches
 from ..bridge.points import DEFAULT_POINT_BATCH, decode_points, point_model, sample_points, translate_points
 from ..errors import DDIBError
 from ..io.images import image_grid, read_images, save_png, to_pil, to_unit_range
@@ -157,8 +157,7 @@ def _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, imag
     t0 = time.perf_counter()
     with bar("translate") as progress:
         task = progress.add_task(f"{src_name} → {to}", total=len(pairs), visible=main)  # rank 0 speaks for all
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
+        for chunk in chunks(indices, batch_size):
             if noise is None:
                 x = to_unit_range(images.pixels[chunk]).to(dev)
             else:
@@ -175,8 +174,7 @@ def _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, imag
             if main:
                 progress.advance(task, len(chunk) * info.world_size)
     seconds = time.perf_counter() - t0
-    batches = -(-len(indices) // batch_size)
-    nfe = stats.nfe / max(batches, 1)
+    nfe = stats.nfe / batch_count(len(indices), batch_size)
     sources, results, latents = (distributed.gather_in_order(v, info) for v in (sources, results, latents))
     written = distributed.sum_across(len(indices), info, dev)
     distributed.teardown(info)
@@ -332,9 +330,7 @@ def decode_command(
         )
         return
     batch_size = batch_size or auto_batch_size([model], dev, len(z))
-    x = torch.cat(
-        [ode.decode(model, z[i : i + batch_size].to(dev), opts, stats).cpu() for i in range(0, len(z), batch_size)]
-    )
+    x = in_batches(lambda c: ode.decode(model, c, opts, stats), z, batch_size, dev)
     seconds = time.perf_counter() - t0
     if out_dir is not None:
         for i, img in enumerate(x):
@@ -344,7 +340,7 @@ def decode_command(
         out = out or latent.with_name(f"{latent.stem}-{to}.png")
         save_png(image_grid(x, nrow=8), out)
         where = str(out)
-    batches = -(-len(z) // batch_size)
+    batches = batch_count(len(z), batch_size)
     console.print(
         f"decoded {len(z)} latents (from {meta.get('source', '?')}) with {to} ({loc.where}), "
         f"{ode.describe_solve(opts, model)}"

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..bridge import ode
+from ..bridge.batching import batch_count, in_batches
 from ..data.colored_mnist import DIGIT_DOMAINS, colored_mnist
 from ..io.images import to_unit_range
 from ..model.diffusion import Diffusion
@@ -64,12 +65,7 @@ def translate_batched(
     device: torch.device,
     on_batch: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    out = []
-    for i in range(0, len(x), batch_size):
-        out.append(ode.translate(src, tgt, x[i : i + batch_size].to(device), opts, stats).cpu())
-        if on_batch:
-            on_batch(len(out[-1]))
-    return torch.cat(out)
+    return in_batches(lambda c: ode.translate(src, tgt, c, opts, stats), x, batch_size, device, on_batch)
 
 
 def evaluate_pair(
@@ -97,8 +93,7 @@ def evaluate_pair(
     tgt_decoder, src_decoder = (guided(m, guidance) for m in (tgt_model, src_model))
     outputs = translate_batched(src_model, tgt_decoder, sources, opts, batch_size, stats, device, on_batch)
     seconds = time.perf_counter() - t0
-    batches = -(-len(sources) // batch_size)
-    nfe = stats.nfe / batches
+    nfe = stats.nfe / batch_count(len(sources), batch_size)
     back = None
     if cycle:
         back = translate_batched(tgt_model, src_decoder, outputs, opts, batch_size, ode.SolveStats(), device, on_batch)

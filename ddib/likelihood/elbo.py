@@ -62,7 +62,7 @@ def elbo(model: Diffusion, x: torch.Tensor, levels: int = 8, sample: ELBODraw | 
     for k in range(levels):
         lam = lam_lo + sample.u[:, k] * (lam_hi - lam_lo)  # (B,) float64
         sigma_bar = torch.exp(-lam / 2)
-        alpha = torch.rsqrt(1 + sigma_bar**2)
+        alpha = sched.alpha_of_sigma_bar(sigma_bar)
         sigma = sigma_bar * alpha
         eps = sample.noise[k].to(x.device, x.dtype)
         shape = (b,) + (1,) * (x.ndim - 1)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..bridge.ode import _per_sample_rms_max, adaptive_odeint
+from ..bridge.solvers import adaptive_odeint, per_sample_rms_max
 from ..errors import DDIBError
 from ..model.diffusion import Diffusion
 from ..utils import tf32_kernels
@@ -55,15 +55,12 @@ class LikelihoodResult:
 
 
 def _divergence_fn(model: Diffusion, exact: bool, probes: torch.Tensor | None, counter: list[int]):
-    sched = model.schedule
-
     def f(sigma_bar: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
         x_bar, _ = state
         counter[0] += 1
         with torch.enable_grad():
             x_bar = x_bar.detach().requires_grad_(True)
-            alpha = torch.rsqrt(1 + sigma_bar**2)
-            g = model.eps(x_bar * alpha, sched.t_of_sigma_bar(sigma_bar))
+            g = model.eps_bar(x_bar, sigma_bar)
             b = x_bar.shape[0]
             if exact:
                 flat = x_bar.reshape(b, -1)
@@ -102,8 +99,7 @@ def log_likelihood(
     dims = x[0].numel()
     exact = dims <= 8 if exact is None else exact
     sched = model.schedule
-    alpha_0 = (1 + sched.sigma_min**2) ** -0.5
-    alpha_1 = (1 + sched.sigma_max**2) ** -0.5
+    alpha_0, alpha_1 = sched.alpha_ends
     v = None
     if not exact:
         v = torch.randint(0, 2, (probes, *x.shape), generator=generator).to(x.device, x.dtype) * 2 - 1
@@ -125,7 +121,7 @@ def log_likelihood(
 
 def _state_norm(state) -> torch.Tensor:
     # Both the trajectory and the accumulated divergence must meet the tolerance, for every sample.
-    return torch.maximum(_per_sample_rms_max(state[0]), _per_sample_rms_max(state[1]))
+    return torch.maximum(per_sample_rms_max(state[0]), per_sample_rms_max(state[1]))
 
 
 def dequantize(u8: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -87,6 +87,16 @@ class CosineSchedule:
         angle = self.a * t + self.b
         return torch.cos(angle), torch.sin(angle)
 
+    @staticmethod
+    def alpha_of_sigma_bar(sigma_bar):
+        """α = 1/√(1 + σ̄²), from σ̄ = σ/α and α² + σ² = 1."""
+        return torch.rsqrt(1 + sigma_bar**2) if torch.is_tensor(sigma_bar) else (1 + sigma_bar**2) ** -0.5
+
+    @property
+    def alpha_ends(self) -> tuple[float, float]:
+        """(α at σ̄_min, α at σ̄_max): x = α·x̄ at the data end and at the latent end."""
+        return self.alpha_of_sigma_bar(self.sigma_min), self.alpha_of_sigma_bar(self.sigma_max)
+
 
 def unwrap(net: nn.Module) -> nn.Module:
     """The network inside DistributedDataParallel (`.module`) or torch.compile (`._orig_mod`) wrappers."""
@@ -157,6 +167,11 @@ class Diffusion(nn.Module):
         """ε̂(x_t, t), averaged over the config's channel-permutation group; t is a scalar or a (B,) tensor."""
         t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[0])
         return group_average(self._network_eps, x_t, t, self.config.symmetry)
+
+    def eps_bar(self, x_bar: torch.Tensor, sigma_bar: torch.Tensor) -> torch.Tensor:
+        """ε̂ in the DDIM coordinates, ε̂(α(σ̄)·x̄, t(σ̄)): the probability-flow drift dx̄/dσ̄ (ode.py)."""
+        alpha = self.schedule.alpha_of_sigma_bar(sigma_bar)
+        return self.eps(x_bar * alpha, self.schedule.t_of_sigma_bar(sigma_bar))
 
     def noise_input(self, t: torch.Tensor) -> torch.Tensor:
         """The network's conditioning scalar: t, or (ln σ̄(t) − ln σ̄_min)/(ln σ̄_max − ln σ̄_min) ∈ [0, 1]."""

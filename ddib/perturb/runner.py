@@ -38,6 +38,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..bridge import ode
+from ..bridge.batching import in_batches
 from ..errors import DDIBError
 from ..evaluation.classifier import DigitClassifier, predict
 from ..evaluation.metrics import hue_errors, quantile
@@ -260,11 +261,6 @@ class ExperimentResult:
         }
 
 
-def _chunks(x: torch.Tensor, size: int):
-    for i in range(0, len(x), size):
-        yield x[i : i + size]
-
-
 class PerturbRunner:
     """Encode `inputs` once with `source`; decode perturbed latents with `target`; measure every row."""
 
@@ -317,18 +313,12 @@ class PerturbRunner:
             self.on_images(k)
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        out = []
-        for chunk in _chunks(x, self.batch_size):
-            out.append(ode.encode(self.source, chunk.to(self.device), self.options, self.encode_stats))
-            self._tick(len(chunk))
-        return torch.cat(out)
+        encode = lambda c: ode.encode(self.source, c, self.options, self.encode_stats)  # noqa: E731
+        return in_batches(encode, x, self.batch_size, self.device, self._tick).to(self.device)
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
-        out = []
-        for chunk in _chunks(z, self.batch_size):
-            out.append(ode.decode(self.target, chunk.to(self.device), self.options, self.decode_stats).cpu())
-            self._tick(len(chunk))
-        return torch.cat(out)
+        decode = lambda c: ode.decode(self.target, c, self.options, self.decode_stats)  # noqa: E731
+        return in_batches(decode, z, self.batch_size, self.device, self._tick)
 
     @property
     def latent(self) -> torch.Tensor:

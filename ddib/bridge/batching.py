@@ -1,6 +1,9 @@
-"""Automatic batch size for ODE solves: the largest power of two whose measured memory fits the device."""
+"""Batches: the batch size of ODE solves (the largest power of two whose measured memory fits the device), and
+running a function over a tensor in batches."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -53,3 +56,26 @@ def auto_batch_size(models: list[Diffusion], device: torch.device, n_items: int)
     else:
         size = CPU_BATCH
     return max(1, min(size, n_items))
+
+
+def batch_count(n: int, batch_size: int) -> int:
+    """Batches of at most batch_size covering n items (a solve's NFE counts once per batch)."""
+    return max(1, -(-n // batch_size))
+
+
+def chunks(x, batch_size: int) -> Iterator:
+    """Consecutive slices of x (a tensor or a list) of at most batch_size items."""
+    for start in range(0, len(x), batch_size):
+        yield x[start : start + batch_size]
+
+
+def in_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int,
+               device: torch.device | str | None = None,
+               on_batch: Callable[[int], None] | None = None) -> torch.Tensor:  # fmt: skip
+    """fn over consecutive batches of x (moved to `device`), concatenated on the CPU; on_batch(k) after each."""
+    out = []
+    for chunk in chunks(x, batch_size):
+        out.append(fn(chunk if device is None else chunk.to(device)).cpu())
+        if on_batch:
+            on_batch(len(chunk))
+    return torch.cat(out)

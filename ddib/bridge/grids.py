@@ -1,0 +1,51 @@
+"""Step grids: where a fixed-step solver evaluates the model, on the σ̄ axis.
+
+Fixed-step solvers step on EDM's grid σ̄_i = (σ̄_min^{1/ρ} + i/N·(σ̄_max^{1/ρ} − σ̄_min^{1/ρ}))^ρ (Karras et al. 2022),
+which spends steps where ε̂ changes fastest (low noise); ρ = ∞ is its limit, the grid uniform in log σ̄ (half the
+log-SNR), as in DPM-Solver (Lu et al. 2022). `ddim` steps on σ̄(i/N), uniform in t. A model may also carry grids
+tuned for it (`tuning.py`), per solver, step count and direction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..model.diffusion import Diffusion
+
+DEFAULT_RHO = 7.0
+# Solvers whose default grid is uniform in log-SNR: exponential integrators, whose steps are spans of λ = −log σ̄.
+LOG_SNR_SOLVERS = ("dpm2m", "unipc")
+
+
+def default_rho(solver: str) -> float:
+    """The grid a solver steps on unless told otherwise (measured in `ddib bench translate`)."""
+    return math.inf if solver in LOG_SNR_SOLVERS else DEFAULT_RHO
+
+
+def grid_name(rho: float) -> str:
+    return "log-SNR uniform" if math.isinf(rho) else f"EDM ρ={rho:g}"
+
+
+def sigma_grid(model: Diffusion, steps: int, rho: float = DEFAULT_RHO, uniform_t: bool = False) -> torch.Tensor:
+    """Increasing σ̄ grid from σ̄_min to σ̄_max: EDM's ρ-spaced grid (log-uniform for ρ = ∞), or σ̄(i/N) for the
+    DDIM grid (float64)."""
+    sched = model.schedule
+    i = torch.arange(steps + 1, dtype=torch.float64) / steps
+    if uniform_t:
+        grid = sched.sigma_bar(i)
+    elif math.isinf(rho):
+        grid = sched.sigma_min * (sched.sigma_max / sched.sigma_min) ** i
+    else:
+        lo, hi = sched.sigma_min ** (1 / rho), sched.sigma_max ** (1 / rho)
+        grid = (lo + i * (hi - lo)) ** rho
+    grid[0], grid[-1] = sched.sigma_min, sched.sigma_max  # exact endpoints despite rounding
+    return grid
+
+
+def tuned_grid(model: Diffusion, solver: str, steps: int, direction: str) -> torch.Tensor | None:
+    """The model's tuned σ̄ grid (increasing, float64) for `solver` × `steps` and direction ("encode" or "decode")."""
+    entry = model.solver_grids.get(model.grid_key(solver, steps))
+    nodes = None if entry is None else entry.get(direction)
+    return None if nodes is None else torch.tensor(nodes, dtype=torch.float64)

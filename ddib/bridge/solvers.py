@@ -1,0 +1,131 @@
+"""Integrators of the probability-flow ODE dx̄/dσ̄ = f(σ̄, x̄) (see `ode.py`).
+
+Every fixed-step solver is a plain function (drift, x̄, grid) → x̄ at grid[-1] that steps through every node of
+the σ̄ grid it is given; the grid's order is the direction (increasing: encode, decreasing: decode).
+
+- `ddim` is Euler on the uniform-in-t grid, i.e. the deterministic DDIM sampler of the official DDIB code; `euler`,
+  `midpoint`, `heun2`, `heun3`, `rk4` are torchdiffeq's fixed-grid Runge–Kutta methods.
+- `dpm2m` is the multistep DPM-Solver++(2M) (Lu et al. 2022b): exact for a constant x̂0 = x̄ − σ̄·ε̂, with x̂0
+  extrapolated linearly in log σ̄ from the previous step, one evaluation per step.
+- `unipc` is `exponential_multistep_pc`: a third-order exponential multistep predictor with a fourth-order corrector
+  in the manner of UniPC (Zhao et al. 2023). The predictor integrates, exactly against the exponential, the
+  quadratic through the last three x̂0 (DPM-Solver++(3M)); the corrector redoes the step with the cubic that also
+  passes through x̂0 at the predicted point, an evaluation the next step needs anyway, so the order rises by one at
+  no cost, at one evaluation per step (the last step, whose evaluation nothing would reuse, is not corrected).
+
+Adaptive solvers are torchdiffeq's, through `adaptive_odeint`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torchdiffeq import odeint
+
+from ..errors import DDIBError
+
+Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def runge_kutta(method: str) -> Callable[[Drift, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """torchdiffeq's fixed-grid `method` as a plain (drift, x̄, grid) → x̄ function."""
+
+    def integrate(drift: Drift, x_bar: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        # For a decreasing grid torchdiffeq negates time and our constructor's output alike.
+        options = {"grid_constructor": lambda f, y, t: grid}
+        return odeint(drift, x_bar, grid[[0, -1]], method=method, options=options)[-1]
+
+    return integrate
+
+
+def dpm_solver_2m(drift, x_bar: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """DPM-Solver++(2M) over the σ̄ grid: x̄_t = (t/s)·x̄_s + (1 − t/s)·D, D = x̂0_s + (x̂0_s − x̂0_prev)/(2·h_prev/h)."""
+    x0_prev, h_prev = None, None
+    for s, t in zip(grid[:-1], grid[1:], strict=True):
+        x0 = x_bar - s * drift(s, x_bar)
+        h = torch.log(s / t)  # step in λ = −log σ̄; negative while encoding
+        d = x0 if x0_prev is None else x0 + (x0 - x0_prev) * (h / (2 * h_prev))
+        x_bar = (t / s) * x_bar + (1 - t / s) * d
+        x0_prev, h_prev = x0, h
+    return x_bar
+
+
+def _exp_integral_weights(taus: list[float], h: float) -> list[float]:
+    """w_j with Σ_j w_j·m_j = ∫_0^h e^{−(h−τ)} p(τ) dτ, p the polynomial through (τ_j, m_j): exact φ-functions."""
+    # Moments I_k = ∫_0^h e^{−(h−τ)} τ^k dτ by parts: I_0 = 1 − e^{−h}, I_k = h^k − k·I_{k−1}; |h| ≲ 1 here.
+    moments = [-math.expm1(-h)]
+    for k in range(1, len(taus)):
+        moments.append(h**k - k * moments[-1])
+    vandermonde = torch.tensor([[tau**k for k in range(len(taus))] for tau in taus], dtype=torch.float64)
+    return (torch.tensor(moments, dtype=torch.float64) @ torch.linalg.inv(vandermonde)).tolist()
+
+
+def exponential_multistep_pc(drift, x_bar: torch.Tensor, grid: torch.Tensor, order: int = 3) -> torch.Tensor:
+    """Exponential multistep predictor (order `order`) + corrector (order + 1) on x̂0 = x̄ − σ̄·ε̂ in λ = −log σ̄:
+    x̄_t = e^{−h}·x̄_s + ∫_0^h e^{−(h−τ)} x̂0(λ_s + τ) dτ with x̂0 interpolated (DPM-Solver++, Lu et al. 2022b; UniC,
+    Zhao et al. 2023)."""
+    sigmas = grid.tolist()
+    lam = [-math.log(s) for s in sigmas]
+    history: list[tuple[float, torch.Tensor]] = []  # (λ, x̂0) of the latest evaluations, newest last
+    n = len(sigmas) - 1
+
+    def step(x_from: torch.Tensor, i: int, points: list[tuple[float, torch.Tensor]]) -> torch.Tensor:
+        h = lam[i + 1] - lam[i]
+        weights = _exp_integral_weights([lam_j - lam[i] for lam_j, _ in points], h)
+        return math.exp(-h) * x_from + sum(w * m for w, (_, m) in zip(weights, points, strict=True))
+
+    for i in range(n):
+        if not history or history[-1][0] != lam[i]:  # the first step; later ones reuse the corrector's evaluation
+            history.append((lam[i], x_bar - sigmas[i] * drift(grid[i], x_bar)))
+        history = history[-order:]
+        predicted = step(x_bar, i, history[::-1])
+        if i == n - 1:
+            return predicted
+        x0_next = predicted - sigmas[i + 1] * drift(grid[i + 1], predicted)
+        # The corrected state continues the solve; x̂0 stays the one evaluated at the predicted state, as in UniPC.
+        x_bar = step(x_bar, i, [(lam[i + 1], x0_next)] + history[::-1])
+        history.append((lam[i + 1], x0_next))
+    return x_bar
+
+
+# Fixed-step solvers by name, and their network evaluations per step.
+FIXED_SOLVERS: dict[str, Callable[[Drift, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "euler": runge_kutta("euler"),
+    "ddim": runge_kutta("euler"),  # on the uniform-in-t grid (`grids.sigma_grid`)
+    "dpm2m": dpm_solver_2m,
+    "unipc": exponential_multistep_pc,
+    "midpoint": runge_kutta("midpoint"),
+    "heun2": runge_kutta("heun2"),
+    "heun3": runge_kutta("heun3"),
+    "rk4": runge_kutta("rk4"),
+}
+EVALS_PER_STEP = {"euler": 1, "ddim": 1, "dpm2m": 1, "unipc": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4}
+ADAPTIVE_SOLVERS = ("dopri5", "bosh3", "adaptive_heun", "fehlberg2", "dopri8")
+SOLVERS = tuple(FIXED_SOLVERS) + ADAPTIVE_SOLVERS
+
+
+def per_sample_rms_max(err: torch.Tensor) -> torch.Tensor:
+    # Adaptive step control over a batch: every sample must meet the tolerance, so take the worst one.
+    if err.ndim <= 1:
+        return err.pow(2).mean().sqrt()
+    return err.pow(2).flatten(1).mean(1).sqrt().max()
+
+
+def adaptive_odeint(f, y0, span: torch.Tensor, solver: str, rtol: float, atol: float, norm):
+    """torchdiffeq's adaptive odeint over `span`, never evaluating f outside it, with a step-size underflow
+    (tolerance below what the dtype resolves) as a DDIBError rather than torchdiffeq's assertion."""
+    # torchdiffeq steps past the last time and interpolates back; here that would query the network at σ̄ < σ̄_min
+    # (where the log-SNR embedding is NaN, or the model extrapolates) or beyond σ̄_max. step_t makes the last step
+    # end exactly at the end of the span.
+    options = {"norm": norm, "step_t": span[-1:]}
+    try:
+        return odeint(f, y0, span, method=solver, rtol=rtol, atol=atol, options=options)
+    except AssertionError as err:
+        if "underflow" not in str(err):
+            raise
+        raise DDIBError(
+            f"{solver} (rtol={rtol:g}, atol={atol:g}) could not meet its tolerance in {span.dtype} (the step size "
+            "underflowed): loosen --rtol/--atol or use a fixed-step solver"
+        ) from None
