@@ -65,10 +65,3 @@ def colored_mnist(
     if limit is not None:
         idx = idx[:limit]
     return color_digits(images[idx], hues[idx], image_size), idx
-
-
-def colored_mnist_all(data_dir: str, split: str, image_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every image of a split, coloured, with its label."""
-    images, labels = load_mnist(data_dir, split)
-    hues = torch.from_numpy(split_hues(split, len(labels)))
-    return color_digits(images, hues, image_size), labels

@@ -11,7 +11,6 @@ distances between sets of images.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable
@@ -19,19 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
 from torch import nn
 
 from ..errors import DDIBError
-from ..io.atomic import atomic_write
+from ..io import artifacts
+from ..io.artifacts import CONFIG_FILE, WEIGHTS_FILE
 from ..io.images import to_unit_range
 
 BUNDLED_DIR = Path(__file__).parents[1] / "assets" / "classifier"
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 FORMAT = "ddib-classifier"
 FORMAT_VERSION = 1
 
@@ -256,39 +252,21 @@ test_accuracy.__test__ = False  # not a pytest test, despite its name
 def save_classifier(model: DigitClassifier, dirpath: str | Path, metadata: dict[str, Any]) -> None:
     """Write `model.safetensors` (float32 weights) then `config.json` (config + metadata), each atomically."""
     dirpath = Path(dirpath)
-    tensors = {
-        k: v.detach().to("cpu", torch.float32).contiguous()
-        for k, v in model.state_dict().items()
-        if not k.endswith("num_batches_tracked")  # a training counter, not a weight
-    }
-    blob = safetensors.torch.save(tensors, metadata={"format": FORMAT})
-    atomic_write(dirpath / WEIGHTS_FILE, lambda f: f.write(blob))
+    tensors = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}  # a counter
+    artifacts.save_weights(dirpath, tensors, {"format": FORMAT}, torch.float32)
     payload = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "config": dataclasses.asdict(model.config),
         "metadata": {"torch": torch.__version__, **metadata},
     }
-    text = json.dumps(payload, indent=2) + "\n"
-    atomic_write(dirpath / CONFIG_FILE, lambda f: f.write(text.encode()))
+    artifacts.write_json(dirpath / CONFIG_FILE, payload)
 
 
 def read_classifier_config(dirpath: str | Path) -> tuple[ClassifierConfig, dict[str, Any]]:
     """(ClassifierConfig, metadata) from a classifier folder's config.json."""
     path = Path(dirpath) / CONFIG_FILE
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DDIBError(f"no classifier config at {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise DDIBError(f"{path} is corrupt (not valid JSON)") from None
-    except OSError as exc:
-        raise DDIBError(f"cannot read {path}: {exc.strerror}") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise DDIBError(f"{path} is not a ddib classifier config")
-    if raw.get("version") != FORMAT_VERSION:
-        found = raw.get("version")
-        raise DDIBError(f"{path} has classifier format version {found}; this ddib reads {FORMAT_VERSION}")
+    raw = artifacts.read_config(dirpath, FORMAT, FORMAT_VERSION, "classifier")
     try:
         return ClassifierConfig(**raw["config"]), dict(raw.get("metadata") or {})
     except (KeyError, TypeError) as exc:
@@ -299,17 +277,11 @@ def load_classifier(dirpath: str | Path | None = None, device: torch.device | st
     """The classifier saved in `dirpath` (default: the bundled one), float32, in eval mode on `device`."""
     dirpath = Path(dirpath) if dirpath is not None else BUNDLED_DIR
     cfg, metadata = read_classifier_config(dirpath)
-    weights = dirpath / WEIGHTS_FILE
-    if not weights.exists():
-        raise DDIBError(f"no classifier weights at {weights}")
-    try:
-        tensors = safetensors.torch.load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise DDIBError(f"{weights} is corrupt or truncated ({exc})") from None
+    tensors, _ = artifacts.load_weights(dirpath, "classifier")
     model = DigitClassifier(cfg)
-    mismatch = DDIBError(f"{weights} does not match the classifier described in {dirpath / CONFIG_FILE}")
+    mismatch = DDIBError(f"{dirpath / WEIGHTS_FILE} does not match the classifier described in {dirpath / CONFIG_FILE}")
     try:
-        missing, unexpected = model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
     except RuntimeError:  # shape mismatch
         raise mismatch from None
     if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):

@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
-from safetensors import SafetensorError
 
 from ..errors import DDIBError
+from ..io import artifacts
+from ..io.artifacts import CONFIG_FILE, WEIGHTS_FILE, write_json
+
+__all__ = ["CONFIG_FILE", "STATE_FILE", "WEIGHTS_FILE", "RunConfig", "TrainConfig", "load_model", "read_config",
+           "write_json"]  # fmt: skip
 from ..io.atomic import atomic_write
 from .diffusion import Diffusion, DiffusionConfig
 from .nets import ModelConfig, build_network, model_config_from_dict
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "train_state.pt"
 FORMAT = "ddib-checkpoint"
 FORMAT_VERSION = 1
@@ -98,30 +98,15 @@ def versions() -> dict[str, str]:
     return {"ddib": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__}
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
-
-
 def read_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
     """(RunConfig, the whole JSON) of a model directory."""
-    path = Path(run_dir) / CONFIG_FILE
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DDIBError(f"no model config at {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise DDIBError(f"{path} is corrupt (not valid JSON)") from None
-    except OSError as exc:
-        raise DDIBError(f"cannot read {path}: {exc.strerror}") from None
-    return RunConfig.from_dict(raw, str(path)), raw
+    raw = artifacts.read_config(run_dir, FORMAT, FORMAT_VERSION, "model")
+    return RunConfig.from_dict(raw, str(Path(run_dir) / CONFIG_FILE)), raw
 
 
 def save_weights(run_dir: Path, model: Diffusion, metadata: dict[str, str], dtype: torch.dtype | None = None) -> None:
     """Write the network weights as safetensors (optionally cast, e.g. to float16 for bundling)."""
-    tensors = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in model.net.state_dict().items()}
-    blob = safetensors.torch.save(tensors, metadata={k: str(v) for k, v in metadata.items()})
-    atomic_write(Path(run_dir) / WEIGHTS_FILE, lambda f: f.write(blob))
+    artifacts.save_weights(run_dir, model.net.state_dict(), metadata, dtype)
 
 
 def save_train_state(run_dir: Path, state: dict[str, Any]) -> None:
@@ -145,20 +130,14 @@ def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Diffu
     """The EMA model of a directory holding config.json + model.safetensors, in eval mode, as float32."""
     run_dir = Path(run_dir)
     cfg, raw = read_config(run_dir)
-    weights = run_dir / WEIGHTS_FILE
-    if not weights.exists():
-        raise DDIBError(f"no weights at {weights}")
-    try:
-        with safetensors.safe_open(str(weights), framework="pt") as f:
-            metadata = f.metadata() or {}
-        tensors = safetensors.torch.load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise DDIBError(f"{weights} is corrupt or truncated ({exc})") from None
+    tensors, metadata = artifacts.load_weights(run_dir)
     net = build_network(cfg.model)
     try:
-        net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+        net.load_state_dict(tensors, strict=True)
     except RuntimeError:
-        raise DDIBError(f"{weights} does not match the network described in {run_dir / CONFIG_FILE}") from None
+        raise DDIBError(
+            f"{run_dir / WEIGHTS_FILE} does not match the network described in {run_dir / CONFIG_FILE}"
+        ) from None
     model = Diffusion(net, cfg.diffusion).to(device).eval()
     model.requires_grad_(False)
     model.solver_grids = dict(raw.get("solver_grids", {}))

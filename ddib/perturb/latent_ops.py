@@ -229,9 +229,6 @@ class OpSpec:
     def check(self, coef: float) -> float:
         return check_range(f"{self.name} {self.symbol}", coef, self.lo, self.hi)
 
-    def describe_range(self) -> str:
-        return _range_text(self.lo, self.hi)
-
 
 OPS: dict[str, OpSpec] = {
     op.name: op
