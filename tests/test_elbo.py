@@ -89,7 +89,7 @@ def test_bench_identify_confusion_and_bits_matrices(tiny_models, tmp_path):
 
     from .conftest import make_blob_images
 
-    models = {d: load_domain_model(d, str(tiny_models), "cpu")[0] for d in ("reds", "blues")}
+    models = {d: load_domain_model(d, str(tiny_models), "cpu").diffusion for d in ("reds", "blues")}
     images = {}
     for d, rgb in (("reds", (230, 30, 30)), ("blues", (30, 30, 230))):
         folder = make_blob_images(tmp_path / d, 6, rgb, seed=9)

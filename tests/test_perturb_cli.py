@@ -16,7 +16,8 @@ from ddib.bridge.ode import ODEOptions
 from ddib.errors import DDIBError
 from ddib.model.registry import load_domain_model
 from ddib.perturb.latent_ops import Perturbation
-from ddib.perturb.runner import REPORT_PRESET, ExperimentSpec, PerturbRunner, figure
+from ddib.perturb.report import figure
+from ddib.perturb.runner import REPORT_PRESET, ExperimentSpec, PerturbRunner
 
 from .conftest import make_blob_images, run_cli
 from .test_cli import _one_line_error
@@ -129,8 +130,8 @@ def test_perturb_bad_input_is_one_line_in_a_subprocess(tmp_path):
 
 
 def test_runner_encodes_once_and_rejects_mismatched_shapes(tiny_models):
-    src, _, _ = load_domain_model("reds", tiny_models)
-    tgt, _, _ = load_domain_model("blues", tiny_models)
+    src = load_domain_model("reds", tiny_models).diffusion
+    tgt = load_domain_model("blues", tiny_models).diffusion
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     runner = PerturbRunner(src, tgt, x, ODEOptions(steps=1))
     specs = [

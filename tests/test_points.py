@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ import torch
 from PIL import Image
 
 from ddib.bridge import ode
-from ddib.bridge.points import PointModel, cycle_consistency, load_point_model, sample_points, translate_points
+from ddib.bridge.points import cycle_consistency, load_point_model, sample_points, test_points, translate_points
 from ddib.cli import main
 from ddib.data import domain_source, load_point_domain
 from ddib.data.points import POINT_DOMAINS, make_points, raw_points, standardize
@@ -171,7 +172,7 @@ def _nearest_data_distance(x: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
 def test_tiny_model_samples_land_on_the_moons(point_models):
     moons = load_point_model("moons", point_models)
     data, _, _ = make_points("moons", 10_000, seed=0)
-    x = sample_points(moons.model, 1000, seed=0)
+    x = sample_points(moons.diffusion, 1000, seed=0)
     d = _nearest_data_distance(x, data)
     # Measured (2 threads): median 0.027, 90th percentile 0.32 (standardised units; data std = 1).
     assert d.median() < 0.1 and d.quantile(0.9) < 0.8
@@ -183,9 +184,9 @@ def test_tiny_model_samples_land_on_the_moons(point_models):
 
 def test_cycle_error_shrinks_with_more_solver_steps(point_models):
     moons, checker = load_point_model("moons", point_models), load_point_model("checkerboards", point_models)
-    x = moons.test_points(500, seed=0)
-    coarse = cycle_consistency(moons.model, checker.model, x, ode.ODEOptions("ddim", steps=5))
-    fine = cycle_consistency(moons.model, checker.model, x, ode.ODEOptions("ddim", steps=50))
+    x = test_points(moons, 500, seed=0)
+    coarse = cycle_consistency(moons.diffusion, checker.diffusion, x, ode.ODEOptions("ddim", steps=5))
+    fine = cycle_consistency(moons.diffusion, checker.diffusion, x, ode.ODEOptions("ddim", steps=50))
     # Measured: mean 3.3 at 5 steps, 0.16 at 50 steps.
     assert fine.mean_l2 < 0.5 * coarse.mean_l2 and fine.mean_l2 < 0.5
     assert fine.nfe_per_point == 200 and coarse.nfe_per_point == 20 and fine.n == 500
@@ -198,16 +199,18 @@ def test_translate_points_maps_raw_coordinates_in_and_out(point_models):
     opts = ode.ODEOptions("heun2", steps=10)
     result = translate_points(moons, checker, raw, opts, batch_size=150)
     assert result.output_raw.shape == (400, 2) and result.nfe_per_point == 40
-    np.testing.assert_allclose(result.output_raw, result.output.double().numpy() * checker.std + checker.mean)
-    np.testing.assert_allclose(result.latent, ode.encode(moons.model, moons.to_model(raw), opts), atol=1e-4)
+    mean, std = checker.standardisation
+    np.testing.assert_allclose(result.output_raw, result.output.double().numpy() * std + mean)
+    np.testing.assert_allclose(result.latent, ode.encode(moons.diffusion, moons.to_model(raw), opts), atol=1e-4)
     # The batch size does not change the result beyond float noise.
     whole = translate_points(moons, checker, raw, opts, batch_size=None)
     np.testing.assert_allclose(whole.output_raw, result.output_raw, atol=1e-4)
     # Same network at both ends but other raw units at the target: the bridge is then (nearly) the identity in
     # model space, so raw moons come out as (raw − mean_src) / std_src · std_tgt + mean_tgt.
-    rescaled = PointModel("moons", moons.model, mean=10.0, std=3.0)
+    domain = {**moons.config.domain, "mean": 10.0, "std": 3.0}
+    rescaled = dataclasses.replace(moons, config=dataclasses.replace(moons.config, domain=domain))
     out = translate_points(moons, rescaled, raw, opts).output_raw
-    expected = (raw - moons.mean) / moons.std * 3.0 + 10.0
+    expected = (raw - moons.standardisation[0]) / moons.standardisation[1] * 3.0 + 10.0
     assert np.median(np.abs(out - expected)) < 0.05 * 3.0  # round-trip error of the tiny model, in raw units
     assert np.abs(out.mean() - 10.0) < 1.0 and np.abs(raw.mean() - 10.0) > 9
 

@@ -124,8 +124,8 @@ def test_config_errors_and_old_configs():
 
 
 def test_default_symmetry_follows_the_domain():
-    from ddib.cli.train_cmd import default_symmetry
     from ddib.data import domain_source
+    from ddib.train.recipe import default_symmetry
 
     assert default_symmetry(domain_source("fives", None), 3) == "rgb-cyclic"  # uniform hues, full saturation
     assert default_symmetry(domain_source("fives", None), 1) == "none"

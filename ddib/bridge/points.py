@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.points import POINT_DOMAINS, raw_points, standardize_with, unstandardize
+from ..data.points import POINT_DOMAINS, raw_points
 from ..errors import DDIBError
-from ..model.checkpoint import RunConfig
 from ..model.diffusion import Diffusion
-from ..model.registry import ModelLocation, load_domain_model
+from ..model.registry import DomainModel, load_domain_model
 from . import ode
 from .batching import batch_count, in_batches
 
@@ -41,46 +40,30 @@ TABLE_SETTINGS: list[ode.ODEOptions] = [
 ]
 
 
-@dataclass(frozen=True)
-class PointModel:
-    """A point domain's model with the standardisation of its training data."""
-
-    name: str
-    model: Diffusion
-    mean: float
-    std: float
-    location: ModelLocation | None = None
-
-    def to_model(self, raw: np.ndarray) -> torch.Tensor:
-        return standardize_with(raw, self.mean, self.std)
-
-    def to_raw(self, x: torch.Tensor) -> np.ndarray:
-        return unstandardize(x, self.mean, self.std)
-
-    def test_points(self, n: int, seed: int = 0) -> torch.Tensor:
-        """n fresh points of the domain (the generator's test split), in this model's space."""
-        return self.to_model(raw_points(self.name, n, seed, split="test"))
-
-
-def point_model(name: str, model: Diffusion, cfg: RunConfig, location: ModelLocation | None = None) -> PointModel:
-    """Wrap a loaded model; refuses image models and point models without recorded statistics."""
-    domain = cfg.domain
-    if cfg.model.kind != "mlp" or domain.get("kind") != "points":
+def require_points(point: DomainModel) -> DomainModel:
+    """The model of a 2-D point domain, with its recorded standardisation; refuses anything else."""
+    cfg = point.config
+    if cfg.model.kind != "mlp" or cfg.domain.get("kind") != "points":
         raise DDIBError(
-            f"{name} is not a 2-D point domain (its model takes {tuple(cfg.model.data_shape)} inputs); "
+            f"{point.name} is not a 2-D point domain (its model takes {tuple(cfg.model.data_shape)} inputs); "
             f"point domains are {', '.join(POINT_DOMAINS)}"
         )
-    mean, std = domain.get("mean"), domain.get("std")
-    if not isinstance(mean, (int, float)) or not isinstance(std, (int, float)) or not std > 0:
-        raise DDIBError(f"the {name} model's config.json records no valid standardisation (mean, std)")
-    if domain.get("name") not in POINT_DOMAINS:
-        raise DDIBError(f"the {name} model was trained on unknown point data {domain.get('name')!r}")
-    return PointModel(str(domain["name"]), model, float(mean), float(std), location)
+    point.standardisation  # noqa: B018 (checks the recorded mean and std)
+    if cfg.domain.get("name") not in POINT_DOMAINS:
+        raise DDIBError(f"the {point.name} model was trained on unknown point data {cfg.domain.get('name')!r}")
+    return point
 
 
-def load_point_model(name: str, models_dir: str | Path | None = None, device="cpu") -> PointModel:
-    model, cfg, loc = load_domain_model(name, models_dir, device)
-    return point_model(name, model, cfg, loc)
+def load_point_model(name: str, models_dir: str | Path | None = None, device="cpu") -> DomainModel:
+    return require_points(load_domain_model(name, models_dir, device))
+
+
+def test_points(point: DomainModel, n: int, seed: int = 0) -> torch.Tensor:
+    """n fresh points of the domain (the generator's test split), in its model's space."""
+    return point.to_model(raw_points(point.config.domain["name"], n, seed, split="test"))
+
+
+test_points.__test__ = False  # not a pytest test, despite its name
 
 
 def _device(model: Diffusion) -> torch.device:
@@ -109,19 +92,19 @@ class PointTranslation:
 
 
 def translate_points(
-    src: PointModel,
-    tgt: PointModel,
+    src: DomainModel,
+    tgt: DomainModel,
     raw: np.ndarray,
     opts: ode.ODEOptions = ode.ODEOptions(),
     batch_size: int | None = DEFAULT_POINT_BATCH,
 ) -> PointTranslation:
     """Raw source-domain points → raw target-domain points through the bridge (DDIB Alg. 1)."""
-    ode.check_compatible(src.model, tgt.model)
+    ode.check_compatible(src.diffusion, tgt.diffusion)
     stats = ode.SolveStats()
     t0 = time.perf_counter()
     x = src.to_model(raw)
-    z = encode_points(src.model, x, opts, stats, batch_size)
-    y = decode_points(tgt.model, z, opts, stats, batch_size)
+    z = encode_points(src.diffusion, x, opts, stats, batch_size)
+    y = decode_points(tgt.diffusion, z, opts, stats, batch_size)
     seconds = time.perf_counter() - t0
     batches = batch_count(len(x), batch_size or len(x))
     return PointTranslation(z, y, tgt.to_raw(y), stats.nfe / batches, seconds)
@@ -196,7 +179,7 @@ class CycleRow:
 
 
 def cycle_table(
-    load: Callable[[str], PointModel],
+    load: Callable[[str], DomainModel],
     pairs: list[tuple[str, str]] | None = None,
     settings: list[ode.ODEOptions] | None = None,
     n: int = 2000,
@@ -205,9 +188,9 @@ def cycle_table(
     on_row: Callable[[CycleRow], None] | None = None,
 ) -> list[CycleRow]:
     """Cycle consistency of every pair under every solver setting, on n fresh test points of each source."""
-    models: dict[str, PointModel] = {}
+    models: dict[str, DomainModel] = {}
 
-    def get(name: str) -> PointModel:
+    def get(name: str) -> DomainModel:
         if name not in models:
             models[name] = load(name)
         return models[name]
@@ -215,9 +198,9 @@ def cycle_table(
     rows = []
     for a, b in pairs or PAPER_PAIRS:
         src, tgt = get(a), get(b)
-        x = src.test_points(n, seed)
+        x = test_points(src, n, seed)
         for opts in settings or TABLE_SETTINGS:
-            r = cycle_consistency(src.model, tgt.model, x, opts, batch_size)
+            r = cycle_consistency(src.diffusion, tgt.diffusion, x, opts, batch_size)
             row = CycleRow(a, b, r.solver, r.steps, r.n, r.nfe_per_point, r.mean_l2, r.median_l2, r.max_l2,
                            r.seconds, 1000 * r.seconds_per_eval)  # fmt: skip
             rows.append(row)

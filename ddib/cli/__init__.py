@@ -7,22 +7,14 @@ import sys
 
 from ..errors import DDIBError
 from ..train.interrupts import Interrupted
-from . import (
-    bench_cmd,
-    classifier_cmd,
-    cycle_cmd,
-    demo_cmd,
-    evaluate_cmd,
-    export_cmd,
-    likelihood_cmd,
-    models_cmd,
-    perturb_cmd,
-    plot_cmd,
-    sample_cmd,
-    train_cmd,
-    translate_cmd,
-    tune_cmd,
-)  # noqa: F401  (registers the commands)
+
+# Registering the commands; the import order is the order of `ddib --help`, a user's order.
+# isort: off
+from . import train_cmd, sample_cmd, translate_cmd, perturb_cmd, evaluate_cmd  # noqa: F401
+from . import likelihood_cmd, tune_cmd, models_cmd, export_cmd, demo_cmd, plot_cmd  # noqa: F401
+from . import cycle_cmd, classifier_cmd, bench_cmd  # noqa: F401
+
+# isort: on
 from .app import app, console_err
 
 try:  # recent typer vendors click as typer._click

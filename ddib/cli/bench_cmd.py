@@ -96,8 +96,9 @@ def bench_translate_command(
     if steps_list is not None and not solvers:
         raise DDIBError("--steps-list needs --solvers (the solvers to run at those step counts)")
     dev = resolve_device(device)
-    src, src_cfg, _ = load_domain_model(source, models_dir, dev, symmetry)
-    tgt, _, _ = load_domain_model(target, models_dir, dev, symmetry)
+    src_dm = load_domain_model(source, models_dir, dev, symmetry)
+    src, src_cfg = src_dm.diffusion, src_dm.config
+    tgt = load_domain_model(target, models_dir, dev, symmetry).diffusion
     src, tgt = accelerate_for(src, dev), accelerate_for(tgt, dev)  # what `ddib translate` runs
     if inputs:
         images = read_inputs(inputs, src_cfg.model.image_size, src_cfg.model.channels, skip_bad=False, limit=n)
@@ -179,8 +180,8 @@ def bench_throughput_command(
     sizes = _int_list(batch_sizes, "--batch-sizes")
     opts = ode.ODEOptions(solver=solver, steps=steps)
     dev = resolve_device(device)
-    src, _, _ = load_domain_model(source, models_dir, dev, symmetry)
-    tgt, _, _ = load_domain_model(target, models_dir, dev, symmetry)
+    src = load_domain_model(source, models_dir, dev, symmetry).diffusion
+    tgt = load_domain_model(target, models_dir, dev, symmetry).diffusion
     src, tgt = accelerate_for(src, dev), accelerate_for(tgt, dev)  # what `ddib translate` runs
     x = ode.sample(src, min(16, max(sizes)), torch.Generator().manual_seed(0), ode.ODEOptions(), device=dev)
 
@@ -219,8 +220,8 @@ def bench_speed_command(
     dev = resolve_device(device)
     counts = _int_list(threads, "--threads") if threads else sorted({1, torch.get_num_threads()})
     opts = ode.ODEOptions(solver=solver, steps=steps)
-    src, _, _ = load_domain_model(source, models_dir, dev, symmetry)
-    tgt, _, _ = load_domain_model(target, models_dir, dev, symmetry)
+    src = load_domain_model(source, models_dir, dev, symmetry).diffusion
+    tgt = load_domain_model(target, models_dir, dev, symmetry).diffusion
     x = ode.sample(src, batch_size, torch.Generator().manual_seed(0), opts, device=dev)
 
     def show(r):
@@ -281,7 +282,7 @@ def bench_identify_command(
     for item in settings.split(","):
         parsed.append(_identify_setting(item.strip(), tol))
     dev = resolve_device(device)
-    models = {d: load_domain_model(d, models_dir, dev, symmetry)[0] for d in names}
+    models = {d: load_domain_model(d, models_dir, dev, symmetry).diffusion for d in names}
     images = {}
     for d in names:
         u8, _ = colored_mnist(data_dir_or_default(data_dir), DIGIT_DOMAINS.index(d), "test")

@@ -17,41 +17,38 @@ from ..bridge.points import (
     cycle_consistency,
     cycle_table,
     load_point_model,
+    test_points,
     time_one_eval,
 )
 from ..errors import DDIBError
 from ..io.atomic import atomic_write
 from ..utils import resolve_device
 from .app import app, console
-from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RhoOpt, RtolOpt, SeedOpt, SolverOpt, StepsOpt, ode_options
+from .options import DeviceOpt, ModelsDirOpt, SeedOpt, solve_options
 
 SPACE = "L2 in the source model's standardised space (scalar mean 0, std 1 over all coordinates)"
 
 
 @app.command("cycle")
+@solve_options
 def cycle_command(
     source: str = typer.Option(..., "--from", help="Point domain A (its fresh test points are cycled)"),
     target: str = typer.Option(..., "--to", help="Point domain B"),
     n: int = typer.Option(90_000, "-n", "--num", min=1, help="Points of A (the paper used 90,000)"),
     seed: int = SeedOpt,
-    solver: str = SolverOpt,
-    steps: int = StepsOpt,
-    rtol: float = RtolOpt,
-    atol: float = AtolOpt,
-    rho: float | None = RhoOpt,
     batch_size: int = typer.Option(DEFAULT_POINT_BATCH, "--batch-size", min=1, help="Points per ODE solve"),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result as JSON ('-': stdout only)"),
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
+    opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
 ) -> None:
     """Translate A → B → A and report the mean / max L2 distance between each point and its cycled self."""
-    opts = ode_options(solver, steps, rtol, atol, rho)
     if source == target:
         raise DDIBError("--from and --to must differ")
     dev = resolve_device(device)
     src, tgt = load_point_model(source, models_dir, dev), load_point_model(target, models_dir, dev)
-    x = src.test_points(n, seed)
-    r = cycle_consistency(src.model, tgt.model, x, opts, batch_size)
+    x = test_points(src, n, seed)
+    r = cycle_consistency(src.diffusion, tgt.diffusion, x, opts, batch_size)
     report = {"source": source, "target": target, "seed": seed, "device": str(dev), "space": SPACE, **r.to_dict()}
     if json_out is not None and str(json_out) == "-":
         console.print(json.dumps(report, indent=2))
@@ -108,7 +105,7 @@ def cycle_table_command(
 
     for name in {d for p in chosen for d in p}:  # fail fast on a missing model, before hours of solving
         load(name)
-    per_eval = time_one_eval(load(chosen[0][0]).model, n, batch_size)
+    per_eval = time_one_eval(load(chosen[0][0]).diffusion, n, batch_size)
     evals = len(chosen) * sum(4 * (o.steps * ode.EVALS_PER_STEP[o.solver]) for o in settings)
     console.print(
         f"one network evaluation on {n} points: {1000 * per_eval:.1f} ms; {evals} evaluations in all → about "

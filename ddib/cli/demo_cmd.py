@@ -34,8 +34,8 @@ def demo_command(
     """Sample sources from the source model, translate them with DDIB, write the figure and a summary."""
     opts = ode.ODEOptions(solver=solver, steps=steps)
     dev = resolve_device(device)
-    src_model, _, src_loc = load_domain_model(source, models_dir, dev)
-    tgt_model, _, tgt_loc = load_domain_model(target, models_dir, dev)
+    src, tgt = load_domain_model(source, models_dir, dev), load_domain_model(target, models_dir, dev)
+    (src_model, src_loc), (tgt_model, tgt_loc) = (src.diffusion, src.location), (tgt.diffusion, tgt.location)
     src_model, tgt_model = accelerate_for(src_model, dev), accelerate_for(tgt_model, dev)
     console.print(f"models: {source} ({src_loc.origin}, {src_loc.path}), {target} ({tgt_loc.origin}, {tgt_loc.path})")
     gen = torch.Generator().manual_seed(seed)

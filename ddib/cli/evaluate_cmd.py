@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..bridge import ode
 from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS
 from ..errors import DDIBError
@@ -22,20 +23,15 @@ from ..model.speed import accelerate_for
 from ..utils import resolve_device
 from .app import app, console
 from .options import (
-    AtolOpt,
     DataDirOpt,
     DeviceOpt,
     GuidanceOpt,
     ModelsDirOpt,
-    RhoOpt,
-    RtolOpt,
     SkipBadOpt,
-    SolverOpt,
-    StepsOpt,
     SymmetryOpt,
-    ode_options,
     read_inputs,
     report_skipped,
+    solve_options,
 )
 from .progress import bar
 
@@ -69,6 +65,7 @@ def report_table(r: EvalReport) -> Table:
 
 
 @app.command("evaluate")
+@solve_options
 def evaluate_command(
     source: str = typer.Option("fives", "--from", help="Source digit domain, or a model directory (runs/a/fives)"),
     target: str = typer.Option(
@@ -80,11 +77,6 @@ def evaluate_command(
     n: int = typer.Option(1000, "-n", "--num", min=2, help="Held-out source images (MNIST test split)"),
     seed: int = typer.Option(0, "--seed", help="Seed of the held-out subset"),
     inputs: Optional[list[Path]] = typer.Option(None, "--inputs", help="Source images (any domain) instead of MNIST"),
-    solver: str = SolverOpt,
-    steps: int = StepsOpt,
-    rtol: float = RtolOpt,
-    atol: float = AtolOpt,
-    rho: float | None = RhoOpt,
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per ODE solve"),
     no_cycle: bool = typer.Option(False, "--no-cycle", help="Skip the translation back (halves the cost)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON"),
@@ -95,14 +87,20 @@ def evaluate_command(
     data_dir: Optional[str] = DataDirOpt,
     skip_bad: bool = SkipBadOpt,
     guidance: float = GuidanceOpt,
+    opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
 ) -> None:
     """Score a translation on held-out digits: target accuracy, hue kept, cycle consistency, FD, speed."""
-    opts = ode_options(solver, steps, rtol, atol, rho)
     if source == target:
         raise DDIBError("--from and --to must differ (two models of one domain: name their directories)")
     dev = resolve_device(device)
-    src_model, src_cfg, src_loc = load_domain_model(source, models_dir, dev, symmetry)
-    tgt_model, _, tgt_loc = load_domain_model(target, models_dir, dev, symmetry)
+    src, tgt = (
+        load_domain_model(source, models_dir, dev, symmetry),
+        load_domain_model(target, models_dir, dev, symmetry),
+    )
+    (src_model, src_cfg, src_loc), (tgt_model, tgt_loc) = (
+        (src.diffusion, src.config, src.location),
+        (tgt.diffusion, tgt.location),
+    )
     if (src_loc.path.resolve(), src_loc.label) == (tgt_loc.path.resolve(), tgt_loc.label):
         raise DDIBError(f"--from and --to are the same model ({src_loc.path})")
     source, target = src_loc.domain, tgt_loc.domain  # the domains, also when the models were named by path

@@ -36,9 +36,9 @@ def _load_models(domains: Optional[list[str]], models_dir, dev, symmetry: str = 
             expanded[loc.domain] = name
     models = {}
     for name, spec in expanded.items():
-        model, cfg, _ = load_domain_model(spec, models_dir, dev, symmetry)
-        if cfg.model.kind == "unet":
-            models[name] = model
+        loaded = load_domain_model(spec, models_dir, dev, symmetry)
+        if not loaded.is_points:
+            models[name] = loaded.diffusion
         elif domains:
             raise DDIBError(f"{name} is a point domain; likelihoods here take images")
     if not models:

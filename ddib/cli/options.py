@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Optional
 
 import typer
@@ -71,6 +73,26 @@ def resolve_speed(device, channels_last: bool | None, compile: bool, bf16: bool)
                          bf16 or base.bf16)  # fmt: skip
     check_speed(speed, device)
     return speed
+
+
+def solve_options(command):
+    """Give a command the five options of an ODE solve (--solver, --steps, --rtol, --atol, --rho), handed to it as
+    one `opts: ODEOptions` argument (its last parameter)."""
+    added = [("solver", str, SolverOpt), ("steps", int, StepsOpt), ("rtol", float, RtolOpt), ("atol", float, AtolOpt),
+             ("rho", Optional[float], RhoOpt)]  # fmt: skip
+    signature = inspect.signature(command)
+    kept = [p for name, p in signature.parameters.items() if name != "opts"]
+    params = kept + [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=t)
+                     for n, t, d in added]  # fmt: skip
+
+    @functools.wraps(command)
+    def run(*args, solver, steps, rtol, atol, rho, **kwargs):
+        return command(*args, opts=ode_options(solver, steps, rtol, atol, rho), **kwargs)
+
+    run.__signature__ = signature.replace(parameters=params)
+    run.__annotations__ = {k: v for k, v in command.__annotations__.items() if k != "opts"}
+    run.__annotations__.update({n: t for n, t, _ in added})
+    return run
 
 
 def ode_options(solver: str, steps: int, rtol: float, atol: float, rho: float | None = None) -> ode.ODEOptions:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -17,41 +16,32 @@ from ..data.colored_mnist import DIGIT_DOMAINS
 from ..errors import DDIBError
 from ..evaluation.classifier import load_classifier
 from ..evaluation.evaluate import digit_of, held_out_digits
-from ..io.atomic import atomic_write
-from ..io.images import ImageBatch, save_png, to_unit_range
+from ..io.images import ImageBatch, to_unit_range
 from ..model.registry import describe_bridge, load_domain_model
 from ..perturb.latent_ops import BASES, OPS, OTHERS, Perturbation, Step
+from ..perturb.report import write_experiment, write_preset
 from ..perturb.runner import (
     PRESETS,
     ExperimentResult,
     ExperimentSpec,
     PerturbRunner,
     RowResult,
-    figure,
     mnist_available,
     noise_seed,
     preset,
-    summary_csv,
-    summary_markdown,
-    summary_records,
 )
 from ..utils import resolve_device
 from .app import app, console
 from .options import (
-    AtolOpt,
     DataDirOpt,
     DeviceOpt,
     GuidanceOpt,
     ModelsDirOpt,
-    RhoOpt,
-    RtolOpt,
     SkipBadOpt,
-    SolverOpt,
-    StepsOpt,
     SymmetryOpt,
-    ode_options,
     read_inputs,
     report_skipped,
+    solve_options,
 )
 from .progress import bar
 
@@ -66,10 +56,6 @@ def parse_coefs(text: str) -> tuple[float, ...]:
         except ValueError:
             raise DDIBError(f"--coef {text}: {item!r} is not a number (give a comma list like 0.1,0.3)") from None
     return tuple(values)
-
-
-def _write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _pct(v: float | None) -> str:
@@ -114,6 +100,7 @@ def _load_inputs(
 
 
 @app.command("perturb")
+@solve_options
 def perturb_command(
     inputs: Optional[list[Path]] = typer.Argument(
         None, help="Image files and/or folders [default: -n held-out source digits, or samples]"
@@ -141,11 +128,6 @@ def perturb_command(
     cell: int = typer.Option(1, "--cell", help="Checkerboard cell size in pixels"),
     scale: float = typer.Option(1.0, "--scale", help="Scale s of the normalized base"),
     seed: int = typer.Option(0, "--seed", help="Seed of the inputs (held-out subset or samples) and fixed noise"),
-    solver: str = SolverOpt,
-    steps: int = StepsOpt,
-    rtol: float = RtolOpt,
-    atol: float = AtolOpt,
-    rho: float | None = RhoOpt,
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Latents per ODE solve"),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
@@ -158,9 +140,9 @@ def perturb_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers as JSON"),
     skip_bad: bool = SkipBadOpt,
     guidance: float = GuidanceOpt,
+    opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
 ) -> None:
     """Perturb DDIB latents (normalize, noise, blend, checkerboard, 2x2 rotation, blur) and decode them."""
-    opts = ode_options(solver, steps, rtol, atol, rho)
     settings = {"cell": cell, "scale": scale, "seed": noise_seed(seed)}
     if preset_name is not None:
         given = [name for name, v in (("--op", ops), ("--coef", coef), ("--base", base), ("--with", with_),
@@ -188,8 +170,11 @@ def perturb_command(
             raise DDIBError(f"--out {out}: the figure is written as PNG; give a .png name")
 
     dev = resolve_device(device)
-    src_model, _, src_loc = load_domain_model(source, models_dir, dev, symmetry)
-    tgt_model, _, tgt_loc = load_domain_model(target, models_dir, dev, symmetry, guidance)
+    src, tgt = (
+        load_domain_model(source, models_dir, dev, symmetry),
+        load_domain_model(target, models_dir, dev, symmetry, guidance),
+    )
+    (src_model, src_loc), (tgt_model, tgt_loc) = (src.diffusion, src.location), (tgt.diffusion, tgt.location)
     ode.check_compatible(src_model, tgt_model)
     source, target = src_loc.domain, tgt_loc.domain
     guided = f", guidance w = {guidance:g}" if guidance else ""
@@ -218,46 +203,19 @@ def perturb_command(
     latent = runner.latent
     input_label = f"inputs\n({source})"
 
+    about = {"source": source, "target": target, "inputs": inputs_text, "n": len(x), "solver": opts.describe(),
+             "device": str(dev)}  # fmt: skip
     if preset_name is not None:
-        for r in results:
-            sheet = figure(r, x, latent, ref_images, input_label, title=r.spec.title)
-            save_png(sheet, out_dir / f"{r.spec.slug()}.png")
-        records = summary_records(results)
-        header = f"# ddib perturb --preset {preset_name}: {source} → {target}, {inputs_text}, {opts.describe()}\n"
-        titles = {r.spec.key: f"{r.spec.title} ({r.spec.slug()}.png)" for r in results}
-        _write_text(out_dir / "summary.md", summary_markdown(records, titles, header))
-        _write_text(out_dir / "summary.csv", summary_csv(records))
-        payload = {
-            "preset": preset_name,
-            "source": source,
-            "target": target,
-            "inputs": inputs_text,
-            "n": len(x),
-            "solver": opts.describe(),
-            "device": str(dev),
-            "experiments": [r.to_dict() for r in results],
-            "records": records,
-        }
-        _write_text(out_dir / "summary.json", json.dumps(payload, indent=2) + "\n")
+        write_preset(out_dir, preset_name, results, x, latent, ref_images, input_label, about)
         rows = [ref_row] + [row for r in results for row in r.rows]
         console.print(numbers_table(rows, f"{source} → {target}: preset {preset_name}", target, True))
         where = f"{len(results)} figures + summary.md/.csv/.json in {out_dir}/"
     else:
         (result,) = results
-        save_png(figure(result, x, latent, ref_images, input_label), out)
+        write_experiment(out, json_out, result, x, latent, ref_images, input_label, about)
         title = f"{source} → {target}: {result.spec.plan.describe()}"
         console.print(numbers_table([ref_row, *result.rows], title, target))
         if json_out is not None:
-            payload = {
-                "source": source,
-                "target": target,
-                "inputs": inputs_text,
-                "n": len(x),
-                "solver": opts.describe(),
-                "device": str(dev),
-                **result.to_dict(),
-            }
-            _write_text(json_out, json.dumps(payload, indent=2) + "\n")
             console.print(f"numbers: {json_out}")
         where = str(out)
     enc, dec = runner.encode_stats, runner.decode_stats

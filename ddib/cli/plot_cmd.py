@@ -6,34 +6,31 @@ from pathlib import Path
 
 import typer
 
-from ..bridge.points import DEFAULT_POINT_BATCH, load_point_model, translate_points
+from ..bridge import ode
+from ..bridge.points import DEFAULT_POINT_BATCH, load_point_model, test_points, translate_points
 from ..errors import DDIBError
 from ..io.images import save_png
 from ..io.point_figures import transport_figure
 from ..train.log import LOG_FILE, loss_chart, read_log
 from ..utils import resolve_device
 from .app import app, console
-from .options import AtolOpt, DeviceOpt, ModelsDirOpt, RhoOpt, RtolOpt, SeedOpt, SolverOpt, StepsOpt, ode_options
+from .options import DeviceOpt, ModelsDirOpt, SeedOpt, solve_options
 
 
 @app.command("plot")
+@solve_options
 def plot_command(
     source: str = typer.Option(..., "--from", help="Source point domain"),
     target: str = typer.Option(..., "--to", help="Target point domain"),
     n: int = typer.Option(5000, "-n", "--num", min=1, help="Source points (fresh draws from the generator)"),
     out: Path | None = typer.Option(None, "--out", help="Figure PNG [default: <from>-to-<to>.png]"),
     seed: int = SeedOpt,
-    solver: str = SolverOpt,
-    steps: int = StepsOpt,
-    rtol: float = RtolOpt,
-    atol: float = AtolOpt,
-    rho: float | None = RhoOpt,
     batch_size: int = typer.Option(DEFAULT_POINT_BATCH, "--batch-size", min=1, help="Points per ODE solve"),
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
+    opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
 ) -> None:
     """Three panels: source points, their latents, their translations, each point coloured by its source position."""
-    opts = ode_options(solver, steps, rtol, atol, rho)
     out = out or Path(f"{source}-to-{target}.png")
     if out.suffix.lower() != ".png":
         raise DDIBError(f"--out {out} must be a .png file")
@@ -41,7 +38,7 @@ def plot_command(
         raise DDIBError("--from and --to must differ")
     dev = resolve_device(device)
     src, tgt = load_point_model(source, models_dir, dev), load_point_model(target, models_dir, dev)
-    x = src.test_points(n, seed)
+    x = test_points(src, n, seed)
     result = translate_points(src, tgt, src.to_raw(x), opts, batch_size)
     figure = transport_figure(
         x,

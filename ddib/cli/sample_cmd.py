@@ -10,31 +10,27 @@ import typer
 
 from ..bridge import ode
 from ..bridge.batching import batch_count, in_batches
-from ..bridge.points import DEFAULT_POINT_BATCH, point_model, sample_points
+from ..bridge.points import DEFAULT_POINT_BATCH, require_points, sample_points
 from ..errors import DDIBError
 from ..io.images import image_grid, save_png, to_pil
 from ..io.point_figures import scatter_image
 from ..io.points import POINT_SUFFIXES, write_points
-from ..model.registry import load_domain_model
+from ..model.registry import DomainModel, load_domain_model
 from ..model.symmetry import describe_averaging
 from ..utils import resolve_device
 from .app import app, console
 from .options import (
-    AtolOpt,
     DeviceOpt,
     GuidanceOpt,
     ModelsDirOpt,
-    RhoOpt,
-    RtolOpt,
     SeedOpt,
-    SolverOpt,
-    StepsOpt,
     SymmetryOpt,
-    ode_options,
+    solve_options,
 )
 
 
 @app.command("sample")
+@solve_options
 def sample_command(
     domain: str = typer.Option(..., "--domain", help="Domain whose model samples"),
     n: int | None = typer.Option(
@@ -52,25 +48,20 @@ def sample_command(
         None, "--batch-size", min=1, help=f"Images (points) per ODE solve [default: 256, {DEFAULT_POINT_BATCH} points]"
     ),
     seed: int = SeedOpt,
-    solver: str = SolverOpt,
-    steps: int = StepsOpt,
-    rtol: float = RtolOpt,
-    atol: float = AtolOpt,
-    rho: float | None = RhoOpt,
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
     guidance: float = GuidanceOpt,
+    opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
 ) -> None:
     """Sample z ~ N(0, I) and decode it with the domain's model (deterministic given --seed)."""
     if out is not None and out_dir is not None:
         raise DDIBError("give either --out or --out-dir, not both")
-    opts = ode_options(solver, steps, rtol, atol, rho)
     dev = resolve_device(device)
-    model, cfg, loc = load_domain_model(domain, models_dir, dev, symmetry, guidance)
-    domain = loc.domain  # the domain's name also when given as a directory or MODEL:LABEL
-    if cfg.model.kind == "mlp":
-        _sample_points(point_model(domain, model, cfg, loc), n or 5000, out, out_dir, batch_size, seed, opts)
+    chosen = load_domain_model(domain, models_dir, dev, symmetry, guidance)
+    model, loc, domain = chosen.diffusion, chosen.location, chosen.name  # the name also for a directory or MODEL:LABEL
+    if chosen.is_points:
+        _sample_points(require_points(chosen), n or 5000, out, out_dir, batch_size, seed, opts)
         return
     n = n or 64
     batch_size = batch_size or 256
@@ -98,7 +89,9 @@ def sample_command(
     )
 
 
-def _sample_points(pm, n: int, out: Path | None, out_dir: Path | None, batch_size, seed: int, opts) -> None:
+def _sample_points(
+    pm: DomainModel, n: int, out: Path | None, out_dir: Path | None, batch_size, seed: int, opts
+) -> None:
     """Point domains: a scatter PNG, or the points (raw coordinates) as .csv / .npy."""
     if out_dir is not None:
         raise DDIBError(f"{pm.name} is a point domain: write its samples with --out FILE.png|.csv|.npy")
@@ -108,7 +101,7 @@ def _sample_points(pm, n: int, out: Path | None, out_dir: Path | None, batch_siz
     stats = ode.SolveStats()
     t0 = time.perf_counter()
     batch_size = batch_size or DEFAULT_POINT_BATCH
-    x = sample_points(pm.model, n, seed, opts, stats, batch_size)
+    x = sample_points(pm.diffusion, n, seed, opts, stats, batch_size)
     seconds = time.perf_counter() - t0
     raw = pm.to_raw(x)
     if out.suffix.lower() == ".png":
@@ -117,6 +110,6 @@ def _sample_points(pm, n: int, out: Path | None, out_dir: Path | None, batch_siz
         write_points(out, raw)
     nfe = stats.nfe / batch_count(n, batch_size)
     console.print(
-        f"sampled {n} {pm.name} points ({pm.location.origin} model) with {opts.describe()}: {nfe:.0f} NFE per "
+        f"sampled {n} {pm.name} points ({pm.where} model) with {opts.describe()}: {nfe:.0f} NFE per "
         f"point, {seconds:.1f}s → {out}"
     )

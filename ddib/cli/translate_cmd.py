@@ -10,40 +10,35 @@ import typer
 
 from ..bridge import ode
 from ..bridge.batching import CPU_BATCH, auto_batch_size, batch_count, chunks, in_batches
-from ..bridge.points import DEFAULT_POINT_BATCH, decode_points, point_model, sample_points, translate_points
+from ..bridge.points import DEFAULT_POINT_BATCH, decode_points, require_points, sample_points, translate_points
 from ..errors import DDIBError
 from ..io.images import image_grid, read_images, save_png, to_pil, to_unit_range
 from ..io.latents import load_latents, save_latents
 from ..io.outputs import check_outputs, plan_outputs
 from ..io.point_figures import transport_figure
 from ..io.points import is_point_file, read_points, write_points
-from ..likelihood.source_inference import check_method
-from ..model.registry import describe_bridge, load_domain_model
+from ..likelihood.source_inference import check_method, choose_source
+from ..model.registry import DomainModel, describe_bridge, load_domain_model
 from ..model.speed import accelerate
 from ..model.symmetry import describe_averaging
 from ..train import distributed
 from ..utils import resolve_device
 from .app import app, console
 from .options import (
-    AtolOpt,
     Bf16Opt,
     ChannelsLastOpt,
     CompileOpt,
     DeviceOpt,
     GuidanceOpt,
     ModelsDirOpt,
-    RhoOpt,
-    RtolOpt,
     SkipBadOpt,
-    SolverOpt,
-    StepsOpt,
     SymmetryOpt,
-    ode_options,
     report_skipped,
     resolve_speed,
+    solve_options,
 )
 from .progress import bar
-from .source_choice import LevelsOpt, MethodOpt, choose_source
+from .source_choice import LevelsOpt, MethodOpt
 
 
 def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -52,6 +47,7 @@ def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @app.command("translate")
+@solve_options
 def translate_command(
     inputs: list[Path] | None = typer.Argument(
         None, help="Image files and/or folders, or .csv/.npy point files for point domains (none: sample -n sources)"
@@ -71,11 +67,6 @@ def translate_command(
     n: int | None = typer.Option(
         None, "-n", "--num", min=1, help="With no inputs: how many sources to sample [default: 8 images, 5000 points]"
     ),
-    solver: str = SolverOpt,
-    steps: int = StepsOpt,
-    rtol: float = RtolOpt,
-    atol: float = AtolOpt,
-    rho: float | None = RhoOpt,
     batch_size: int | None = typer.Option(
         None,
         "--batch-size",
@@ -94,45 +85,37 @@ def translate_command(
     levels: int = LevelsOpt,
     skip_bad: bool = SkipBadOpt,
     guidance: float = GuidanceOpt,
+    opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
 ) -> None:
     """Translate images: encode with the source model's ODE (t 0→1), decode with the target's (t 1→0)."""
-    opts = ode_options(solver, steps, rtol, atol, rho)
     check_method(method)
     dev = resolve_device(device)
-    tgt_model, tgt_cfg, tgt_loc = load_domain_model(to, models_dir, dev, symmetry, guidance)
-    to = tgt_loc.domain  # names outputs: the domain's name also when given as a directory or MODEL:LABEL
+    tgt = load_domain_model(to, models_dir, dev, symmetry, guidance)
     images = pairs = None
-    if inputs and tgt_cfg.model.kind == "unet":  # every input read (and outputs planned) before any solve
-        pairs = plan_outputs(inputs, f"to-{to}", out, out_dir)
-        images = read_images([p for p, _ in pairs], tgt_model.data_shape[-1], tgt_model.data_shape[0], skip_bad)
+    if inputs and not tgt.is_points:  # every input read (and outputs planned) before any solve
+        pairs = plan_outputs(inputs, f"to-{tgt.name}", out, out_dir)
+        images = read_images([p for p, _ in pairs], tgt.data_shape[-1], tgt.data_shape[0], skip_bad)
         kept = set(images.files)
         pairs = [pair for pair in pairs if pair[0] in kept]
     probes = None if images is None else images.pixels
-    src_name, src_model, src_cfg, src_loc = choose_source(
-        tgt_loc, source, tgt_model, tgt_cfg.model.kind, probes, models_dir, dev, method, levels, symmetry=symmetry
-    )
-    src_name = src_loc.domain
-    ode.check_compatible(src_model, tgt_model)
-    if src_cfg.model.kind == "mlp":
+    src = choose_source(tgt, source, probes, models_dir, dev, method, levels, symmetry=symmetry, say=console.print)
+    ode.check_compatible(src.diffusion, tgt.diffusion)
+    if src.is_points:
         if distributed.several_processes():
             raise DDIBError("point files translate in one process (they are cheap): run without torchrun")
-        src_pm, tgt_pm = (
-            point_model(src_name, src_model, src_cfg, src_loc),
-            point_model(to, tgt_model, tgt_cfg, tgt_loc),
-        )
-        _translate_points(src_pm, tgt_pm, inputs, out, out_dir, grid, save_latent, n or 5000, opts,
-                          batch_size or DEFAULT_POINT_BATCH, seed)  # fmt: skip
+        _translate_points(require_points(src), require_points(tgt), inputs, out, out_dir, grid, save_latent,
+                          n or 5000, opts, batch_size or DEFAULT_POINT_BATCH, seed)  # fmt: skip
         return
-    _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, images, pairs, out, out_dir, grid,
-                      save_latent, n or 8, opts, batch_size, seed, dev,
+    _translate_images(src, tgt, images, pairs, out, out_dir, grid, save_latent, n or 8, opts, batch_size, seed, dev,
                       resolve_speed(dev, channels_last, compile, bf16))  # fmt: skip
 
 
-def _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, images, pairs, out, out_dir, grid,
-                      save_latent, n, opts, batch_size, seed, dev, speed) -> None:  # fmt: skip
+def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, out_dir, grid, save_latent, n, opts,
+                      batch_size, seed, dev, speed) -> None:  # fmt: skip
     """Images (read beforehand) or sampled sources, in batches; under torchrun each rank translates its share."""
     info, dev = distributed.setup(dev)
-    src_model, tgt_model = src_model.to(dev), tgt_model.to(dev)
+    src_model, tgt_model = src.diffusion.to(dev), tgt.diffusion.to(dev)
+    src_name, to = src.name, tgt.name
     if images is not None:
         noise = None
     else:
@@ -190,7 +173,7 @@ def _translate_images(src_name, to, src_model, tgt_model, src_loc, tgt_loc, imag
     where = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
     procs = f" on {info.world_size} processes" if info.enabled else ""
     console.print(
-        f"translated {written:.0f} images {describe_bridge(src_name, src_loc, to, tgt_loc)} with "
+        f"translated {written:.0f} images {describe_bridge(src_name, src.location, to, tgt.location)} with "
         f"{ode.describe_solve(opts, src_model, tgt_model)}{guided(tgt_model)}{procs}: {nfe:.0f} NFE per image"
         f"{averaging(src_model, tgt_model)}, "
         f"{seconds:.1f}s, "
@@ -235,7 +218,8 @@ def check_point_outputs(pairs: list[tuple[Path, Path]]) -> None:
     check_outputs(pairs, is_point_file, "a .csv or .npy file")
 
 
-def _translate_points(src, tgt, inputs, out, out_dir, grid, save_latent, n, opts, batch_size, seed) -> None:
+def _translate_points(src: DomainModel, tgt: DomainModel, inputs, out, out_dir, grid, save_latent, n, opts,
+                      batch_size, seed) -> None:  # fmt: skip
     """Point domains: translate .csv/.npy files (raw coordinates in, raw coordinates of the target out)."""
     if inputs:
         pairs = plan_point_outputs(list(inputs), f"to-{tgt.name}", out, out_dir)
@@ -244,7 +228,7 @@ def _translate_points(src, tgt, inputs, out, out_dir, grid, save_latent, n, opts
         dst = out or (out_dir or Path(".")) / f"{src.name}-to-{tgt.name}.csv"
         pairs = [(Path(f"{n} sampled {src.name} points"), Path(dst))]
         check_point_outputs(pairs)
-        sources = [src.to_raw(sample_points(src.model, n, seed, opts, batch_size=batch_size))]
+        sources = [src.to_raw(sample_points(src.diffusion, n, seed, opts, batch_size=batch_size))]
         console.print(f"sampled {n} {src.name} sources (seed {seed})")
     results = []
     for (_, dst), raw in zip(pairs, sources, strict=True):
@@ -273,13 +257,14 @@ def _translate_points(src, tgt, inputs, out, out_dir, grid, save_latent, n, opts
         console.print(f"latents: {save_latent}")
     where = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
     console.print(
-        f"translated {total} points {src.name} ({src.location.origin}) → {tgt.name} ({tgt.location.origin}) with "
+        f"translated {total} points {describe_bridge(src.name, src.location, tgt.name, tgt.location)} with "
         f"{opts.describe()}: {results[0].nfe_per_point:.0f} NFE per point, {seconds:.1f}s → {where} "
         f"(raw {tgt.name} coordinates)"
     )
 
 
 @app.command("decode")
+@solve_options
 def decode_command(
     latent: Path = typer.Argument(..., help="Latent .safetensors written by `ddib translate --save-latent`"),
     to: str = typer.Option(..., "--to", help="Domain whose model decodes"),
@@ -289,11 +274,6 @@ def decode_command(
         help="Grid PNG [default: <latent>-<domain>.png]; points: .csv/.npy [default: <latent>-<domain>.csv]",
     ),
     out_dir: Path | None = typer.Option(None, "--out-dir", help="Write one PNG per latent into this folder"),
-    solver: str = SolverOpt,
-    steps: int = StepsOpt,
-    rtol: float = RtolOpt,
-    atol: float = AtolOpt,
-    rho: float | None = RhoOpt,
     batch_size: int | None = typer.Option(
         None,
         "--batch-size",
@@ -304,21 +284,21 @@ def decode_command(
     models_dir: str | None = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
     guidance: float = GuidanceOpt,
+    opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
 ) -> None:
     """Decode saved latents with a domain's model (ODE t 1→0)."""
     if out is not None and out_dir is not None:
         raise DDIBError("give either --out or --out-dir, not both")
-    opts = ode_options(solver, steps, rtol, atol, rho)
     z, meta = load_latents(latent)
     dev = resolve_device(device)
-    model, cfg, loc = load_domain_model(to, models_dir, dev, symmetry, guidance)
-    to = loc.domain
+    target = load_domain_model(to, models_dir, dev, symmetry, guidance)
+    model, loc, to = target.diffusion, target.location, target.name
     if tuple(z.shape[1:]) != tuple(model.data_shape):
         raise DDIBError(f"latents have shape {tuple(z.shape[1:])} but the {to} model expects {tuple(model.data_shape)}")
     stats = ode.SolveStats()
     t0 = time.perf_counter()
-    if cfg.model.kind == "mlp":  # point latents → points in the target's raw coordinates (.csv/.npy)
-        pm = point_model(to, model, cfg, loc)
+    if target.is_points:  # point latents → points in the target's raw coordinates (.csv/.npy)
+        pm = require_points(target)
         if out_dir is not None:
             raise DDIBError("point latents decode to one file: use --out FILE.csv|.npy")
         out = out or latent.with_name(f"{latent.stem}-{to}.csv")

@@ -52,8 +52,9 @@ def tune_solver_command(
         raise DDIBError(f"--solver {solver}: grids are for fixed-step solvers ({', '.join(ode.FIXED_SOLVERS)})")
     ref = bench.parse_reference(reference)
     dev = resolve_device(device)
-    model, cfg, loc = load_domain_model(domain, models_dir, dev)
-    if cfg.model.kind != "unet":
+    loaded = load_domain_model(domain, models_dir, dev)
+    model, loc = loaded.diffusion, loaded.location
+    if loaded.is_points:
         raise DDIBError(f"{loc.domain} is a point domain; tune-solver takes image models")
     data = _tuning_data(loc.domain, model, n, val, inputs, seed, data_dir)
     config_path = loc.path / ckpt.CONFIG_FILE

@@ -11,12 +11,14 @@ for every model, so a margin between two models is judged by the spread of its *
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import DDIBError
 from ..model.diffusion import Diffusion
+from ..model.registry import DomainModel, load_domain_model, source_candidates
 from .elbo import draw, elbo
 from .ode_likelihood import DEQUANT_BIN, dequantize, log_likelihood
 
@@ -114,3 +116,46 @@ def rank(scores: list[DomainScore], i: int | None = None) -> Ranking:
         return Ranking(order, math.inf, 0.0)
     margin, margin_err = mean_and_err(by_domain[order[1][0]] - by_domain[order[0][0]])
     return Ranking(order, margin, margin_err)
+
+
+# Inputs scored to infer the source (the first ones, in order): enough for a sharp margin, bounded cost.
+INFER_INPUTS = 16
+DEFAULT_METHOD = "band"  # as accurate as 64-level ELBO at 16 levels, with fewer undecided (bench/identify-*)
+DEFAULT_LEVELS = 16
+
+
+def choose_source(target: DomainModel, source: str | None, probe_images: torch.Tensor | None, models_dir, dev,
+                  method: str = DEFAULT_METHOD, levels: int = DEFAULT_LEVELS, probes: int = 2, symmetry: str = "auto",
+                  say: Callable[[str], None] = lambda line: None) -> DomainModel:  # fmt: skip
+    """The source domain's model: the one named, the only other one of the target's shape, or the one under which
+    the inputs are most likely (`say` hears how it was chosen).
+
+    `probe_images` are the input images already read (uint8, None without any); the first INFER_INPUTS are scored.
+    """
+    names = source_candidates(target.location, source, models_dir)
+    if source is not None:
+        return load_domain_model(source, models_dir, dev, symmetry)
+    loaded = {name: load_domain_model(name, models_dir, dev, symmetry) for name in names}
+    fits = {n: m for n, m in loaded.items() if m.is_points == target.is_points and m.data_shape == target.data_shape}
+    if not fits:
+        raise DDIBError(f"no trained domain has {target.name}'s data shape {target.data_shape}; "
+                        f"name the source with --from (found: {', '.join(names)})")  # fmt: skip
+    if len(fits) == 1:
+        name = next(iter(fits))
+        say(f"--from not given: using {name}, the only other trained domain of this shape")
+        return fits[name]
+    listed = ", ".join(fits)
+    if probe_images is None or target.is_points:
+        raise DDIBError(f"name the source domain with --from (candidates: {listed}); it is inferred from "
+                        "input images only")  # fmt: skip
+    u8 = probe_images[:INFER_INPUTS]
+    models = {n: m.diffusion for n, m in fits.items()}
+    scores = score_images(models, u8, probes=probes, rtol=1e-4, atol=1e-4, device=dev, method=method, levels=levels)
+    r = rank(scores)
+    ranking = " < ".join(f"{d} {bpd:.3f}" for d, bpd, _ in r.order)
+    say(f"--from inferred from {len(u8)} input(s) by {method} bits/dim: {ranking}")
+    if not r.decisive:
+        raise DDIBError(f"cannot tell the source domain: {r.order[0][0]} leads {r.order[1][0]} by {r.margin:.4f} ± "
+                        f"{r.margin_stderr:.4f} bits/dim, within 2 standard errors; name it with --from")  # fmt: skip
+    say(f"using {r.best} (margin {r.margin:.3f} ± {r.margin_stderr:.3f} bits/dim over {r.order[1][0]})")
+    return fits[r.best]

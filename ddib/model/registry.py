@@ -6,9 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import DDIBError
+from ..io.images import to_uint8, to_unit_range
 from . import checkpoint as ckpt
 from .diffusion import Diffusion
 
@@ -113,13 +115,58 @@ def find_model(domain: str, models_dir: str | Path | None = None) -> ModelLocati
 _LOADED: dict[tuple, tuple[Diffusion, ckpt.RunConfig]] = {}
 
 
+@dataclass(frozen=True)
+class DomainModel:
+    """A domain's trained model: the domain's name, its diffusion (bound to the domain's label when it is one of a
+    conditional model's), the run config and where it was found; maps the domain's data to and from model space."""
+
+    name: str
+    diffusion: Diffusion
+    config: ckpt.RunConfig
+    location: ModelLocation
+
+    @property
+    def is_points(self) -> bool:
+        return self.config.model.kind == "mlp"
+
+    @property
+    def where(self) -> str:
+        return self.location.where
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return tuple(self.diffusion.data_shape)
+
+    def to_model(self, raw) -> torch.Tensor:
+        """Raw data → model space: uint8 images to [-1, 1]; 2-D points standardised with the recorded (mean, std)."""
+        if self.is_points:
+            mean, std = self.standardisation
+            return torch.from_numpy(((np.asarray(raw, dtype=np.float64) - mean) / std).astype(np.float32))
+        return to_unit_range(raw)
+
+    def to_raw(self, x: torch.Tensor):
+        """Model space → raw data: uint8 images, or 2-D points in the domain's coordinates (float64 numpy)."""
+        if self.is_points:
+            mean, std = self.standardisation
+            return x.detach().cpu().double().numpy() * std + mean
+        return to_uint8(x)
+
+    @property
+    def standardisation(self) -> tuple[float, float]:
+        """(mean, std) of a point domain's training data: x_model = (x_raw − mean) / std."""
+        mean, std = self.config.domain.get("mean"), self.config.domain.get("std")
+        if not isinstance(mean, (int, float)) or not isinstance(std, (int, float)) or not std > 0:
+            raise DDIBError(f"the {self.name} model's config.json records no valid standardisation (mean, std)")
+        return float(mean), float(std)
+
+
 def load_domain_model(
     domain: str,
     models_dir: str | Path | None = None,
     device: torch.device | str = "cpu",
     symmetry: str = "auto",
     guidance: float = 0.0,
-) -> tuple[Diffusion, ckpt.RunConfig, ModelLocation]:
+) -> DomainModel:
     """A domain's model (bound to its label when it is one of a conditional model's); `symmetry` other than
     "auto" (the saved config's) overrides its group averaging; `guidance` is the classifier-free guidance scale."""
     loc = find_model(domain, models_dir)
@@ -132,7 +179,7 @@ def load_domain_model(
         model = model.with_label(cfg.domain["labels"].index(loc.label), guidance)
     if symmetry != "auto":
         model = model.use_symmetry(symmetry)
-    return model, cfg, loc
+    return DomainModel(loc.domain, model, cfg, loc)
 
 
 def _shared_model(path: Path, device: torch.device | str) -> tuple[Diffusion, ckpt.RunConfig]:

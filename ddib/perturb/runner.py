@@ -27,22 +27,18 @@ and beyond saturate.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
 
 from ..bridge import ode
 from ..bridge.batching import in_batches
 from ..errors import DDIBError
 from ..evaluation.classifier import DigitClassifier, predict
 from ..evaluation.metrics import hue_errors, quantile
-from ..io.images import labelled_grid
 from ..model.diffusion import Diffusion
 from .latent_ops import Perturbation, Step
 
@@ -385,139 +381,6 @@ class PerturbRunner:
             for c, zp, y in zip(coefs, perturbed, outputs, strict=True)
         ]
         return ExperimentResult(spec, ref_row, rows, outputs, perturbed_inputs)
-
-
-# --------------------------------------------------------------------------------------------- figures
-
-
-def _text_size(text: str) -> tuple[int, int]:
-    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    left, top, right, bottom = draw.multiline_textbbox((0, 0), text)
-    return right - left, bottom - top
-
-
-def figure(
-    result: ExperimentResult,
-    inputs: torch.Tensor,
-    latent: torch.Tensor,
-    reference: torch.Tensor,
-    input_label: str = "inputs",
-    title: str | None = None,
-) -> Image.Image:
-    """Rows: inputs, the latent (clamp ±2.5, scaled to [-1, 1]), the reference translation, then one per coef.
-
-    Image-space experiments add, above each decoded row, the perturbed input that was encoded.
-    """
-    rows: list[tuple[str, torch.Tensor]] = [
-        (input_label, inputs),
-        (f"latent z\nclamp +-{LATENT_CLIP:g}", latent_to_image(latent)),
-        (REFERENCE_LABEL, reference),
-    ]
-    for i, (row, images) in enumerate(zip(result.rows, result.outputs, strict=True)):
-        label = result.spec.plan.label(row.coef)
-        if result.perturbed_inputs is not None:
-            head, *rest = label.split("\n")
-            rows.append(("\n".join([f"{head} input", *rest[:1]]), result.perturbed_inputs[i]))
-        rows.append((label, images))
-    width = max(110, 8 + max(_text_size(label)[0] for label, _ in rows))
-    sheet = labelled_grid([(label, t.cpu()) for label, t in rows], label_width=width)
-    return titled(sheet, title) if title else sheet
-
-
-def titled(sheet: Image.Image, title: str) -> Image.Image:
-    """The sheet below a one-line title bar."""
-    tw, th = _text_size(title)
-    bar = th + 10
-    out = Image.new("RGB", (max(sheet.width, tw + 8), sheet.height + bar), (255, 255, 255))
-    ImageDraw.Draw(out).text((4, 4), title, fill=(0, 0, 0))
-    out.paste(sheet, (0, bar))
-    return out
-
-
-# -------------------------------------------------------------------------------------------- summary
-
-SUMMARY_FIELDS = (
-    "experiment",
-    "label",
-    "ops",
-    "base",
-    "other",
-    "coef",
-    "latent_mean",
-    "latent_std",
-    "ks",
-    "skew",
-    "excess_kurtosis",
-    "neighbour_corr",
-    "target_share",
-    "hue_error_median",
-)
-
-
-def summary_records(results: Sequence[ExperimentResult]) -> list[dict]:
-    """One record per row of every experiment; the reference appears once, as the first record."""
-    records: list[dict] = []
-    if results:
-        records.append(results[0].reference.to_dict())
-    for r in results:
-        records += [row.to_dict() for row in r.rows]
-    return records
-
-
-def _fmt(v, digits: int = 3) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.{digits}f}"
-    return str(v)
-
-
-def summary_csv(records: Sequence[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for rec in records:
-        writer.writerow({k: ("" if rec.get(k) is None else rec.get(k)) for k in SUMMARY_FIELDS})
-    return buf.getvalue()
-
-
-def summary_markdown(records: Sequence[dict], titles: dict[str, str] | None = None, header: str = "") -> str:
-    """A Markdown table: experiment, row, latent mean/std, KS, skew, kurtosis, neighbour corr, target %, hue."""
-    cols = (
-        "exp",
-        "row",
-        "coef",
-        "mean",
-        "std",
-        "KS vs N(0,1)",
-        "skew",
-        "ex. kurt",
-        "nbr corr",
-        "read as target",
-        "hue err median (deg)",
-    )
-    lines = [header] if header else []
-    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in records:
-        share = "" if r["target_share"] is None else f"{100 * r['target_share']:.0f}%"
-        hue = "" if r["hue_error_median"] is None else f"{r['hue_error_median']:.1f}"
-        cells = (
-            r["experiment"],
-            r["label"],
-            "" if r["coef"] is None else f"{r['coef']:g}",
-            _fmt(r["latent_mean"]),
-            _fmt(r["latent_std"]),
-            _fmt(r["ks"]),
-            _fmt(r["skew"], 2),
-            _fmt(r["excess_kurtosis"], 2),
-            _fmt(r["neighbour_corr"]),
-            share,
-            hue,
-        )
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    if titles:
-        lines += ["", *[f"- {k}: {t}" for k, t in titles.items()]]
-    return "\n".join(lines) + "\n"
 
 
 def mnist_available(data_dir: str | Path) -> bool:
