@@ -42,8 +42,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 @contextmanager
 def tf32_kernels(allowed: bool) -> Iterator[None]:
     """Allow or forbid TF32 (10-bit mantissa) CUDA matmuls and convolutions inside the block; restores the flags."""
-    # PyTorch lets cuDNN convolutions use TF32 by default, which moves a translation by ~0.05 levels RMS (up to 2.6
-    # on a pixel, measured on an H200): ODE solves turn it off, and only an explicit speed setting turns it on.
+    # PyTorch lets cuDNN convolutions use TF32 by default, which moves translations by a visible fraction of a level
+    # (bench/speed-cuda.md): ODE solves turn it off, and only an explicit speed setting turns it on.
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
     try:

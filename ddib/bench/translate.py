@@ -1,6 +1,6 @@
 """Benchmarks that print numbers: training throughput per model size, and solver accuracy vs cost for DDIB.
 
-Numbers are measured, never asserted: the CLI writes them as Markdown + CSV for the README's tables.
+Numbers are measured, never asserted: the CLI writes them as Markdown + CSV tables into bench/.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ TRANSLATE_GRID: list[tuple] = [
 ]  # fmt: skip
 ADAPTIVE_GRID: list[tuple[str, float]] = [("dopri5", 1e-3), ("dopri5", 1e-4)]
 # The converged solve that solver rows are measured against. Not rtol = atol = 1e-5: encoding amplifies local errors
-# along directions the data never varies in (MNIST's blank border) by up to σ̄_max/σ̄_min-fold, and on the bundled
-# pair a 1e-5 solve lands 2.2 grey levels from one at 1e-7, which dpm2m × 640 matches to 0.01 (README, "Choosing the
-# default solver"); 1e-6 is 0.12 levels from both.
+# along directions the data never varies in (MNIST's blank border) by up to σ̄_max/σ̄_min-fold, so a 1e-5 solve can
+# sit levels away from a tighter one (docs/solvers.md); `--reference` picks another, and the table's header says how
+# converged the reference is.
 REFERENCE = ode.ODEOptions("dopri5", rtol=1e-6, atol=1e-6)
 
 

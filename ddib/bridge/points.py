@@ -25,9 +25,9 @@ from ..model.registry import DomainModel, load_domain_model
 from . import ode
 from .batching import batch_count, in_batches
 
-# Points per ODE solve: per-point cost on CPU is lowest around 10k–20k points (measured, see README).
+# Points per ODE solve: where the per-point cost on CPU bottoms out (docs/points-2d.md).
 DEFAULT_POINT_BATCH = 16_384
-# The pairs of the paper's cycle-consistency figure that the issue asks for ("↔": both directions).
+# The pairs of the paper's cycle-consistency figure ("↔": both directions).
 PAPER_PAIRS: list[tuple[str, str]] = [
     ("moons", "checkerboards"), ("checkerboards", "moons"),
     ("checkerboards", "rings"), ("rings", "checkerboards"),

@@ -12,11 +12,10 @@ Parameterisation (`prediction`): the network outputs ε ("eps", Ho et al. 2020) 
 Salimans & Ho 2022), trained with the plain MSE on its own target; either way the wrapper hands out ε̂, so
 the solvers and likelihoods never see the difference. Why v: with ε the denoised estimate is
 x̂_0 = (x_t − σ·ε̂)/α, which multiplies the network's error by σ̄ = σ/α (up to 80 here), and the ε-MSE weights
-x̂_0's error by 1/σ̄², so at high noise nothing trains it: a `small` ε-model of fives at step 5500 predicts
-x̂_0 *worse than the mean training image* for σ̄ ≥ 10 (RMS 0.40 at σ̄ = 10, 2.3 at 80, vs 0.36), and its ODE
-samples and encodings get the image's global statistics (ink, brightness, colour) wrong. v reads
-x̂_0 = α·x_t − σ·v̂, bounded at every noise level (the "σ_data = 1" preconditioning of Karras et al. 2022);
-ε stays the default because v did not improve the translations' hue (README, "v-prediction").
+x̂_0's error by 1/σ̄², so at high noise nothing trains it and an ε-model's x̂_0 can be worse than the mean
+training image (docs/quality.md, "v-prediction"), which gets its ODE samples' and encodings' global statistics
+(ink, brightness, colour) wrong. v reads x̂_0 = α·x_t − σ·v̂, bounded at every noise level (the "σ_data = 1"
+preconditioning of Karras et al. 2022).
 
 The probability-flow ODE is solved in the DDIM coordinates x̄ = x/α against σ̄, where it reads
 dx̄/dσ̄ = ε̂(x̄·α, t(σ̄)) (see `ode.py`).

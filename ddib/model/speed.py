@@ -1,7 +1,7 @@
 """Fast kernels for one device: channels_last memory format, torch.compile, bf16 autocast, TF32 — a network wrapper.
 
 The wrapper changes how ε̂ is computed, never what the schedule or the solver do. Defaults per device come
-from `ddib bench speed` (README, "Speed and memory"): a setting is on by default only where it measured faster
+from `ddib bench speed` (bench/speed-*.md, docs/speed.md): a setting is on by default only where it measured faster
 *and* its translations stay within a fraction of an 8-bit level of the fp32 ones.
 """
 
@@ -46,11 +46,8 @@ def parse_speed(text: str) -> SpeedOptions:
 
 
 def default_speed(device: torch.device) -> SpeedOptions:
-    """The measured-safe fast settings per device (see `ddib bench speed` and the README's table)."""
-    # CPU (measured, unipc × 20 with rgb-cyclic): channels_last ×1.16–1.29 translating, ×1.10–1.15 training,
-    # outputs equal to 0.01 level; compile ≤ 2% more but 20–45 s to compile, no gain training; bf16 slower and
-    # ~4.5 levels RMS off. CUDA (one H200, unipc × 20, batch 16, solves in full fp32):
-    # channels_last ×0.98, tf32 ×1.16 but 0.05 levels RMS (1.4 max) off, bf16 ×0.72 and 6 levels off: plain fp32.
+    """The fast settings that `ddib bench speed` found both faster and accurate per device (bench/speed-cpu.md:
+    channels_last on CPU; bench/speed-cuda.md: plain fp32 on CUDA, where TF32 and bf16 move translations)."""
     if device.type == "cpu":
         return SpeedOptions(channels_last=True)
     return SpeedOptions()

@@ -8,7 +8,7 @@ equivariant; its group average ε̂_G(x) = 1/|G| Σ_P P⁻¹·ε̂(Px) (Yarotsky
 2022) is exactly equivariant, and by convexity of the MSE its denoising loss on G-invariant data is never
 higher than the network's own. For DDIB this matters for colour: each model's small colour biases (a green
 pull in a sevens model) average out, and the bridge commutes with the permutations, so a digit's hue can only
-drift within what the symmetry allows (README, "Symmetry"). Cost: |G| network passes per evaluation, run
+drift within what the symmetry allows (docs/quality.md, "Symmetry"). Cost: |G| network passes per evaluation, run
 as one batch.
 """
 

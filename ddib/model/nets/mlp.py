@@ -39,7 +39,7 @@ class ResidualMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         # An ODE step evaluates one noise level for the whole batch: embed it once and let the blocks
-        # broadcast it (about 30% less work per evaluation than embedding every row).
+        # broadcast it (less work per evaluation than embedding every row).
         same_t = t.ndim == 1 and t.shape[0] > 1 and bool((t == t[0]).all())
         emb = self.time_embed(t[:1] if same_t else t)
         if self.label_embed is not None:
