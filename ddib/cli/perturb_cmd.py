@@ -18,14 +18,14 @@ from ..evaluation.classifier import load_classifier
 from ..evaluation.evaluate import digit_of, held_out_digits
 from ..io.images import ImageBatch, to_unit_range
 from ..model.registry import describe_bridge, load_domain_model
-from ..perturb.latent_ops import BASES, OPS, OTHERS, Perturbation, Step
+from ..perturb.latent_ops import BASES, OPS, OTHERS
 from ..perturb.report import write_experiment, write_preset
 from ..perturb.runner import (
     PRESETS,
     ExperimentResult,
-    ExperimentSpec,
     PerturbRunner,
     RowResult,
+    experiment_from_ops,
     mnist_available,
     noise_seed,
     preset,
@@ -44,18 +44,6 @@ from .options import (
     solve_options,
 )
 from .progress import bar
-
-
-def parse_coefs(text: str) -> tuple[float, ...]:
-    """'0.01,0.1,0.3' → (0.01, 0.1, 0.3)."""
-    values = []
-    for item in text.split(","):
-        item = item.strip()
-        try:
-            values.append(float(item))
-        except ValueError:
-            raise DDIBError(f"--coef {text}: {item!r} is not a number (give a comma list like 0.1,0.3)") from None
-    return tuple(values)
 
 
 def _pct(v: float | None) -> str:
@@ -156,16 +144,9 @@ def perturb_command(
             raise DDIBError("--out-dir goes with --preset; for one experiment use --out")
         if not ops:
             raise DDIBError(f"name an op with --op ({', '.join(OPS)}) or a set of experiments with --preset")
-        plan = Perturbation(
-            tuple(Step.parse(o) for o in ops), base=base or "source", other=with_ or "image", **settings
-        )
-        coefs = parse_coefs(coef) if coef is not None else None
-        if coefs is not None and not plan.takes_coef:
-            raise DDIBError(f"--coef given but no op of {plan.ops_text()} takes a coefficient")
-        names = "-".join(s.op for s in plan.steps)
-        specs = [ExperimentSpec("perturb", names, plan.describe(), plan, coefs)]
-        specs[0].sweep()  # validate every coefficient before loading anything
-        out = out or Path(f"perturb-{names}.png")
+        spec = experiment_from_ops(ops, coef, base or "source", with_ or "image", settings)
+        specs = [spec]
+        out = out or Path(f"perturb-{spec.name}.png")
         if out.suffix.lower() != ".png":
             raise DDIBError(f"--out {out}: the figure is written as PNG; give a .png name")
 

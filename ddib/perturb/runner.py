@@ -204,6 +204,29 @@ REPORT_PRESET: tuple[ExperimentSpec, ...] = (
 PRESETS: dict[str, tuple[ExperimentSpec, ...]] = {"report": REPORT_PRESET}
 
 
+def parse_coefs(text: str) -> tuple[float, ...]:
+    """'0.01,0.1,0.3' → (0.01, 0.1, 0.3)."""
+    values = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise DDIBError(f"--coef {text}: {item!r} is not a number (give a comma list like 0.1,0.3)") from None
+    return tuple(values)
+
+
+def experiment_from_ops(ops: list[str], coef_text: str | None, base: str, other: str, settings: dict) -> ExperimentSpec:
+    """One experiment from `--op` texts (in order) and an optional `--coef` sweep, every coefficient validated."""
+    plan = Perturbation(tuple(Step.parse(o) for o in ops), base=base, other=other, **settings)
+    coefs = parse_coefs(coef_text) if coef_text is not None else None
+    if coefs is not None and not plan.takes_coef:
+        raise DDIBError(f"--coef given but no op of {plan.ops_text()} takes a coefficient")
+    spec = ExperimentSpec("perturb", "-".join(s.op for s in plan.steps), plan.describe(), plan, coefs)
+    spec.sweep()  # validates every coefficient before anything is loaded
+    return spec
+
+
 def preset(name: str) -> tuple[ExperimentSpec, ...]:
     if name not in PRESETS:
         raise DDIBError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
