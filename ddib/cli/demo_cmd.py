@@ -10,6 +10,7 @@ import torch
 import typer
 
 from ..bridge import ode
+from ..evaluation.metrics import hue_errors, quantile
 from ..io.images import labelled_grid, save_png
 from ..model.registry import load_domain_model
 from ..model.speed import accelerate_for
@@ -54,4 +55,8 @@ def demo_command(
         f"{describe_averaging(src_model.config.symmetry, tgt_model.config.symmetry)}, {t2 - t1:.1f}s, "
         f"{n / (t2 - t1):.1f} images/s"
     )
+    if src_model.data_shape[0] == 3:  # the colour each translation kept, pair by pair
+        errors = hue_errors(x.cpu(), y.cpu())
+        kept = ", ".join(f"{e:.0f}°" for e in errors.tolist())
+        console.print(f"hue error per pair: {kept} (median {quantile(errors, 0.5):.1f}°)")
     console.print(f"figure: {out} (top row {source}, bottom row their translations to {target})")
