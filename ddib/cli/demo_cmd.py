@@ -38,7 +38,8 @@ def demo_command(
     src, tgt = load_domain_model(source, models_dir, dev), load_domain_model(target, models_dir, dev)
     (src_model, src_loc), (tgt_model, tgt_loc) = (src.diffusion, src.location), (tgt.diffusion, tgt.location)
     src_model, tgt_model = accelerate_for(src_model, dev), accelerate_for(tgt_model, dev)
-    console.print(f"models: {source} ({src_loc.origin}, {src_loc.path}), {target} ({tgt_loc.origin}, {tgt_loc.path})")
+    source, target = src.name, tgt.name  # the domains' names, also for models given as directories
+    console.print(f"models: {source} ({src_loc.where}, {src_loc.path}), {target} ({tgt_loc.where}, {tgt_loc.path})")
     gen = torch.Generator().manual_seed(seed)
     sample_stats, stats = ode.SolveStats(), ode.SolveStats()
     t0 = time.perf_counter()
