@@ -14,6 +14,7 @@ from ddib.bridge.tuning import (
     decode_on,
     encode_on,
     grid_from_positions,
+    merge_entry,
     positions_of,
     rms,
     tune_direction,
@@ -86,6 +87,24 @@ def test_tune_solver_improves_both_directions_and_solves_use_the_tuned_grid():
     assert ode.describe_solve(ode.ODEOptions("dpm2m", 4), model) == "dpm2m × 4 steps"  # no grid for 4 steps
 
 
+def test_one_direction_tunes_alone_and_keeps_the_other_directions_grid():
+    model = gaussian_model(MEAN, STD)
+    g = torch.Generator().manual_seed(2)
+    images = MEAN + STD * torch.randn(32, 2, dtype=torch.float64, generator=g)
+    noise = torch.randn(32, 2, dtype=torch.float64, generator=g)
+    data = TuningData(images[:16], images[16:], noise[:16], noise[16:])
+    options, ref = ode.ODEOptions("dpm2m", 3), ode.ODEOptions("dopri5", rtol=1e-10, atol=1e-10)
+    both = tune_solver(model, options, ref, data, budget=10)
+    decode_only = tune_solver(model, options, ref, data, budget=30, directions=("decode",))
+    assert "encode" not in decode_only and set(decode_only["errors"]) == {"decode"}
+    merged = merge_entry(both, decode_only)
+    assert merged["encode"] == both["encode"] and merged["errors"]["encode"] == both["errors"]["encode"]
+    assert merged["decode"] == decode_only["decode"] and merged["errors"]["decode"] == decode_only["errors"]["decode"]
+    model.solver_grids[model.grid_key("dpm2m", 3)] = decode_only
+    default = sigma_grid(model, 3, math.inf)
+    torch.testing.assert_close(ode.encode(model, images, options), encode_on(model, images, default, "dpm2m"))
+
+
 def test_cli_tunes_saves_and_translate_uses_the_grid(tmp_path, tiny_models):
     models = tmp_path / "models"
     shutil.copytree(tiny_models, models)
@@ -112,3 +131,5 @@ def test_cli_tunes_saves_and_translate_uses_the_grid(tmp_path, tiny_models):
                     ("5", "log-SNR uniform (no tuned grid)")]  # fmt: skip
     r = run_cli("tune-solver", "--domain", "reds", "--solver", "dopri5", "--models-dir", str(models))
     assert r.returncode != 0 and "grids are for fixed-step solvers" in r.stderr
+    r = run_cli("tune-solver", "--domain", "reds", "--direction", "sideways", "--models-dir", str(models))
+    assert r.returncode != 0 and "--direction sideways" in r.stderr

@@ -25,6 +25,7 @@ from .batching import in_batches
 from .grids import sigma_grid
 
 LEVELS = 127.5  # pixel errors in 8-bit levels: RMS over [-1, 1] × 127.5
+DIRECTIONS = ("encode", "decode")
 
 
 def grid_from_positions(model: Diffusion, u: list[float]) -> torch.Tensor:
@@ -146,15 +147,20 @@ def tune_solver(
     data: TuningData,
     budget: int = 120,
     on_eval: Callable[[str, int, float], None] | None = None,
+    directions: tuple[str, ...] = DIRECTIONS,
 ) -> dict:
-    """Tune the encode and decode grids of `model` for options.solver × options.steps; the config.json entry."""
+    """Tune the grids of `model` for options.solver × options.steps in `directions` (a DDIB source only encodes,
+    a target only decodes); the config.json entry, without the directions left untuned."""
+    unknown = set(directions) - set(DIRECTIONS)
+    if unknown or not directions:
+        raise ValueError(f"directions must be among {DIRECTIONS}, got {directions}")
     untuned = ode.ODEOptions(options.solver, options.steps, rho=options.rho, tuned=False)
     start = sigma_grid(model, options.steps, untuned.rho, uniform_t=options.solver == "ddim")
     ref = ode.ODEOptions(reference.solver, reference.steps, reference.rtol, reference.atol, reference.rho, tuned=False)
     with torch.no_grad():
         ref_latents = {v: ode.encode(model, x, ref) for v, x in ((False, data.tune_images), (True, data.val_images))}
         latents = {v: torch.cat([ref_latents[v], n]) for v, n in ((False, data.tune_noise), (True, data.val_noise))}
-        ref_images = {v: ode.decode(model, z, ref) for v, z in latents.items()}
+        ref_images = {v: ode.decode(model, z, ref) for v, z in latents.items()} if "decode" in directions else {}
 
     def encode_error(grid: torch.Tensor, validation: bool) -> float:
         x = data.val_images if validation else data.tune_images
@@ -164,18 +170,32 @@ def tune_solver(
         return LEVELS * rms(decode_on(model, latents[validation], grid, options.solver), ref_images[validation])
 
     results = {}
-    for name, error in (("encode", encode_error), ("decode", decode_error)):
+    errors = {"encode": encode_error, "decode": decode_error}
+    for name in (d for d in DIRECTIONS if d in directions):
+        error = errors[name]
         report = None if on_eval is None else (lambda k, v, name=name: on_eval(name, k, v))
         results[name] = tune_direction(model, start, error, budget, report)
     return {
-        "encode": results["encode"].grid,
-        "decode": results["decode"].grid,
+        **{name: r.grid for name, r in results.items()},
         "reference": ref.describe(),
         "images": {
             "tune": len(data.tune_images),
             "validation": len(data.val_images),
             "noise": len(data.tune_noise),
         },  # fmt: skip
-        "errors": {name: {k: v for k, v in vars(r).items() if k != "grid"} for name, r in results.items()},
+        "errors": {
+            name: {**{k: v for k, v in vars(r).items() if k != "grid"}, "reference": ref.describe()}
+            for name, r in results.items()
+        },
         "units": {"encode": "latent RMS", "decode": "8-bit levels RMS"},
     }
+
+
+def merge_entry(old: dict | None, new: dict) -> dict:
+    """A config.json grid entry with `new`'s directions and `old`'s for the directions `new` did not tune."""
+    if not old:
+        return new
+    kept = [d for d in DIRECTIONS if d in old and d not in new]
+    merged = {**new, "errors": {**{d: old["errors"][d] for d in kept if d in old.get("errors", {})}, **new["errors"]}}
+    merged.update({d: old[d] for d in kept})
+    return merged

@@ -10,7 +10,7 @@ import typer
 
 from ..bench import translate as bench
 from ..bridge import ode
-from ..bridge.tuning import TuningData, tune_solver
+from ..bridge.tuning import DIRECTIONS, TuningData, merge_entry, tune_solver
 from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS, colored_mnist
 from ..errors import DDIBError
@@ -39,6 +39,9 @@ def tune_solver_command(
     inputs: Optional[list[Path]] = typer.Option(
         None, "--inputs", help="Images of the domain (not a digit domain): the first -n tune, the next --val validate"
     ),
+    direction: str = typer.Option(
+        "both", "--direction", help="encode | decode | both (a bridge's source only encodes, its target only decodes)"
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the image subsets and the latents"),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
@@ -50,6 +53,9 @@ def tune_solver_command(
         raise DDIBError(f"--steps {steps!r}: give positive step counts, e.g. 10 or 8,10,12")
     if solver not in ode.FIXED_SOLVERS:
         raise DDIBError(f"--solver {solver}: grids are for fixed-step solvers ({', '.join(ode.FIXED_SOLVERS)})")
+    if direction not in (*DIRECTIONS, "both"):
+        raise DDIBError(f"--direction {direction}: choose encode, decode or both")
+    directions = DIRECTIONS if direction == "both" else (direction,)
     ref = bench.parse_reference(reference)
     dev = resolve_device(device)
     loaded = load_domain_model(domain, models_dir, dev)
@@ -59,19 +65,21 @@ def tune_solver_command(
     data = _tuning_data(loc.domain, model, n, val, inputs, seed, data_dir)
     config_path = loc.path / ckpt.CONFIG_FILE
     console.print(
-        f"tuning {solver} grids of {loc.domain} ({loc.where}) against {ref.describe()}: {n} training images + {n} "
+        f"tuning {solver} {' and '.join(directions)} grids of {loc.domain} ({loc.where}) against {ref.describe()}: {n} training images + {n} "
         f"N(0, I) latents to tune, {val} + {val} held out to validate, {budget} evaluations per direction"
     )
     for count in counts:
         options = ode.ODEOptions(solver, count)
-        entry = tune_solver(model, options, ref, data, budget)
+        entry = tune_solver(model, options, ref, data, budget, directions=directions)
         _, raw = ckpt.read_config(loc.path)  # re-read: write back everything else as it is now
-        raw.setdefault("solver_grids", {})[model.grid_key(solver, count)] = entry
+        grids, key = raw.setdefault("solver_grids", {}), model.grid_key(solver, count)
+        grids[key] = merge_entry(grids.get(key), entry)
         ckpt.write_json(config_path, raw)
-        for direction, unit in (("encode", "latent RMS"), ("decode", "levels RMS")):
-            e = entry["errors"][direction]
+        for name in directions:
+            unit = "latent RMS" if name == "encode" else "levels RMS"
+            e = entry["errors"][name]
             console.print(
-                f"{solver} × {count} {direction}: validation {e['val_default']:.4g} → {e['val_tuned']:.4g} {unit} "
+                f"{solver} × {count} {name}: validation {e['val_default']:.4g} → {e['val_tuned']:.4g} {unit} "
                 f"(tuning data {e['tune_default']:.4g} → {e['tune_tuned']:.4g}; {e['evaluations']} evaluations); "
                 f"kept the {e['kept']} grid"
             )
