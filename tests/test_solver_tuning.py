@@ -109,26 +109,42 @@ def test_cli_tunes_saves_and_translate_uses_the_grid(tmp_path, tiny_models):
     models = tmp_path / "models"
     shutil.copytree(tiny_models, models)
     images = make_blob_images(tmp_path / "reds-more", 8, (230, 30, 30), seed=11)
-    r = run_cli("tune-solver", "--domain", "reds", "--steps", "3,4", "-n", "4", "--val", "4", "--budget", "6",
-                "--reference", "unipc:24", "--inputs", str(images), "--models-dir", str(models))  # fmt: skip
+    tune = ["tune-solver", "--domain", "reds", "-n", "4", "--val", "4", "--budget", "6", "--reference", "unipc:24",
+            "--inputs", str(images), "--models-dir", str(models)]  # fmt: skip
+    r = run_cli(*tune, "--steps", "5", "--direction", "encode", "--make-default")
+    assert r.returncode != 0 and "would have no decode grid" in r.stderr  # a default needs both directions
+    r = run_cli(*tune, "--steps", "5", "--direction", "encode")
+    assert r.returncode == 0, r.stderr
+    r = run_cli(*tune, "--steps", "3,4", "--make-default")
     assert r.returncode == 0, r.stderr
     assert "unipc × 3 encode: validation" in r.stdout and "unipc × 4 decode: validation" in r.stdout
-    grids = json.loads((models / "reds" / "config.json").read_text())["solver_grids"]
-    assert set(grids) == {"unipc:3", "unipc:4"} and len(grids["unipc:3"]["encode"]) == 4
+    config = json.loads((models / "reds" / "config.json").read_text())
+    grids = config["solver_grids"]
+    assert set(grids) == {"unipc:3", "unipc:4", "unipc:5"} and len(grids["unipc:3"]["encode"]) == 4
+    assert config["default_steps"] == {"unipc": 3}
     src = make_blob_images(tmp_path / "in", 1, (230, 30, 30), seed=3)
-    args = ["translate", str(src), "--from", "reds", "--to", "blues", "--models-dir", str(models), "--steps", "3"]
-    r = run_cli(*args)
-    assert r.returncode == 0 and "unipc × 3 steps, tuned grid" in r.stdout, r.stderr
+    args = ["translate", str(src), "--from", "reds", "--to", "blues", "--models-dir", str(models)]
+    r = run_cli(*args)  # reds' default (3) over blues' (none: 20 would be the fallback); the largest wins
+    assert r.returncode == 0 and "unipc × 20 steps" in r.stdout, r.stderr
+    shutil.copy(models / "reds" / "config.json", tmp_path / "reds-config.json")
+    blues = json.loads((models / "blues" / "config.json").read_text())
+    (models / "blues" / "config.json").write_text(json.dumps({**blues, "default_steps": {"unipc": 2}}))
+    r = run_cli(*args, "--out-dir", str(tmp_path / "d"))
+    assert r.returncode == 0 and "unipc × 3 steps, tuned grid" in r.stdout, r.stderr  # max(3, 2); reds' grid
+    args += ["--steps", "3"]
     r = run_cli(*args, "--rho", "inf", "--out-dir", str(tmp_path / "o"))
     assert r.returncode == 0 and "tuned grid" not in r.stdout, r.stderr  # an explicit grid shape wins
+    (models / "blues" / "config.json").write_text(json.dumps({**blues, "default_steps": {"unipc": 0}}))
+    r = run_cli(*args, "--out-dir", str(tmp_path / "e"))
+    assert r.returncode != 0 and "default_steps must map solvers to positive step counts" in r.stderr
+    (models / "blues" / "config.json").write_text(json.dumps(blues))
     r = run_cli("bench", "translate", "--from", "reds", "--to", "blues", "--inputs", str(images), "-n", "2",
                 "--solvers", "unipc", "--steps-list", "3,5", "--grids", "both", "--reference", "unipc:24",
                 "--models-dir", str(models), "--out-dir", str(tmp_path / "bench"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "bench" / "translate-cpu.csv") as f:
         rows = [(row["steps"], row["grid"]) for row in csv.DictReader(f)]
-    assert rows == [("3", "log-SNR uniform"), ("3", "tuned"), ("5", "log-SNR uniform"),
-                    ("5", "log-SNR uniform (no tuned grid)")]  # fmt: skip
+    assert rows == [("3", "log-SNR uniform"), ("3", "tuned"), ("5", "log-SNR uniform"), ("5", "tuned")]
     r = run_cli("tune-solver", "--domain", "reds", "--solver", "dopri5", "--models-dir", str(models))
     assert r.returncode != 0 and "grids are for fixed-step solvers" in r.stderr
     r = run_cli("tune-solver", "--domain", "reds", "--direction", "sideways", "--models-dir", str(models))

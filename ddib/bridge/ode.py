@@ -18,7 +18,7 @@ Nothing is clipped on the way: clipping x̂0 would make encoding non-invertible.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -30,12 +30,12 @@ from .solvers import ADAPTIVE_SOLVERS, EVALS_PER_STEP, FIXED_SOLVERS, SOLVERS, a
 
 # Defaults chosen from `ddib bench translate` (docs/solvers.md).
 DEFAULT_SOLVER = "unipc"
-DEFAULT_STEPS = 20
+DEFAULT_STEPS = 20  # for models without a default of their own (`Diffusion.default_steps`, set by tune-solver)
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-4
 
 __all__ = ["ADAPTIVE_SOLVERS", "EVALS_PER_STEP", "FIXED_SOLVERS", "SOLVERS", "ODEOptions", "SolveStats", "decode",
-           "encode", "sample", "translate"]  # fmt: skip
+           "encode", "model_steps", "resolve_steps", "sample", "translate"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class ODEOptions:
     """How to solve the probability-flow ODE: method, fixed-step budget, adaptive tolerances, grid shape."""
 
     solver: str = DEFAULT_SOLVER
-    steps: int = DEFAULT_STEPS
+    steps: int | None = None  # None: the model's default for the solver (`model_steps`)
     rtol: float = DEFAULT_RTOL
     atol: float = DEFAULT_ATOL
     rho: float | None = None  # None: the solver's default grid (`default_rho`)
@@ -54,7 +54,7 @@ class ODEOptions:
             object.__setattr__(self, "rho", default_rho(self.solver))
         if self.solver not in SOLVERS:
             raise DDIBError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
-        if self.is_fixed and not (isinstance(self.steps, int) and self.steps >= 1):
+        if self.is_fixed and self.steps is not None and not (isinstance(self.steps, int) and self.steps >= 1):
             raise DDIBError(f"--steps must be a positive integer, got {self.steps}")
         if not (self.rtol > 0 and self.atol > 0):
             raise DDIBError("--rtol and --atol must be positive")
@@ -69,7 +69,8 @@ class ODEOptions:
         if self.is_fixed:
             default = self.rho == default_rho(self.solver) or self.solver == "ddim"
             grid = "" if default else f", {grid_name(self.rho)} grid"
-            return f"{self.solver} × {self.steps} steps{grid}"
+            steps = "the model's default" if self.steps is None else self.steps
+            return f"{self.solver} × {steps} steps{grid}"
         return f"{self.solver} (rtol={self.rtol:g}, atol={self.atol:g})"
 
 
@@ -85,6 +86,20 @@ class SolveStats:
         self.nfe += nfe
         self.solves += 1
         self.per_solve.append(nfe)
+
+
+def model_steps(model: Diffusion, solver: str) -> int:
+    """The step count `model` solves with when none is given: its own default for the solver (chosen by
+    `ddib tune-solver --make-default` where a tuned grid reaches the converged solve), else DEFAULT_STEPS."""
+    return model.default_steps.get(model.solver_key(solver), DEFAULT_STEPS)
+
+
+def resolve_steps(options: ODEOptions, *models: Diffusion) -> ODEOptions:
+    """The options with a step count: the one given, else the largest default among the models (one count for
+    every direction of a bridge)."""
+    if options.steps is not None or not options.is_fixed:
+        return options
+    return replace(options, steps=max((model_steps(m, options.solver) for m in models), default=DEFAULT_STEPS))
 
 
 def pf_ode_drift(model: Diffusion, counter: list[int]):
@@ -104,6 +119,7 @@ def step_grid(model: Diffusion, options: ODEOptions, direction: str) -> torch.Te
     if not options.is_fixed:
         grid = torch.tensor([sched.sigma_min, sched.sigma_max], dtype=torch.float64)
     else:
+        options = resolve_steps(options, model)
         grid = tuned_grid(model, options.solver, options.steps, direction) if options.tuned else None
         if grid is None:
             grid = sigma_grid(model, options.steps, options.rho, uniform_t=options.solver == "ddim")
@@ -114,13 +130,14 @@ def uses_tuned_grid(options: ODEOptions, *models: Diffusion) -> bool:
     """Whether any of the models solves on a tuned grid under `options` (for summaries)."""
     if not (options.tuned and options.is_fixed):
         return False
+    options = resolve_steps(options, *models)
     found = (tuned_grid(m, options.solver, options.steps, d) for m in models for d in ("encode", "decode"))
     return any(g is not None for g in found)
 
 
 def describe_solve(options: ODEOptions, *models: Diffusion) -> str:
     """'unipc × 10 steps', with ', tuned grid' when one of the models solves on its tuned grid."""
-    return options.describe() + (", tuned grid" if uses_tuned_grid(options, *models) else "")
+    return resolve_steps(options, *models).describe() + (", tuned grid" if uses_tuned_grid(options, *models) else "")
 
 
 @torch.no_grad()

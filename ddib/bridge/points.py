@@ -150,6 +150,7 @@ def cycle_consistency(
 ) -> CycleResult:
     """Translate x (source model space) A → B → A and measure how far each point lands from where it began."""
     ode.check_compatible(src, tgt)
+    opts = ode.resolve_steps(opts, src, tgt)
     stats = ode.SolveStats()
     t0 = time.perf_counter()
     y = decode_points(tgt, encode_points(src, x, opts, stats, batch_size), opts, stats, batch_size)

@@ -169,7 +169,7 @@ def bench_throughput_command(
     target: str = typer.Option("sevens", "--to"),
     batch_sizes: str = typer.Option("1,16,256", "--batch-sizes", help="Comma-separated batch sizes"),
     solver: str = SolverOpt,
-    steps: int = StepsOpt,
+    steps: Optional[int] = StepsOpt,
     repeats: int = typer.Option(1, "--repeats", min=1),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
@@ -178,10 +178,10 @@ def bench_throughput_command(
 ) -> None:
     """Translation images/s at the default solver settings for several batch sizes."""
     sizes = _int_list(batch_sizes, "--batch-sizes")
-    opts = ode.ODEOptions(solver=solver, steps=steps)
     dev = resolve_device(device)
     src = load_domain_model(source, models_dir, dev, symmetry).diffusion
     tgt = load_domain_model(target, models_dir, dev, symmetry).diffusion
+    opts = ode.resolve_steps(ode.ODEOptions(solver=solver, steps=steps), src, tgt)
     src, tgt = accelerate_for(src, dev), accelerate_for(tgt, dev)  # what `ddib translate` runs
     x = ode.sample(src, min(16, max(sizes)), torch.Generator().manual_seed(0), ode.ODEOptions(), device=dev)
 
@@ -208,7 +208,7 @@ def bench_speed_command(
         "eager,channels_last,compile,channels_last+compile,bf16", "--settings", help="Comma-separated settings"
     ),
     solver: str = SolverOpt,
-    steps: int = StepsOpt,
+    steps: Optional[int] = StepsOpt,
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
@@ -219,9 +219,9 @@ def bench_speed_command(
 
     dev = resolve_device(device)
     counts = _int_list(threads, "--threads") if threads else sorted({1, torch.get_num_threads()})
-    opts = ode.ODEOptions(solver=solver, steps=steps)
     src = load_domain_model(source, models_dir, dev, symmetry).diffusion
     tgt = load_domain_model(target, models_dir, dev, symmetry).diffusion
+    opts = ode.resolve_steps(ode.ODEOptions(solver=solver, steps=steps), src, tgt)
     x = ode.sample(src, batch_size, torch.Generator().manual_seed(0), opts, device=dev)
 
     def show(r):

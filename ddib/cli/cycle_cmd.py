@@ -48,6 +48,7 @@ def cycle_command(
     dev = resolve_device(device)
     src, tgt = load_point_model(source, models_dir, dev), load_point_model(target, models_dir, dev)
     x = test_points(src, n, seed)
+    opts = ode.resolve_steps(opts, src.diffusion, tgt.diffusion)
     r = cycle_consistency(src.diffusion, tgt.diffusion, x, opts, batch_size)
     report = {"source": source, "target": target, "seed": seed, "device": str(dev), "space": SPACE, **r.to_dict()}
     if json_out is not None and str(json_out) == "-":

@@ -28,7 +28,7 @@ def demo_command(
     target: str = typer.Option("sevens", "--to", help="Target domain"),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled sources"),
     solver: str = SolverOpt,
-    steps: int = StepsOpt,
+    steps: Optional[int] = StepsOpt,
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
 ) -> None:
@@ -37,6 +37,7 @@ def demo_command(
     dev = resolve_device(device)
     src, tgt = load_domain_model(source, models_dir, dev), load_domain_model(target, models_dir, dev)
     (src_model, src_loc), (tgt_model, tgt_loc) = (src.diffusion, src.location), (tgt.diffusion, tgt.location)
+    opts = ode.resolve_steps(opts, src_model, tgt_model)
     src_model, tgt_model = accelerate_for(src_model, dev), accelerate_for(tgt_model, dev)
     source, target = src.name, tgt.name  # the domains' names, also for models given as directories
     console.print(f"models: {source} ({src_loc.where}, {src_loc.path}), {target} ({tgt_loc.where}, {tgt_loc.path})")

@@ -104,6 +104,7 @@ def evaluate_command(
     if (src_loc.path.resolve(), src_loc.label) == (tgt_loc.path.resolve(), tgt_loc.label):
         raise DDIBError(f"--from and --to are the same model ({src_loc.path})")
     source, target = src_loc.domain, tgt_loc.domain  # the domains, also when the models were named by path
+    opts = ode.resolve_steps(opts, src_model, tgt_model)
     if guidance and tgt_loc.label is None:
         raise DDIBError(f"--guidance needs a label of a conditional model as --to; {target} is not one")
     if not inputs and source not in DIGIT_DOMAINS:

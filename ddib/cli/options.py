@@ -18,7 +18,13 @@ ModelsDirOpt = typer.Option(None, "--models-dir", help="Trained models folder [d
 DataDirOpt = typer.Option(None, "--data-dir", help="Dataset folder [default: $DDIB_DATA_DIR or data/]")
 SeedOpt = typer.Option(0, "--seed", help="Random seed")
 SolverOpt = typer.Option(ode.DEFAULT_SOLVER, "--solver", help=f"ODE solver: {', '.join(ode.SOLVERS)}")
-StepsOpt = typer.Option(ode.DEFAULT_STEPS, "--steps", help="Steps per ODE solve for fixed-step solvers")
+StepsOpt = typer.Option(
+    None,
+    "--steps",
+    min=1,
+    help=f"Steps per ODE solve for fixed-step solvers [default: the models' own (ddib tune-solver), else "
+    f"{ode.DEFAULT_STEPS}]",
+)
 RtolOpt = typer.Option(ode.DEFAULT_RTOL, "--rtol", help="Relative tolerance (adaptive solvers)")
 AtolOpt = typer.Option(ode.DEFAULT_ATOL, "--atol", help="Absolute tolerance (adaptive solvers)")
 RhoOpt = typer.Option(
@@ -78,8 +84,8 @@ def resolve_speed(device, channels_last: bool | None, compile: bool, bf16: bool)
 def solve_options(command):
     """Give a command the five options of an ODE solve (--solver, --steps, --rtol, --atol, --rho), handed to it as
     one `opts: ODEOptions` argument (its last parameter)."""
-    added = [("solver", str, SolverOpt), ("steps", int, StepsOpt), ("rtol", float, RtolOpt), ("atol", float, AtolOpt),
-             ("rho", Optional[float], RhoOpt)]  # fmt: skip
+    added = [("solver", str, SolverOpt), ("steps", Optional[int], StepsOpt), ("rtol", float, RtolOpt),
+             ("atol", float, AtolOpt), ("rho", Optional[float], RhoOpt)]  # fmt: skip
     signature = inspect.signature(command)
     kept = [p for name, p in signature.parameters.items() if name != "opts"]
     params = kept + [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=t)
@@ -95,6 +101,6 @@ def solve_options(command):
     return run
 
 
-def ode_options(solver: str, steps: int, rtol: float, atol: float, rho: float | None = None) -> ode.ODEOptions:
+def ode_options(solver: str, steps: int | None, rtol: float, atol: float, rho: float | None = None) -> ode.ODEOptions:
     """The solve the user asked for; a model's tuned grid is used unless --rho names a grid shape."""
     return ode.ODEOptions(solver=solver, steps=steps, rtol=rtol, atol=atol, rho=rho, tuned=rho is None)

@@ -157,6 +157,7 @@ def perturb_command(
     )
     (src_model, src_loc), (tgt_model, tgt_loc) = (src.diffusion, src.location), (tgt.diffusion, tgt.location)
     ode.check_compatible(src_model, tgt_model)
+    opts = ode.resolve_steps(opts, src_model, tgt_model)
     source, target = src_loc.domain, tgt_loc.domain
     guided = f", guidance w = {guidance:g}" if guidance else ""
     solve = ode.describe_solve(opts, src_model, tgt_model)

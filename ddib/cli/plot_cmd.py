@@ -39,6 +39,7 @@ def plot_command(
     dev = resolve_device(device)
     src, tgt = load_point_model(source, models_dir, dev), load_point_model(target, models_dir, dev)
     x = test_points(src, n, seed)
+    opts = ode.resolve_steps(opts, src.diffusion, tgt.diffusion)
     result = translate_points(src, tgt, src.to_raw(x), opts, batch_size)
     figure = transport_figure(
         x,

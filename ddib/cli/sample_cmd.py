@@ -60,6 +60,7 @@ def sample_command(
     dev = resolve_device(device)
     chosen = load_domain_model(domain, models_dir, dev, symmetry, guidance)
     model, loc, domain = chosen.diffusion, chosen.location, chosen.name  # the name also for a directory or MODEL:LABEL
+    opts = ode.resolve_steps(opts, model)
     if chosen.is_points:
         _sample_points(require_points(chosen), n or 5000, out, out_dir, batch_size, seed, opts)
         return

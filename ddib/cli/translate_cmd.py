@@ -100,6 +100,7 @@ def translate_command(
     probes = None if images is None else images.pixels
     src = choose_source(tgt, source, probes, models_dir, dev, method, levels, symmetry=symmetry, say=console.print)
     ode.check_compatible(src.diffusion, tgt.diffusion)
+    opts = ode.resolve_steps(opts, src.diffusion, tgt.diffusion)
     if src.is_points:
         if distributed.several_processes():
             raise DDIBError("point files translate in one process (they are cheap): run without torchrun")
@@ -293,6 +294,7 @@ def decode_command(
     dev = resolve_device(device)
     target = load_domain_model(to, models_dir, dev, symmetry, guidance)
     model, loc, to = target.diffusion, target.location, target.name
+    opts = ode.resolve_steps(opts, model)
     if tuple(z.shape[1:]) != tuple(model.data_shape):
         raise DDIBError(f"latents have shape {tuple(z.shape[1:])} but the {to} model expects {tuple(model.data_shape)}")
     stats = ode.SolveStats()

@@ -42,6 +42,9 @@ def tune_solver_command(
     direction: str = typer.Option(
         "both", "--direction", help="encode | decode | both (a bridge's source only encodes, its target only decodes)"
     ),
+    make_default: bool = typer.Option(
+        False, "--make-default", help="Make the (smallest) tuned step count the model's default for this solver"
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the image subsets and the latents"),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
@@ -62,6 +65,14 @@ def tune_solver_command(
     model, loc = loaded.diffusion, loaded.location
     if loaded.is_points:
         raise DDIBError(f"{loc.domain} is a point domain; tune-solver takes image models")
+    if make_default:  # checked before the long part: a default needs grids in both directions
+        have = model.solver_grids.get(model.grid_key(solver, min(counts)), {})
+        missing = [d for d in DIRECTIONS if d not in directions and d not in have]
+        if missing:
+            raise DDIBError(
+                f"--make-default: {solver} × {min(counts)} would have no {missing[0]} grid; a default step count "
+                f"needs tuned grids in both directions (tune it with --direction {missing[0]})"
+            )
     data = _tuning_data(loc.domain, model, n, val, inputs, seed, data_dir)
     config_path = loc.path / ckpt.CONFIG_FILE
     console.print(
@@ -83,6 +94,11 @@ def tune_solver_command(
                 f"(tuning data {e['tune_default']:.4g} → {e['tune_tuned']:.4g}; {e['evaluations']} evaluations); "
                 f"kept the {e['kept']} grid"
             )
+    if make_default:
+        _, raw = ckpt.read_config(loc.path)
+        raw.setdefault("default_steps", {})[model.solver_key(solver)] = min(counts)
+        ckpt.write_json(config_path, raw)
+        console.print(f"{solver} × {min(counts)} steps is now the default of {loc.domain} when --steps is not given")
     console.print(f"saved in {config_path} (commands use it; an explicit --rho solves on that fixed grid instead)")
 
 

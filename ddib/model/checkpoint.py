@@ -126,6 +126,13 @@ def load_train_state(run_dir: Path) -> dict[str, Any] | None:
         raise DDIBError(f"{path} is corrupt or incompatible ({type(exc).__name__}); remove it to start over") from None
 
 
+def _default_steps(raw: dict, path: Path) -> dict[str, int]:
+    steps = raw.get("default_steps", {})
+    if not (isinstance(steps, dict) and all(isinstance(v, int) and v >= 1 for v in steps.values())):
+        raise DDIBError(f"{path}: default_steps must map solvers to positive step counts, e.g. {{\"unipc\": 10}}")
+    return dict(steps)
+
+
 def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Diffusion, RunConfig, dict[str, str]]:
     """The EMA model of a directory holding config.json + model.safetensors, in eval mode, as float32."""
     run_dir = Path(run_dir)
@@ -141,4 +148,5 @@ def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Diffu
     model = Diffusion(net, cfg.diffusion).to(device).eval()
     model.requires_grad_(False)
     model.solver_grids = dict(raw.get("solver_grids", {}))
+    model.default_steps = _default_steps(raw, run_dir / CONFIG_FILE)
     return model, cfg, metadata

@@ -130,17 +130,23 @@ class Diffusion(nn.Module):
         self.guidance = float(guidance)
         # Step grids tuned for this model (`ddib tune-solver`), by grid_key; loaded from config.json.
         self.solver_grids: dict[str, dict] = {}
+        # Step count per solver_key when a solve names none (`ddib tune-solver --make-default`); from config.json.
+        self.default_steps: dict[str, int] = {}
 
     def derive(self, net: nn.Module | None = None, config: DiffusionConfig | None = None, **changes) -> Diffusion:
         """The same model with another network wrapper, config, label or guidance (the weights are shared)."""
         out = Diffusion(net or self.net, config or self.config, changes.get("label", self.label),
                         changes.get("guidance", self.guidance))  # fmt: skip
-        out.solver_grids = self.solver_grids
+        out.solver_grids, out.default_steps = self.solver_grids, self.default_steps
         return out
 
     def grid_key(self, solver: str, steps: int) -> str:
         """Where a tuned grid of this model for `solver` × `steps` is kept ('unipc:10', or 'unipc:10#5' for label 5)."""
         return f"{solver}:{steps}" + ("" if self.label is None else f"#{self.label}")
+
+    def solver_key(self, solver: str) -> str:
+        """Where this model's default step count for `solver` is kept ('unipc', or 'unipc#5' for label 5)."""
+        return solver + ("" if self.label is None else f"#{self.label}")
 
     @property
     def num_classes(self) -> int:
