@@ -76,7 +76,8 @@ def tune_solver_command(
     data = _tuning_data(loc.domain, model, n, val, inputs, seed, data_dir)
     config_path = loc.path / ckpt.CONFIG_FILE
     console.print(
-        f"tuning {solver} {' and '.join(directions)} grids of {loc.domain} ({loc.where}) against {ref.describe()}: {n} training images + {n} "
+        f"tuning {solver} {' and '.join(directions)} grids of {loc.domain} ({loc.where}) against {ref.describe()}: "
+        f"{n} training images + {n} "
         f"N(0, I) latents to tune, {val} + {val} held out to validate, {budget} evaluations per direction"
     )
     for count in counts:

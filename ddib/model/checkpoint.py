@@ -129,7 +129,7 @@ def load_train_state(run_dir: Path) -> dict[str, Any] | None:
 def _default_steps(raw: dict, path: Path) -> dict[str, int]:
     steps = raw.get("default_steps", {})
     if not (isinstance(steps, dict) and all(isinstance(v, int) and v >= 1 for v in steps.values())):
-        raise DDIBError(f"{path}: default_steps must map solvers to positive step counts, e.g. {{\"unipc\": 10}}")
+        raise DDIBError(f'{path}: default_steps must map solvers to positive step counts, e.g. {{"unipc": 10}}')
     return dict(steps)
 
 
