@@ -13,6 +13,7 @@ from ddib.bridge.tuning import (
     TuningData,
     decode_on,
     encode_on,
+    fit_corrections,
     grid_from_positions,
     merge_entry,
     positions_of,
@@ -85,6 +86,55 @@ def test_tune_solver_improves_both_directions_and_solves_use_the_tuned_grid():
     untuned = ode.ODEOptions("dpm2m", 3, rho=math.inf, tuned=False)
     assert not torch.equal(ode.encode(model, x, untuned), ode.encode(model, x, options))
     assert ode.describe_solve(ode.ODEOptions("dpm2m", 4), model) == "dpm2m × 4 steps"  # no grid for 4 steps
+
+
+def test_fitted_corrections_make_unipc_exact_on_an_isotropic_gaussian():
+    # Every x̂0 difference is a multiple of x̄ − μ here, so one coefficient per step can land on the exact flow.
+    model = gaussian_model(MEAN, STD)
+    g = torch.Generator().manual_seed(3)
+    x = MEAN + STD * torch.randn(64, 2, dtype=torch.float64, generator=g)
+    z = torch.randn(64, 2, dtype=torch.float64, generator=g)
+    exact_z, exact_x = _exact_latents(model, x), gaussian_flow(model, z, MEAN, STD, 1.0, 0.0)
+    alpha_0, alpha_1 = model.schedule.alpha_ends
+    grid = sigma_grid(model, 3, math.inf)
+    encode_fit = fit_corrections(model, x[:32] / alpha_0, grid)
+    decode_fit = fit_corrections(model, z[:32] / alpha_1, grid.flip(0))
+    assert [len(c) for c in encode_fit] == [1, 2, 2]  # the x̂0 differences each step has
+    plain = rms(encode_on(model, x[32:], grid, "unipc"), exact_z[32:])
+    assert rms(encode_on(model, x[32:], grid, "unipc", corrections=encode_fit), exact_z[32:]) < plain / 100
+    plain = rms(decode_on(model, z[32:], grid, "unipc"), exact_x[32:])
+    assert rms(decode_on(model, z[32:], grid, "unipc", corrections=decode_fit), exact_x[32:]) < plain / 100
+
+
+def test_zero_corrections_leave_unipc_as_it_is():
+    model = gaussian_model(MEAN, STD)
+    x = MEAN + STD * torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    grid = sigma_grid(model, 5, math.inf)
+    zeros = [[0.0] * k for k in (1, 2, 3, 3, 2)]
+    torch.testing.assert_close(encode_on(model, x, grid, "unipc", corrections=zeros),
+                               encode_on(model, x, grid, "unipc"), rtol=0, atol=0)  # fmt: skip
+
+
+def test_tune_solver_keeps_corrections_that_help_and_solves_use_them():
+    model = gaussian_model(MEAN, STD)
+    g = torch.Generator().manual_seed(5)
+    images = MEAN + STD * torch.randn(48, 2, dtype=torch.float64, generator=g)
+    noise = torch.randn(48, 2, dtype=torch.float64, generator=g)
+    data = TuningData(images[:24], images[24:], noise[:24], noise[24:])
+    options = ode.ODEOptions("unipc", 3)
+    entry = tune_solver(model, options, ode.ODEOptions("dopri5", rtol=1e-10, atol=1e-10), data, budget=10)
+    for direction in ("encode", "decode"):
+        errors = entry["errors"][direction]
+        assert errors["corrections"] == "kept" and errors["val_corrected"] < errors["val_tuned"] / 2
+    model.solver_grids[model.grid_key("unipc", 3)] = entry
+    x = images[24:]
+    tuned = torch.tensor(entry["encode"], dtype=torch.float64)
+    expected = encode_on(model, x, tuned, "unipc", corrections=entry["encode_corrections"])
+    torch.testing.assert_close(ode.encode(model, x, options), expected, rtol=0, atol=0)
+    assert ode.describe_solve(options, model) == "unipc × 3 steps, tuned grid and coefficients"
+    plain = tune_solver(model, options, ode.ODEOptions("dopri5", rtol=1e-10, atol=1e-10), data, budget=4,
+                        coefficients=False)  # fmt: skip
+    assert "encode_corrections" not in plain and "corrections" not in plain["errors"]["encode"]
 
 
 def test_one_direction_tunes_alone_and_keeps_the_other_directions_grid():

@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from ..errors import DDIBError
 from ..model.diffusion import Diffusion
 
 DEFAULT_RHO = 7.0
@@ -49,3 +50,12 @@ def tuned_grid(model: Diffusion, solver: str, steps: int, direction: str) -> tor
     entry = model.solver_grids.get(model.grid_key(solver, steps))
     nodes = None if entry is None else entry.get(direction)
     return None if nodes is None else torch.tensor(nodes, dtype=torch.float64)
+
+
+def tuned_corrections(model: Diffusion, solver: str, steps: int, direction: str) -> list[list[float]] | None:
+    """The model's tuned per-step solver corrections (`solvers.corrected`) for `solver` × `steps` and direction."""
+    entry = model.solver_grids.get(model.grid_key(solver, steps))
+    corrections = None if entry is None else entry.get(f"{direction}_corrections")
+    if corrections is not None and len(corrections) != steps:
+        raise DDIBError(f"the {direction} corrections of {model.grid_key(solver, steps)} have {len(corrections)} steps")
+    return corrections

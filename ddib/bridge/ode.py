@@ -25,8 +25,9 @@ import torch
 from ..errors import DDIBError
 from ..model.diffusion import Diffusion
 from ..utils import tf32_kernels
-from .grids import default_rho, grid_name, sigma_grid, tuned_grid
-from .solvers import ADAPTIVE_SOLVERS, EVALS_PER_STEP, FIXED_SOLVERS, SOLVERS, adaptive_odeint, per_sample_rms_max
+from .grids import default_rho, grid_name, sigma_grid, tuned_corrections, tuned_grid
+from .solvers import (ADAPTIVE_SOLVERS, EVALS_PER_STEP, FIXED_SOLVERS, SOLVERS, adaptive_odeint, corrected,
+                      exponential_multistep_pc, per_sample_rms_max)  # fmt: skip
 
 # Defaults chosen from `ddib bench translate` (docs/solvers.md).
 DEFAULT_SOLVER = "unipc"
@@ -126,6 +127,16 @@ def step_grid(model: Diffusion, options: ODEOptions, direction: str) -> torch.Te
     return grid if direction == "encode" else grid.flip(0)
 
 
+def step_corrections(model: Diffusion, options: ODEOptions, direction: str) -> list[list[float]] | None:
+    """The model's tuned per-step corrections for this solve, when it has them and solves on its tuned grid."""
+    if not (options.is_fixed and options.tuned):
+        return None
+    options = resolve_steps(options, model)
+    if tuned_grid(model, options.solver, options.steps, direction) is None:
+        return None
+    return tuned_corrections(model, options.solver, options.steps, direction)
+
+
 def uses_tuned_grid(options: ODEOptions, *models: Diffusion) -> bool:
     """Whether any of the models solves on a tuned grid under `options` (for summaries)."""
     if not (options.tuned and options.is_fixed):
@@ -136,20 +147,28 @@ def uses_tuned_grid(options: ODEOptions, *models: Diffusion) -> bool:
 
 
 def describe_solve(options: ODEOptions, *models: Diffusion) -> str:
-    """'unipc × 10 steps', with ', tuned grid' when one of the models solves on its tuned grid."""
-    return resolve_steps(options, *models).describe() + (", tuned grid" if uses_tuned_grid(options, *models) else "")
+    """'unipc × 10 steps', with ', tuned grid' (and coefficients) when one of the models solves on its tuned grid."""
+    text = resolve_steps(options, *models).describe()
+    if not uses_tuned_grid(options, *models):
+        return text
+    found = (step_corrections(m, resolve_steps(options, *models), d) for m in models for d in ("encode", "decode"))
+    return text + (", tuned grid and coefficients" if any(c is not None for c in found) else ", tuned grid")
 
 
 @torch.no_grad()
 def solve(model: Diffusion, x_bar: torch.Tensor, grid: torch.Tensor, options: ODEOptions = ODEOptions(),
-          stats: SolveStats | None = None) -> torch.Tensor:  # fmt: skip
+          stats: SolveStats | None = None, corrections: list[list[float]] | None = None) -> torch.Tensor:  # fmt: skip
     """Integrate dx̄/dσ̄ from grid[0] to grid[-1] (through every node for fixed-step solvers; the grid's order is
-    the direction)."""
+    the direction); `corrections` are tuned per-step coefficients of the `unipc` solver."""
     counter = [0]
     drift = pf_ode_drift(model, counter)
     grid = grid.to(device=x_bar.device, dtype=x_bar.dtype)
     with tf32_kernels(False):  # full fp32 kernels: a solve must not depend on the GPU's default precision
-        if options.is_fixed:
+        if corrections is not None:
+            if options.solver != "unipc":
+                raise DDIBError(f"solver corrections are for unipc, not {options.solver}")
+            out = exponential_multistep_pc(drift, x_bar, grid, adjust=corrected(corrections))
+        elif options.is_fixed:
             out = FIXED_SOLVERS[options.solver](drift, x_bar, grid)
         else:
             rtol, atol = options.rtol, options.atol
@@ -160,25 +179,29 @@ def solve(model: Diffusion, x_bar: torch.Tensor, grid: torch.Tensor, options: OD
 
 
 def encode(model: Diffusion, x: torch.Tensor, options: ODEOptions = ODEOptions(), stats: SolveStats | None = None,
-           grid: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+           grid: torch.Tensor | None = None, corrections: list[list[float]] | None = None) -> torch.Tensor:  # fmt: skip
     """z = ODESolve(x; model, 0 → 1): the data point's latent x_1 (VP scale, ≈ N(0, I) for in-domain x).
 
-    `grid` (increasing σ̄ nodes) overrides the grid a fixed-step solver would use.
+    `grid` (increasing σ̄ nodes) overrides the grid a fixed-step solver would use, with `corrections` in place of
+    the model's tuned ones.
     """
     alpha_0, alpha_1 = model.schedule.alpha_ends
+    corrections = step_corrections(model, options, "encode") if grid is None else corrections
     grid = step_grid(model, options, "encode") if grid is None else grid
-    return solve(model, x / alpha_0, grid, options, stats) * alpha_1
+    return solve(model, x / alpha_0, grid, options, stats, corrections) * alpha_1
 
 
 def decode(model: Diffusion, z: torch.Tensor, options: ODEOptions = ODEOptions(), stats: SolveStats | None = None,
-           grid: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+           grid: torch.Tensor | None = None, corrections: list[list[float]] | None = None) -> torch.Tensor:  # fmt: skip
     """x = ODESolve(z; model, 1 → 0): the data point whose latent is z (unclipped).
 
-    `grid` (increasing σ̄ nodes, walked backwards) overrides the grid a fixed-step solver would use.
+    `grid` (increasing σ̄ nodes, walked backwards) overrides the grid a fixed-step solver would use, with
+    `corrections` (in solve order) in place of the model's tuned ones.
     """
     alpha_0, alpha_1 = model.schedule.alpha_ends
+    corrections = step_corrections(model, options, "decode") if grid is None else corrections
     grid = step_grid(model, options, "decode") if grid is None else grid.flip(0)
-    return solve(model, z / alpha_1, grid, options, stats) * alpha_0
+    return solve(model, z / alpha_1, grid, options, stats, corrections) * alpha_0
 
 
 def translate(

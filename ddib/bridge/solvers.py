@@ -12,6 +12,7 @@ the σ̄ grid it is given; the grid's order is the direction (increasing: encode
   quadratic through the last three x̂0 (DPM-Solver++(3M)); the corrector redoes the step with the cubic that also
   passes through x̂0 at the predicted point, an evaluation the next step needs anyway, so the order rises by one at
   no cost, at one evaluation per step (the last step, whose evaluation nothing would reuse, is not corrected).
+  Its per-step coefficients can be tuned to one model (`corrected`, fitted in `tuning.py`).
 
 Adaptive solvers are torchdiffeq's, through `adaptive_odeint`.
 """
@@ -27,6 +28,7 @@ from torchdiffeq import odeint
 from ..errors import DDIBError
 
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Adjust = Callable[[int, torch.Tensor, list[torch.Tensor]], torch.Tensor]
 
 
 def runge_kutta(method: str) -> Callable[[Drift, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -62,10 +64,12 @@ def _exp_integral_weights(taus: list[float], h: float) -> list[float]:
     return (torch.tensor(moments, dtype=torch.float64) @ torch.linalg.inv(vandermonde)).tolist()
 
 
-def exponential_multistep_pc(drift, x_bar: torch.Tensor, grid: torch.Tensor, order: int = 3) -> torch.Tensor:
+def exponential_multistep_pc(drift, x_bar: torch.Tensor, grid: torch.Tensor, order: int = 3,
+                             adjust: Adjust | None = None) -> torch.Tensor:  # fmt: skip
     """Exponential multistep predictor (order `order`) + corrector (order + 1) on x̂0 = x̄ − σ̄·ε̂ in λ = −log σ̄:
     x̄_t = e^{−h}·x̄_s + ∫_0^h e^{−(h−τ)} x̂0(λ_s + τ) dτ with x̂0 interpolated (DPM-Solver++, Lu et al. 2022b; UniC,
-    Zhao et al. 2023)."""
+    Zhao et al. 2023). `adjust(i, x̄, differences)` may move each step's result along the step's x̂0 differences
+    (newest first), the directions a multistep method's coefficients span (`corrected`)."""
     sigmas = grid.tolist()
     lam = [-math.log(s) for s in sigmas]
     history: list[tuple[float, torch.Tensor]] = []  # (λ, x̂0) of the latest evaluations, newest last
@@ -76,18 +80,34 @@ def exponential_multistep_pc(drift, x_bar: torch.Tensor, grid: torch.Tensor, ord
         weights = _exp_integral_weights([lam_j - lam[i] for lam_j, _ in points], h)
         return math.exp(-h) * x_from + sum(w * m for w, (_, m) in zip(weights, points, strict=True))
 
+    def adjusted(i: int, x: torch.Tensor, used: list[tuple[float, torch.Tensor]]) -> torch.Tensor:
+        if adjust is None:
+            return x
+        return adjust(i, x, [a - b for (_, a), (_, b) in zip(used[:-1], used[1:], strict=True)])
+
     for i in range(n):
         if not history or history[-1][0] != lam[i]:  # the first step; later ones reuse the corrector's evaluation
             history.append((lam[i], x_bar - sigmas[i] * drift(grid[i], x_bar)))
         history = history[-order:]
         predicted = step(x_bar, i, history[::-1])
         if i == n - 1:
-            return predicted
+            return adjusted(i, predicted, history[::-1])
         x0_next = predicted - sigmas[i + 1] * drift(grid[i + 1], predicted)
         # The corrected state continues the solve; x̂0 stays the one evaluated at the predicted state, as in UniPC.
-        x_bar = step(x_bar, i, [(lam[i + 1], x0_next)] + history[::-1])
+        used = [(lam[i + 1], x0_next)] + history[::-1]
+        x_bar = adjusted(i, step(x_bar, i, used), used)
         history.append((lam[i + 1], x0_next))
     return x_bar
+
+
+def corrected(coefficients: list[list[float]]) -> Adjust:
+    """adjust(i, x̄, d) = x̄ + Σ_k c_ik·d_k: learned per-step corrections of a multistep solver along its x̂0
+    differences (in the spirit of DPM-Solver-v3, Zheng et al. 2023, and S4S, Frankel et al. 2025)."""
+
+    def adjust(i: int, x: torch.Tensor, differences: list[torch.Tensor]) -> torch.Tensor:
+        return x + sum(c * d for c, d in zip(coefficients[i], differences, strict=True))
+
+    return adjust
 
 
 # Fixed-step solvers by name, and their network evaluations per step.

@@ -21,8 +21,10 @@ import torch
 
 from ..model.diffusion import Diffusion
 from . import ode
+from ..utils import tf32_kernels
 from .batching import in_batches
 from .grids import sigma_grid
+from .solvers import exponential_multistep_pc
 
 LEVELS = 127.5  # pixel errors in 8-bit levels: RMS over [-1, 1] × 127.5
 DIRECTIONS = ("encode", "decode")
@@ -42,16 +44,49 @@ def positions_of(model: Diffusion, grid: torch.Tensor) -> list[float]:
     return (torch.log(grid[1:-1].double() / sched.sigma_min) / math.log(sched.sigma_max / sched.sigma_min)).tolist()
 
 
-def encode_on(model: Diffusion, x: torch.Tensor, grid: torch.Tensor, solver: str, batch_size: int = 64):
-    """Latents of images x by `solver` stepping through `grid` (increasing σ̄)."""
+def encode_on(model: Diffusion, x: torch.Tensor, grid: torch.Tensor, solver: str, batch_size: int = 64,
+              corrections: list[list[float]] | None = None):  # fmt: skip
+    """Latents of images x by `solver` stepping through `grid` (increasing σ̄), with per-step `corrections`."""
     opts = ode.ODEOptions(solver, len(grid) - 1, tuned=False)
-    return in_batches(lambda c: ode.encode(model, c, opts, grid=grid), x, batch_size).to(x.device)
+    encode = lambda c: ode.encode(model, c, opts, grid=grid, corrections=corrections)  # noqa: E731
+    return in_batches(encode, x, batch_size).to(x.device)
 
 
-def decode_on(model: Diffusion, z: torch.Tensor, grid: torch.Tensor, solver: str, batch_size: int = 64):
-    """Images of latents z by `solver` stepping back through `grid` (given increasing)."""
+def decode_on(model: Diffusion, z: torch.Tensor, grid: torch.Tensor, solver: str, batch_size: int = 64,
+              corrections: list[list[float]] | None = None):  # fmt: skip
+    """Images of latents z by `solver` stepping back through `grid` (given increasing), with per-step
+    `corrections` (in solve order)."""
     opts = ode.ODEOptions(solver, len(grid) - 1, tuned=False)
-    return in_batches(lambda c: ode.decode(model, c, opts, grid=grid), z, batch_size).to(z.device)
+    decode = lambda c: ode.decode(model, c, opts, grid=grid, corrections=corrections)  # noqa: E731
+    return in_batches(decode, z, batch_size).to(z.device)
+
+
+@torch.no_grad()
+def fit_corrections(model: Diffusion, x_bar: torch.Tensor, grid: torch.Tensor, substeps: int = 10,
+                    ridge: float = 1e-6) -> list[list[float]]:  # fmt: skip
+    """Per-step coefficients of `unipc` along its x̂0 differences (`solvers.corrected`), fitted greedily: each step's
+    result is moved, by least squares over all of x̄ (DDIM coordinates, grid in solve order), onto the converged
+    trajectory's state at the next node (the same solver with every span cut into `substeps` log-uniform steps)."""
+    drift = ode.pf_ode_drift(model, [0])
+    grid = grid.to(device=x_bar.device, dtype=x_bar.dtype)
+    states = [x_bar]
+    with tf32_kernels(False):
+        for lo, hi in zip(grid[:-1], grid[1:], strict=True):
+            span = lo * (hi / lo) ** torch.linspace(0, 1, substeps + 1, dtype=grid.dtype, device=grid.device)
+            states.append(exponential_multistep_pc(drift, states[-1], span))
+    coefficients: list[list[float]] = []
+
+    def fit(i: int, x: torch.Tensor, differences: list[torch.Tensor]) -> torch.Tensor:
+        a = torch.stack([d.flatten().double() for d in differences], dim=1)
+        gram = a.T @ a
+        gram = gram + ridge * torch.diag(gram.diagonal())  # relative ridge: near-collinear differences stay finite
+        c = torch.linalg.solve(gram, a.T @ (states[i + 1] - x).flatten().double()).tolist()
+        coefficients.append(c)
+        return x + sum(ci * d for ci, d in zip(c, differences, strict=True))
+
+    with tf32_kernels(False):
+        exponential_multistep_pc(drift, x_bar, grid, adjust=fit)
+    return coefficients
 
 
 def rms(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -148,35 +183,51 @@ def tune_solver(
     budget: int = 120,
     on_eval: Callable[[str, int, float], None] | None = None,
     directions: tuple[str, ...] = DIRECTIONS,
+    coefficients: bool = True,
 ) -> dict:
     """Tune the grids of `model` for options.solver × options.steps in `directions` (a DDIB source only encodes,
-    a target only decodes); the config.json entry, without the directions left untuned."""
+    a target only decodes), then, for `unipc` with `coefficients`, its per-step corrections on the kept grid; each
+    kept only where it lowers the validation error. The config.json entry, without the directions left untuned."""
     unknown = set(directions) - set(DIRECTIONS)
     if unknown or not directions:
         raise ValueError(f"directions must be among {DIRECTIONS}, got {directions}")
     untuned = ode.ODEOptions(options.solver, options.steps, rho=options.rho, tuned=False)
     start = sigma_grid(model, options.steps, untuned.rho, uniform_t=options.solver == "ddim")
     ref = ode.ODEOptions(reference.solver, reference.steps, reference.rtol, reference.atol, reference.rho, tuned=False)
+    alpha_0, alpha_1 = model.schedule.alpha_ends
     with torch.no_grad():
         ref_latents = {v: ode.encode(model, x, ref) for v, x in ((False, data.tune_images), (True, data.val_images))}
         latents = {v: torch.cat([ref_latents[v], n]) for v, n in ((False, data.tune_noise), (True, data.val_noise))}
         ref_images = {v: ode.decode(model, z, ref) for v, z in latents.items()} if "decode" in directions else {}
 
-    def encode_error(grid: torch.Tensor, validation: bool) -> float:
+    def encode_error(grid: torch.Tensor, validation: bool, corrections=None) -> float:
         x = data.val_images if validation else data.tune_images
-        return rms(encode_on(model, x, grid, options.solver), ref_latents[validation])
+        return rms(encode_on(model, x, grid, options.solver, corrections=corrections), ref_latents[validation])
 
-    def decode_error(grid: torch.Tensor, validation: bool) -> float:
-        return LEVELS * rms(decode_on(model, latents[validation], grid, options.solver), ref_images[validation])
+    def decode_error(grid: torch.Tensor, validation: bool, corrections=None) -> float:
+        decoded = decode_on(model, latents[validation], grid, options.solver, corrections=corrections)
+        return LEVELS * rms(decoded, ref_images[validation])
 
-    results = {}
+    # Where each direction starts, in DDIM coordinates and in solve order, for fitting the corrections.
+    starts = {"encode": lambda: data.tune_images / alpha_0, "decode": lambda: latents[False] / alpha_1}
+    results, fits = {}, {}
     errors = {"encode": encode_error, "decode": decode_error}
     for name in (d for d in DIRECTIONS if d in directions):
         error = errors[name]
         report = None if on_eval is None else (lambda k, v, name=name: on_eval(name, k, v))
         results[name] = tune_direction(model, start, error, budget, report)
+        if coefficients and options.solver == "unipc":
+            grid = torch.tensor(results[name].grid, dtype=torch.float64)
+            solve_order = grid if name == "encode" else grid.flip(0)
+            fitted = fit_corrections(model, starts[name](), solve_order)
+            before = min(results[name].val_tuned, results[name].val_default)
+            after = error(grid, True, fitted)
+            fits[name] = {"coefficients": fitted, "tune": error(grid, False, fitted), "val": after,
+                          "kept": after < before}  # fmt: skip
+    entry = {name: r.grid for name, r in results.items()}
+    entry.update({f"{name}_corrections": f["coefficients"] for name, f in fits.items() if f["kept"]})
     return {
-        **{name: r.grid for name, r in results.items()},
+        **entry,
         "reference": ref.describe(),
         "images": {
             "tune": len(data.tune_images),
@@ -184,7 +235,19 @@ def tune_solver(
             "noise": len(data.tune_noise),
         },  # fmt: skip
         "errors": {
-            name: {**{k: v for k, v in vars(r).items() if k != "grid"}, "reference": ref.describe()}
+            name: {
+                **{k: v for k, v in vars(r).items() if k != "grid"},
+                **(
+                    {
+                        "tune_corrected": fits[name]["tune"],
+                        "val_corrected": fits[name]["val"],
+                        "corrections": "kept" if fits[name]["kept"] else "dropped",
+                    }
+                    if name in fits
+                    else {}
+                ),
+                "reference": ref.describe(),
+            }  # fmt: skip
             for name, r in results.items()
         },
         "units": {"encode": "latent RMS", "decode": "8-bit levels RMS"},
@@ -197,5 +260,5 @@ def merge_entry(old: dict | None, new: dict) -> dict:
         return new
     kept = [d for d in DIRECTIONS if d in old and d not in new]
     merged = {**new, "errors": {**{d: old["errors"][d] for d in kept if d in old.get("errors", {})}, **new["errors"]}}
-    merged.update({d: old[d] for d in kept})
+    merged.update({key: old[key] for d in kept for key in (d, f"{d}_corrections") if key in old})
     return merged

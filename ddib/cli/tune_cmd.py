@@ -42,6 +42,9 @@ def tune_solver_command(
     direction: str = typer.Option(
         "both", "--direction", help="encode | decode | both (a bridge's source only encodes, its target only decodes)"
     ),
+    coefficients: bool = typer.Option(
+        True, "--coefficients/--no-coefficients", help="unipc: also fit per-step corrections on the tuned grid"
+    ),
     make_default: bool = typer.Option(
         False, "--make-default", help="Make the (smallest) tuned step count the model's default for this solver"
     ),
@@ -82,7 +85,7 @@ def tune_solver_command(
     )
     for count in counts:
         options = ode.ODEOptions(solver, count)
-        entry = tune_solver(model, options, ref, data, budget, directions=directions)
+        entry = tune_solver(model, options, ref, data, budget, directions=directions, coefficients=coefficients)
         _, raw = ckpt.read_config(loc.path)  # re-read: write back everything else as it is now
         grids, key = raw.setdefault("solver_grids", {}), model.grid_key(solver, count)
         grids[key] = merge_entry(grids.get(key), entry)
@@ -95,6 +98,11 @@ def tune_solver_command(
                 f"(tuning data {e['tune_default']:.4g} → {e['tune_tuned']:.4g}; {e['evaluations']} evaluations); "
                 f"kept the {e['kept']} grid"
             )
+            if "corrections" in e:
+                console.print(
+                    f"{solver} × {count} {name} with per-step corrections: validation {e['val_corrected']:.4g} "
+                    f"(tuning data {e['tune_corrected']:.4g}); {e['corrections']}"
+                )
     if make_default:
         _, raw = ckpt.read_config(loc.path)
         raw.setdefault("default_steps", {})[model.solver_key(solver)] = min(counts)
