@@ -26,8 +26,16 @@ from ..errors import DDIBError
 from ..model.diffusion import Diffusion
 from ..utils import tf32_kernels
 from .grids import default_rho, grid_name, sigma_grid, tuned_corrections, tuned_grid
-from .solvers import (ADAPTIVE_SOLVERS, EVALS_PER_STEP, FIXED_SOLVERS, SOLVERS, adaptive_odeint, corrected,
-                      exponential_multistep_pc, per_sample_rms_max)  # fmt: skip
+from .solvers import (
+    ADAPTIVE_SOLVERS,
+    EVALS_PER_STEP,
+    FIXED_SOLVERS,
+    SOLVERS,
+    adaptive_odeint,
+    corrected,
+    exponential_multistep_pc,  # fmt: skip
+    per_sample_rms_max,
+)
 
 # Defaults chosen from `ddib bench translate` (docs/solvers.md).
 DEFAULT_SOLVER = "unipc"

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from ..model.diffusion import Diffusion
-from . import ode
 from ..utils import tf32_kernels
+from . import ode
 from .batching import in_batches
 from .grids import sigma_grid
 from .solvers import exponential_multistep_pc
