@@ -33,7 +33,7 @@ from .solvers import (
     SOLVERS,
     adaptive_odeint,
     corrected,
-    exponential_multistep_pc,  # fmt: skip
+    exponential_multistep_pc,
     per_sample_rms_max,
 )
 
