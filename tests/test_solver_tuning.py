@@ -189,12 +189,14 @@ def test_cli_tunes_saves_and_translate_uses_the_grid(tmp_path, tiny_models):
     assert r.returncode != 0 and "default_steps must map solvers to positive step counts" in r.stderr
     (models / "blues" / "config.json").write_text(json.dumps(blues))
     r = run_cli("bench", "translate", "--from", "reds", "--to", "blues", "--inputs", str(images), "-n", "2",
-                "--solvers", "unipc", "--steps-list", "3,5", "--grids", "both", "--reference", "unipc:24",
-                "--models-dir", str(models), "--out-dir", str(tmp_path / "bench"))  # fmt: skip
+                "--solvers", "unipc", "--steps-list", "3,5,6", "--grids", "both", "--no-cycle", "--reference",
+                "unipc:24", "--models-dir", str(models), "--out-dir", str(tmp_path / "bench"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "bench" / "translate-cpu.csv") as f:
-        rows = [(row["steps"], row["grid"]) for row in csv.DictReader(f)]
-    assert rows == [("3", "log-SNR uniform"), ("3", "tuned"), ("5", "log-SNR uniform"), ("5", "tuned")]
+        rows = [(row["steps"], row["grid"].removesuffix(" + coefficients")) for row in csv.DictReader(f)]
+    # No tuned grid for 6 steps: its default row is not repeated.
+    assert rows == [("3", "log-SNR uniform"), ("3", "tuned"), ("5", "log-SNR uniform"), ("5", "tuned"),
+                    ("6", "log-SNR uniform")]  # fmt: skip
     r = run_cli("tune-solver", "--domain", "reds", "--solver", "dopri5", "--models-dir", str(models))
     assert r.returncode != 0 and "grids are for fixed-step solvers" in r.stderr
     r = run_cli("tune-solver", "--domain", "reds", "--direction", "sideways", "--models-dir", str(models))

@@ -253,6 +253,8 @@ def bench_solvers(
         grid_kind = "uniform t" if opts.solver == "ddim" else grid_name(opts.rho) if opts.is_fixed else "adaptive"
         if opts.tuned:
             grid_kind = "tuned" if ode.uses_tuned_grid(opts, src, tgt) else f"{grid_kind} (no tuned grid)"
+            if "coefficients" in ode.describe_solve(opts, src, tgt):
+                grid_kind = "tuned + coefficients"
         rate = len(x) / seconds
         speedup = rate / rows[0].images_per_s if rows else 1.0
         scores = score(x, y, cycled) if score else {}
@@ -313,7 +315,9 @@ def solver_chart(rows: list[SolverBenchRow], title: str):
     series: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
         name = "ddim x1000 (official)" if r.solver == "ddim" and r.steps == "1000" else r.solver
-        name += " (log-SNR grid)" if r.grid == grid_name(math.inf) else " (tuned grid)" if r.grid == "tuned" else ""
+        name += (
+            " (log-SNR grid)" if r.grid == grid_name(math.inf) else f" ({r.grid})" if r.grid.startswith("tuned") else ""
+        )
         series.setdefault(name, []).append((max(1, (r.nfe_encode + r.nfe_decode) / 2), max(r.to_reference_rms, 1e-4)))
     return loglog_chart(series, title, "NFE per direction", "RMS to reference (8-bit levels)", hline=(1.0, "1/255"))
 

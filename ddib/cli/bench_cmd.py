@@ -84,6 +84,7 @@ def bench_translate_command(
     grids: str = typer.Option(
         "default", "--grids", help="default (fixed-shape grids), tuned (the models' tuned grids) or both"
     ),
+    no_cycle: bool = typer.Option(False, "--no-cycle", help="Skip the translation back (about a third of the cost)"),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
@@ -129,15 +130,17 @@ def bench_translate_command(
         rows = []
         for row in grid if grid is not None else bench.TRANSLATE_GRID:
             tunable = len(row) == 2 and row[0] != "ddim"
-            rows += ([row] if grids == "both" else []) + ([(*row, "tuned")] if tunable else [])
+            # With both, a tuned row only where a model has a tuned grid (otherwise it would repeat the row).
+            has_grid = tunable and ode.uses_tuned_grid(ode.ODEOptions(row[0], row[1]), src, tgt)
+            rows += ([row] if grids == "both" else []) + ([(*row, "tuned")] if has_grid or grids == "tuned" else [])
         grid = rows
 
     def show(r):
         console.print(
             f"{r.solver:>8} {r.steps:>9}: NFE {r.nfe_encode}+{r.nfe_decode}, {r.images_per_s:.2f} img/s, "
             f"round trip {r.round_trip_rms:.3f}, to reference {r.to_reference_rms:.3f} (decode alone "
-            f"{r.decode_only_to_reference_rms:.3f}), cycle {r.cycle_rms:.3f} (RMS, 8-bit levels); latent "
-            f"{r.latent_to_reference_rms:.4f} RMS"
+            f"{r.decode_only_to_reference_rms:.3f}){'' if r.cycle_rms is None else f', cycle {r.cycle_rms:.3f}'} "
+            f"(RMS, 8-bit levels); latent {r.latent_to_reference_rms:.4f} RMS"
         )
 
     console.print(f"reference: {reference_options.describe()} translation of {len(x)} {source} → {target}")
@@ -147,14 +150,14 @@ def bench_translate_command(
         raise DDIBError(f"reference solve: {err} (--reference unipc:200 is a fixed-step alternative)") from None
     console.print(f"reference: {reference.describe()}")
     score, fd_note = scorer(source, target, len(x), dev, data_dir)
-    rows = bench.bench_solvers(src, tgt, x, grid, adaptive, reference, on_row=show, score=score)
+    rows = bench.bench_solvers(src, tgt, x, grid, adaptive, reference, on_row=show, score=score, cycle=not no_cycle)
     header = (
         f"DDIB {source} → {target}, {len(x)} {'held-out test ' if not inputs else ''}images, {_device_name(dev)}, "
         f"{torch.get_num_threads()} threads, kernels {default_speed(dev).describe()}. "
         f"Errors are RMS / max over pixels in 8-bit levels (1.0 = 1/255 of the range). "
         f"Reference: {reference.describe()}; latent_to_reference_rms is in latent units (z ≈ N(0, I)), "
         f"decode_only: the reference latent decoded with the row's solver. "
-        f"Cycle: translated back {target} → {source} with the same solver. "
+        f"{'' if no_cycle else f'Cycle: translated back {target} → {source} with the same solver. '}"
         f"Accuracy, source share and hue as in `ddib evaluate`. {fd_note}"
     )
     write_tables(out_dir, f"translate-{dev.type}", rows, header)
