@@ -98,8 +98,8 @@ class SolveStats:
 
 
 def model_steps(model: Diffusion, solver: str) -> int:
-    """The step count `model` solves with when none is given: its own default for the solver (chosen by
-    `ddib tune-solver --make-default` where a tuned grid reaches the converged solve), else DEFAULT_STEPS."""
+    """The step count `model` solves with when none is given: its own default for the solver (set by
+    `ddib tune-solver --make-default`), else DEFAULT_STEPS."""
     return model.default_steps.get(model.solver_key(solver), DEFAULT_STEPS)
 
 
@@ -221,6 +221,7 @@ def translate(
 ) -> torch.Tensor:
     """DDIB (Su et al. 2023, Alg. 1): decode(target, encode(source, x))."""
     check_compatible(source, target)
+    options = resolve_steps(options, source, target)
     return decode(target, encode(source, x, options, stats), options, stats)
 
 
