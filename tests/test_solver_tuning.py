@@ -201,3 +201,5 @@ def test_cli_tunes_saves_and_translate_uses_the_grid(tmp_path, tiny_models):
     assert r.returncode != 0 and "grids are for fixed-step solvers" in r.stderr
     r = run_cli("tune-solver", "--domain", "reds", "--direction", "sideways", "--models-dir", str(models))
     assert r.returncode != 0 and "--direction sideways" in r.stderr
+    r = run_cli("tune-solver", "--domain", "fives", "--models-dir", str(tmp_path / "empty"))
+    assert r.returncode != 0 and "fives is a bundled model" in r.stderr

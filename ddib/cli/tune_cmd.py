@@ -68,6 +68,11 @@ def tune_solver_command(
     model, loc = loaded.diffusion, loaded.location
     if loaded.is_points:
         raise DDIBError(f"{loc.domain} is a point domain; tune-solver takes image models")
+    if loc.origin == "bundled":  # the package's own files are not the user's to rewrite
+        raise DDIBError(
+            f"{loc.domain} is a bundled model: copy it with `ddib export --domain {loc.domain} --out "
+            f"models/{loc.domain}` and tune the copy"
+        )
     if make_default:  # checked before the long part: a default needs grids in both directions
         have = model.solver_grids.get(model.grid_key(solver, min(counts)), {})
         missing = [d for d in DIRECTIONS if d not in directions and d not in have]
