@@ -88,6 +88,19 @@ def test_tune_solver_improves_both_directions_and_solves_use_the_tuned_grid():
     assert ode.describe_solve(ode.ODEOptions("dpm2m", 4), model) == "dpm2m × 4 steps"  # no grid for 4 steps
 
 
+def test_the_search_starts_from_the_best_whole_grid_shape():
+    model = gaussian_model(MEAN, STD)
+    default, shapes = sigma_grid(model, 6, math.inf), tuple(sigma_grid(model, 6, rho) for rho in (7.0, 30.0))
+    target = positions_of(model, shapes[1])
+
+    def error(grid, validation):  # smallest at the ρ = 30 grid
+        return sum((a - b) ** 2 for a, b in zip(positions_of(model, grid), target, strict=True))
+
+    result = tune_direction(model, default, error, budget=4, candidates=shapes)
+    assert result.kept == "tuned" and result.val_tuned < 1e-12 < result.val_default
+    assert result.evaluations == 4
+
+
 def test_fitted_corrections_make_unipc_exact_on_an_isotropic_gaussian():
     # Every x̂0 difference is a multiple of x̄ − μ here, so one coefficient per step can land on the exact flow.
     model = gaussian_model(MEAN, STD)

@@ -28,6 +28,7 @@ from .solvers import exponential_multistep_pc
 
 LEVELS = 127.5  # pixel errors in 8-bit levels: RMS over [-1, 1] × 127.5
 DIRECTIONS = ("encode", "decode")
+SEED_RHOS = (7.0, 15.0, 30.0)  # EDM grid shapes tried before the node-by-node search
 
 
 def grid_from_positions(model: Diffusion, u: list[float]) -> torch.Tensor:
@@ -146,18 +147,29 @@ def tune_direction(
     error: Callable[[torch.Tensor, bool], float],
     budget: int,
     on_eval: Callable[[int, float], None] | None = None,
+    candidates: tuple[torch.Tensor, ...] = (),
 ) -> DirectionResult:
-    """Tune one direction's grid from `start`; error(grid, validation) is its error on tuning/validation data."""
+    """Tune one direction's grid from `start` (or from the best of `candidates` on the tuning data, such as other
+    EDM ρ); error(grid, validation) is its error on tuning/validation data."""
+    start_error = error(start, False)
+    seed, seed_error = start, start_error
+    for grid in candidates:  # a few whole-grid shapes first: node-by-node moves are slow to find a global reshaping
+        value = error(grid, False)
+        if value < seed_error:
+            seed, seed_error = grid, value
+    budget -= 1 + len(candidates)
     u, tuned_error, evals = coordinate_search(
-        lambda v: error(grid_from_positions(model, v), False), positions_of(model, start), budget, on_eval=on_eval
-    )
+        lambda v: error(grid_from_positions(model, v), False), positions_of(model, seed), max(1, budget),
+        on_eval=on_eval,
+    )  # fmt: skip
+    evals += 1 + len(candidates)
     tuned = grid_from_positions(model, u)
     val_default, val_tuned = error(start, True), error(tuned, True)
     keep_tuned = val_tuned < val_default
     return DirectionResult(
         grid=(tuned if keep_tuned else start).tolist(),
         kept="tuned" if keep_tuned else "default",
-        tune_default=error(start, False),
+        tune_default=start_error,
         tune_tuned=tuned_error,
         val_default=val_default,
         val_tuned=val_tuned,
@@ -208,6 +220,8 @@ def tune_solver(
         decoded = decode_on(model, latents[validation], grid, options.solver, corrections=corrections)
         return LEVELS * rms(decoded, ref_images[validation])
 
+    # Other grid shapes to start the search from: EDM's ρ-grids, denser at low noise as ρ falls.
+    shapes = () if options.solver == "ddim" else tuple(sigma_grid(model, options.steps, rho) for rho in SEED_RHOS)
     # Where each direction starts, in DDIM coordinates and in solve order, for fitting the corrections.
     starts = {"encode": lambda: data.tune_images / alpha_0, "decode": lambda: latents[False] / alpha_1}
     results, fits = {}, {}
@@ -215,7 +229,7 @@ def tune_solver(
     for name in (d for d in DIRECTIONS if d in directions):
         error = errors[name]
         report = None if on_eval is None else (lambda k, v, name=name: on_eval(name, k, v))
-        results[name] = tune_direction(model, start, error, budget, report)
+        results[name] = tune_direction(model, start, error, budget, report, shapes)
         if coefficients and options.solver == "unipc":
             grid = torch.tensor(results[name].grid, dtype=torch.float64)
             solve_order = grid if name == "encode" else grid.flip(0)
