@@ -28,9 +28,15 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
 
 
+def _default_sigint() -> None:
+    # A suite started in the background (nohup, `make test &`) passes SIGINT on as ignored, and Python then
+    # installs no Ctrl-C handler; the child gets the terminal's default, as a user's command would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _popen(*args: str, cwd=None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ddib", *args], env=_env(), cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)  # fmt: skip
 
 
 def _wait_for_line(proc: subprocess.Popen, prefix: str, timeout: float = 120) -> None:
