@@ -78,6 +78,9 @@ def fit_corrections(model: Diffusion, x_bar: torch.Tensor, grid: torch.Tensor, s
     coefficients: list[list[float]] = []
 
     def fit(i: int, x: torch.Tensor, differences: list[torch.Tensor]) -> torch.Tensor:
+        if not differences:  # a one-step solve has no history to correct along
+            coefficients.append([])
+            return x
         a = torch.stack([d.flatten().double() for d in differences], dim=1)
         gram = a.T @ a
         gram = gram + ridge * torch.diag(gram.diagonal())  # relative ridge: near-collinear differences stay finite
