@@ -29,6 +29,15 @@ MEAN = torch.tensor([0.8, -0.3], dtype=torch.float64)
 STD = 0.3
 
 
+def _gaussian_tuning_data(seed: int, n: int):
+    """n draws of the Gaussian and n N(0, I) latents; the first half of each tunes, the second validates."""
+    g = torch.Generator().manual_seed(seed)
+    images = MEAN + STD * torch.randn(n, 2, dtype=torch.float64, generator=g)
+    noise = torch.randn(n, 2, dtype=torch.float64, generator=g)
+    half = n // 2
+    return images, noise, TuningData(images[:half], images[half:], noise[:half], noise[half:])
+
+
 def _exact_latents(model, x):
     return gaussian_flow(model, x, MEAN, STD, 0.0, 1.0)
 
@@ -66,10 +75,7 @@ def test_the_default_grid_is_kept_when_tuning_does_not_help_on_validation():
 
 def test_tune_solver_improves_both_directions_and_solves_use_the_tuned_grid():
     model = gaussian_model(MEAN, STD)
-    g = torch.Generator().manual_seed(1)
-    images = MEAN + STD * torch.randn(48, 2, dtype=torch.float64, generator=g)
-    noise = torch.randn(48, 2, dtype=torch.float64, generator=g)
-    data = TuningData(images[:24], images[24:], noise[:24], noise[24:])
+    images, noise, data = _gaussian_tuning_data(seed=1, n=48)
     options = ode.ODEOptions("dpm2m", 3)
     entry = tune_solver(model, options, ode.ODEOptions("dopri5", rtol=1e-10, atol=1e-10), data, budget=40)
     for direction in ("encode", "decode"):
@@ -130,10 +136,7 @@ def test_zero_corrections_leave_unipc_as_it_is():
 
 def test_tune_solver_keeps_corrections_that_help_and_solves_use_them():
     model = gaussian_model(MEAN, STD)
-    g = torch.Generator().manual_seed(5)
-    images = MEAN + STD * torch.randn(48, 2, dtype=torch.float64, generator=g)
-    noise = torch.randn(48, 2, dtype=torch.float64, generator=g)
-    data = TuningData(images[:24], images[24:], noise[:24], noise[24:])
+    images, noise, data = _gaussian_tuning_data(seed=5, n=48)
     options = ode.ODEOptions("unipc", 3)
     entry = tune_solver(model, options, ode.ODEOptions("dopri5", rtol=1e-10, atol=1e-10), data, budget=10)
     for direction in ("encode", "decode"):
@@ -152,10 +155,7 @@ def test_tune_solver_keeps_corrections_that_help_and_solves_use_them():
 
 def test_one_direction_tunes_alone_and_keeps_the_other_directions_grid():
     model = gaussian_model(MEAN, STD)
-    g = torch.Generator().manual_seed(2)
-    images = MEAN + STD * torch.randn(32, 2, dtype=torch.float64, generator=g)
-    noise = torch.randn(32, 2, dtype=torch.float64, generator=g)
-    data = TuningData(images[:16], images[16:], noise[:16], noise[16:])
+    images, noise, data = _gaussian_tuning_data(seed=2, n=32)
     options, ref = ode.ODEOptions("dpm2m", 3), ode.ODEOptions("dopri5", rtol=1e-10, atol=1e-10)
     both = tune_solver(model, options, ref, data, budget=10)
     decode_only = tune_solver(model, options, ref, data, budget=30, directions=("decode",))
