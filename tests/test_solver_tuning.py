@@ -5,11 +5,13 @@ import json
 import math
 import shutil
 
+import pytest
 import torch
 
 from ddib.bridge import ode
 from ddib.bridge.grids import sigma_grid
 from ddib.bridge.tuning import (
+    LEVELS,
     TuningData,
     decode_on,
     encode_on,
@@ -168,6 +170,36 @@ def test_one_direction_tunes_alone_and_keeps_the_other_directions_grid():
     torch.testing.assert_close(ode.encode(model, images, options), encode_on(model, images, default, "dpm2m"))
 
 
+def test_bridge_tuning_measures_each_end_on_what_the_translation_feeds_it():
+    # Two isotropic Gaussians with exact flows: the target's decode is affine with slope `slope`, so the encode's
+    # error after it is exactly that slope times its latent error, and the decode's error is on the source's latents.
+    target_mean, target_std = torch.tensor([-0.5, 0.2], dtype=torch.float64), 0.6
+    source, target = gaussian_model(MEAN, STD), gaussian_model(target_mean, target_std)
+    images, noise, data = _gaussian_tuning_data(seed=6, n=32)
+    options, ref = ode.ODEOptions("dpm2m", 3), ode.ODEOptions("dopri5", rtol=1e-10, atol=1e-10)
+    own = tune_solver(source, options, ref, data, budget=1, directions=("encode",), coefficients=False)
+    bridged = tune_solver(source, options, ref, data, budget=1, directions=("encode",), target=target)
+    one, zero = torch.ones(1, 2, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64)
+    slope = (gaussian_flow(target, one, target_mean, target_std, 1.0, 0.0)
+             - gaussian_flow(target, zero, target_mean, target_std, 1.0, 0.0))[0, 0].item()  # fmt: skip
+    for key in ("val_default", "tune_default"):
+        assert math.isclose(
+            bridged["errors"]["encode"][key], LEVELS * slope * own["errors"]["encode"][key], rel_tol=1e-6
+        )
+    assert bridged["errors"]["encode"]["unit"].startswith("8-bit levels")
+
+    decode = tune_solver(target, options, ref, data, budget=1, directions=("decode",), source=source)
+    z = torch.cat([_exact_latents(source, data.val_images), data.val_noise])
+    default = sigma_grid(target, 3, math.inf)
+    expected = LEVELS * rms(decode_on(target, z, default, "dpm2m"),
+                            gaussian_flow(target, z, target_mean, target_std, 1.0, 0.0))  # fmt: skip
+    assert math.isclose(decode["errors"]["decode"]["val_default"], expected, rel_tol=1e-6)
+    own_latents = tune_solver(target, options, ref, data, budget=1, directions=("decode",))
+    assert not math.isclose(own_latents["errors"]["decode"]["val_default"], expected, rel_tol=1e-2)
+    with pytest.raises(ValueError, match="decode only"):
+        tune_solver(target, options, ref, data, budget=1, directions=("encode",), source=source)
+
+
 def test_cli_tunes_saves_and_translate_uses_the_grid(tmp_path, tiny_models):
     models = tmp_path / "models"
     shutil.copytree(tiny_models, models)
@@ -210,6 +242,17 @@ def test_cli_tunes_saves_and_translate_uses_the_grid(tmp_path, tiny_models):
     # No tuned grid for 6 steps: its default row is not repeated.
     assert rows == [("3", "log-SNR uniform"), ("3", "tuned"), ("5", "log-SNR uniform"), ("5", "tuned"),
                     ("6", "log-SNR uniform")]  # fmt: skip
+    bridge = ["tune-solver", "--from", "reds", "--to", "blues", "--steps", "2", "-n", "4", "--val", "4", "--budget",
+              "3", "--reference", "unipc:24", "--inputs", str(images), "--models-dir", str(models)]  # fmt: skip
+    r = run_cli(*bridge)
+    assert r.returncode == 0 and "for the bridge reds → blues" in r.stdout, r.stderr
+    reds, blues = (json.loads((models / d / "config.json").read_text())["solver_grids"]["unipc:2"] for d in
+                   ("reds", "blues"))  # fmt: skip
+    assert set(reds["errors"]) == {"encode"} and set(blues["errors"]) == {"decode"}  # each end tunes its own part
+    assert reds["errors"]["encode"]["bridge"] == blues["errors"]["decode"]["bridge"] == "reds → blues"
+    assert "after the target's converged decode" in reds["errors"]["encode"]["unit"]
+    r = run_cli(*bridge, "--domain", "reds")
+    assert r.returncode != 0 and "not both" in r.stderr
     r = run_cli("tune-solver", "--domain", "reds", "--solver", "dopri5", "--models-dir", str(models))
     assert r.returncode != 0 and "grids are for fixed-step solvers" in r.stderr
     r = run_cli("tune-solver", "--domain", "reds", "--direction", "sideways", "--models-dir", str(models))

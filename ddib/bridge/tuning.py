@@ -9,6 +9,11 @@ directions are tuned separately, because DDIB needs both: the encode grid on rea
 in latent units, against the reference's latents), the decode grid on those latents and on N(0, I) draws (error
 in 8-bit levels). The grid that is kept is the one with the lower error on held-out validation data, so tuning
 never makes a model's validation error worse than the grid it started from.
+
+Tuned for one bridge, each side sees what the translation feeds it: the target's decode grid is tuned on the
+source's latents of source images, and the source's encode grid on the translation's error after the target's
+converged decode (what the translation shows, rather than latent error along directions the target's decode
+may ignore).
 """
 
 from __future__ import annotations
@@ -45,19 +50,26 @@ def positions_of(model: Diffusion, grid: torch.Tensor) -> list[float]:
     return (torch.log(grid[1:-1].double() / sched.sigma_min) / math.log(sched.sigma_max / sched.sigma_min)).tolist()
 
 
-def encode_on(model: Diffusion, x: torch.Tensor, grid: torch.Tensor, solver: str, batch_size: int = 64,
-              corrections: list[list[float]] | None = None):  # fmt: skip
-    """Latents of images x by `solver` stepping through `grid` (increasing σ̄), with per-step `corrections`."""
-    opts = ode.ODEOptions(solver, len(grid) - 1, tuned=False)
+def _options(grid: torch.Tensor | None, solver: str | ode.ODEOptions) -> ode.ODEOptions:
+    if grid is None:  # a whole solve given by its options (the converged reference)
+        return solver
+    return ode.ODEOptions(solver, len(grid) - 1, tuned=False)
+
+
+def encode_on(model: Diffusion, x: torch.Tensor, grid: torch.Tensor | None, solver: str | ode.ODEOptions,
+              batch_size: int = 64, corrections: list[list[float]] | None = None):  # fmt: skip
+    """Latents of images x by `solver` stepping through `grid` (increasing σ̄), with per-step `corrections`; with
+    no grid, `solver` is the whole solve's options."""
+    opts = _options(grid, solver)
     encode = lambda c: ode.encode(model, c, opts, grid=grid, corrections=corrections)  # noqa: E731
     return in_batches(encode, x, batch_size).to(x.device)
 
 
-def decode_on(model: Diffusion, z: torch.Tensor, grid: torch.Tensor, solver: str, batch_size: int = 64,
-              corrections: list[list[float]] | None = None):  # fmt: skip
+def decode_on(model: Diffusion, z: torch.Tensor, grid: torch.Tensor | None, solver: str | ode.ODEOptions,
+              batch_size: int = 64, corrections: list[list[float]] | None = None):  # fmt: skip
     """Images of latents z by `solver` stepping back through `grid` (given increasing), with per-step
-    `corrections` (in solve order)."""
-    opts = ode.ODEOptions(solver, len(grid) - 1, tuned=False)
+    `corrections` (in solve order); with no grid, `solver` is the whole solve's options."""
+    opts = _options(grid, solver)
     decode = lambda c: ode.decode(model, c, opts, grid=grid, corrections=corrections)  # noqa: E731
     return in_batches(decode, z, batch_size).to(z.device)
 
@@ -199,25 +211,40 @@ def tune_solver(
     on_eval: Callable[[str, int, float], None] | None = None,
     directions: tuple[str, ...] = DIRECTIONS,
     coefficients: bool = True,
+    source: Diffusion | None = None,
+    target: Diffusion | None = None,
 ) -> dict:
     """Tune the grids of `model` for options.solver × options.steps in `directions` (a DDIB source only encodes,
     a target only decodes), then, for `unipc` with `coefficients`, its per-step corrections on the kept grid; each
-    kept only where it lowers the validation error. The config.json entry, without the directions left untuned."""
+    kept only where it lowers the validation error. The config.json entry, without the directions left untuned.
+
+    For one bridge: with `source`, the decode is tuned on the source's latents of `data`'s images (the source's
+    domain) instead of the model's own; with `target`, the encode's error is measured after the target's converged
+    decode (in levels), so latent errors the target's decode ignores cost nothing."""
     unknown = set(directions) - set(DIRECTIONS)
     if unknown or not directions:
         raise ValueError(f"directions must be among {DIRECTIONS}, got {directions}")
+    if source is not None and "encode" in directions:
+        raise ValueError("a source's latents tune the decode only: the encode runs on the model's own domain")
     untuned = ode.ODEOptions(options.solver, options.steps, rho=options.rho, tuned=False)
     start = sigma_grid(model, options.steps, untuned.rho, uniform_t=options.solver == "ddim")
     ref = ode.ODEOptions(reference.solver, reference.steps, reference.rtol, reference.atol, reference.rho, tuned=False)
     alpha_0, alpha_1 = model.schedule.alpha_ends
+    encoder = model if source is None else source
+    converged_decode = None if target is None else (lambda z: decode_on(target, z, None, ref))
     with torch.no_grad():
-        ref_latents = {v: ode.encode(model, x, ref) for v, x in ((False, data.tune_images), (True, data.val_images))}
+        images = {False: data.tune_images, True: data.val_images}
+        ref_latents = {v: encode_on(encoder, x, None, ref) for v, x in images.items()}
         latents = {v: torch.cat([ref_latents[v], n]) for v, n in ((False, data.tune_noise), (True, data.val_noise))}
-        ref_images = {v: ode.decode(model, z, ref) for v, z in latents.items()} if "decode" in directions else {}
+        ref_images = {v: decode_on(model, z, None, ref) for v, z in latents.items()} if "decode" in directions else {}
+        ref_bridged = {} if converged_decode is None else {v: converged_decode(z) for v, z in ref_latents.items()}
 
     def encode_error(grid: torch.Tensor, validation: bool, corrections=None) -> float:
         x = data.val_images if validation else data.tune_images
-        return rms(encode_on(model, x, grid, options.solver, corrections=corrections), ref_latents[validation])
+        z = encode_on(model, x, grid, options.solver, corrections=corrections)
+        if converged_decode is None:
+            return rms(z, ref_latents[validation])
+        return LEVELS * rms(converged_decode(z), ref_bridged[validation])
 
     def decode_error(grid: torch.Tensor, validation: bool, corrections=None) -> float:
         decoded = decode_on(model, latents[validation], grid, options.solver, corrections=corrections)
@@ -241,6 +268,10 @@ def tune_solver(
             after = error(grid, True, fitted)
             fits[name] = {"coefficients": fitted, "tune": error(grid, False, fitted), "val": after,
                           "kept": after < before}  # fmt: skip
+    units = {
+        "encode": "latent RMS" if target is None else "8-bit levels RMS after the target's converged decode",
+        "decode": "8-bit levels RMS" + ("" if source is None else " on the source's latents"),
+    }  # fmt: skip
     entry = {name: r.grid for name, r in results.items()}
     entry.update({f"{name}_corrections": f["coefficients"] for name, f in fits.items() if f["kept"]})
     return {
@@ -264,10 +295,10 @@ def tune_solver(
                     else {}
                 ),
                 "reference": ref.describe(),
+                "unit": units[name],
             }  # fmt: skip
             for name, r in results.items()
         },
-        "units": {"encode": "latent RMS", "decode": "8-bit levels RMS"},
     }
 
 

@@ -25,7 +25,15 @@ from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, read_inputs
 
 @app.command("tune-solver")
 def tune_solver_command(
-    domain: str = typer.Option(..., "--domain", help="Domain (or label, or model directory) whose grids to tune"),
+    domain: Optional[str] = typer.Option(
+        None, "--domain", help="Domain (or label, or model directory) whose grids to tune"
+    ),
+    source: Optional[str] = typer.Option(
+        None, "--from", help="Tune for one bridge: the source's encode, measured through the target's decode"
+    ),
+    target: Optional[str] = typer.Option(
+        None, "--to", help="Tune for one bridge: the target's decode, on the source's latents"
+    ),
     solver: str = typer.Option(
         ode.DEFAULT_SOLVER, "--solver", help=f"Fixed-step solver: {', '.join(ode.FIXED_SOLVERS)}"
     ),
@@ -53,7 +61,8 @@ def tune_solver_command(
     models_dir: Optional[str] = ModelsDirOpt,
     data_dir: Optional[str] = DataDirOpt,
 ) -> None:
-    """Tune the encode and decode step grids of a model against a converged solve; later solves use them."""
+    """Tune the encode and decode step grids of a model (or of one bridge's two ends) against a converged solve;
+    later solves use them."""
     counts = [int(s) for s in steps.split(",") if s.strip()] if steps.replace(",", "").isdigit() else []
     if not counts or min(counts) < 1:
         raise DDIBError(f"--steps {steps!r}: give positive step counts, e.g. 10 or 8,10,12")
@@ -61,11 +70,59 @@ def tune_solver_command(
         raise DDIBError(f"--solver {solver}: grids are for fixed-step solvers ({', '.join(ode.FIXED_SOLVERS)})")
     if direction not in (*DIRECTIONS, "both"):
         raise DDIBError(f"--direction {direction}: choose encode, decode or both")
+    bridge = source is not None or target is not None
+    if bridge == (domain is not None) or (bridge and (source is None or target is None)):
+        raise DDIBError("give --domain D (one model) or --from SOURCE --to TARGET (one bridge), not both")
     directions = DIRECTIONS if direction == "both" else (direction,)
     ref = bench.parse_reference(reference)
     dev = resolve_device(device)
+    if bridge:  # the source encodes, the target decodes, both on the source's images
+        src, tgt = (_tunable(name, models_dir, dev) for name in (source, target))
+        jobs = [(m, (d,)) for m, d in ((src, "encode"), (tgt, "decode")) if d in directions]
+        data_domain, partners = src, {"encode": {"target": tgt.diffusion}, "decode": {"source": src.diffusion}}
+    else:
+        one = _tunable(domain, models_dir, dev)
+        jobs, data_domain, partners = [(one, directions)], one, {}
+    if make_default:  # checked before the long part: a default needs grids in both directions
+        for loaded, tuned_here in jobs:
+            _check_default(loaded, solver, min(counts), tuned_here)
+    data = _tuning_data(data_domain.location.domain, data_domain.diffusion, n, val, inputs, seed, data_dir)
+    for loaded, tuned_here in jobs:
+        loc = loaded.location
+        extra = partners.get(tuned_here[0], {})
+        seen_by = f" for the bridge {src.location.domain} → {tgt.location.domain}" if bridge else ""
+        console.print(
+            f"tuning {solver} {' and '.join(tuned_here)} grids of {loc.domain} ({loc.where}){seen_by} against "
+            f"{ref.describe()}: {n} training images of {data_domain.location.domain} + {n} N(0, I) latents to tune, "
+            f"{val} + {val} held out to validate, {budget} evaluations per direction"
+        )
+        for count in counts:
+            options = ode.ODEOptions(solver, count)
+            entry = tune_solver(
+                loaded.diffusion, options, ref, data, budget, directions=tuned_here, coefficients=coefficients, **extra
+            )  # fmt: skip
+            if bridge:
+                for name in tuned_here:
+                    entry["errors"][name]["bridge"] = f"{src.location.domain} → {tgt.location.domain}"
+            _save_entry(loaded, solver, count, entry)
+            _report(entry, solver, count, tuned_here)
+        if make_default:
+            _, raw = ckpt.read_config(loc.path)
+            raw.setdefault("default_steps", {})[loaded.diffusion.solver_key(solver)] = min(counts)
+            ckpt.write_json(loc.path / ckpt.CONFIG_FILE, raw)
+            console.print(
+                f"{solver} × {min(counts)} steps is now the default of {loc.domain} when --steps is not given"
+            )
+        console.print(
+            f"saved in {loc.path / ckpt.CONFIG_FILE} (commands use it; an explicit --rho solves on that fixed grid "
+            "instead)"
+        )
+
+
+def _tunable(domain: str, models_dir, dev):
+    """A model whose config.json tune-solver may rewrite: an image model that is not one of the package's own."""
     loaded = load_domain_model(domain, models_dir, dev)
-    model, loc = loaded.diffusion, loaded.location
+    loc = loaded.location
     if loaded.is_points:
         raise DDIBError(f"{loc.domain} is a point domain; tune-solver takes image models")
     if loc.origin == "bundled":  # the package's own files are not the user's to rewrite
@@ -73,47 +130,41 @@ def tune_solver_command(
             f"{loc.domain} is a bundled model: copy it with `ddib export --domain {loc.domain} --out "
             f"models/{loc.domain}` and tune the copy"
         )
-    if make_default:  # checked before the long part: a default needs grids in both directions
-        have = model.solver_grids.get(model.grid_key(solver, min(counts)), {})
-        missing = [d for d in DIRECTIONS if d not in directions and d not in have]
-        if missing:
-            raise DDIBError(
-                f"--make-default: {solver} × {min(counts)} would have no {missing[0]} grid; a default step count "
-                f"needs tuned grids in both directions (tune it with --direction {missing[0]})"
-            )
-    data = _tuning_data(loc.domain, model, n, val, inputs, seed, data_dir)
-    config_path = loc.path / ckpt.CONFIG_FILE
-    console.print(
-        f"tuning {solver} {' and '.join(directions)} grids of {loc.domain} ({loc.where}) against {ref.describe()}: "
-        f"{n} training images + {n} "
-        f"N(0, I) latents to tune, {val} + {val} held out to validate, {budget} evaluations per direction"
-    )
-    for count in counts:
-        options = ode.ODEOptions(solver, count)
-        entry = tune_solver(model, options, ref, data, budget, directions=directions, coefficients=coefficients)
-        _, raw = ckpt.read_config(loc.path)  # re-read: write back everything else as it is now
-        grids, key = raw.setdefault("solver_grids", {}), model.grid_key(solver, count)
-        grids[key] = merge_entry(grids.get(key), entry)
-        ckpt.write_json(config_path, raw)
-        for name in directions:
-            unit = "latent RMS" if name == "encode" else "levels RMS"
-            e = entry["errors"][name]
+    return loaded
+
+
+def _check_default(loaded, solver: str, steps: int, tuned_here: tuple[str, ...]) -> None:
+    have = loaded.diffusion.solver_grids.get(loaded.diffusion.grid_key(solver, steps), {})
+    missing = [d for d in DIRECTIONS if d not in tuned_here and d not in have]
+    if missing:
+        raise DDIBError(
+            f"--make-default: {loaded.location.domain}'s {solver} × {steps} would have no {missing[0]} grid; a "
+            f"default step count needs tuned grids in both directions (tune it with --direction {missing[0]})"
+        )
+
+
+def _save_entry(loaded, solver: str, count: int, entry: dict) -> None:
+    path = loaded.location.path
+    _, raw = ckpt.read_config(path)  # re-read: write back everything else as it is now
+    grids, key = raw.setdefault("solver_grids", {}), loaded.diffusion.grid_key(solver, count)
+    grids[key] = merge_entry(grids.get(key), entry)
+    ckpt.write_json(path / ckpt.CONFIG_FILE, raw)
+
+
+def _report(entry: dict, solver: str, count: int, directions: tuple[str, ...]) -> None:
+    for name in directions:
+        e = entry["errors"][name]
+        unit = e["unit"]
+        console.print(
+            f"{solver} × {count} {name}: validation {e['val_default']:.4g} → {e['val_tuned']:.4g} {unit} "
+            f"(tuning data {e['tune_default']:.4g} → {e['tune_tuned']:.4g}; {e['evaluations']} evaluations); "
+            f"kept the {e['kept']} grid"
+        )
+        if "corrections" in e:
             console.print(
-                f"{solver} × {count} {name}: validation {e['val_default']:.4g} → {e['val_tuned']:.4g} {unit} "
-                f"(tuning data {e['tune_default']:.4g} → {e['tune_tuned']:.4g}; {e['evaluations']} evaluations); "
-                f"kept the {e['kept']} grid"
+                f"{solver} × {count} {name} with per-step corrections: validation {e['val_corrected']:.4g} "
+                f"(tuning data {e['tune_corrected']:.4g}); {e['corrections']}"
             )
-            if "corrections" in e:
-                console.print(
-                    f"{solver} × {count} {name} with per-step corrections: validation {e['val_corrected']:.4g} "
-                    f"(tuning data {e['tune_corrected']:.4g}); {e['corrections']}"
-                )
-    if make_default:
-        _, raw = ckpt.read_config(loc.path)
-        raw.setdefault("default_steps", {})[model.solver_key(solver)] = min(counts)
-        ckpt.write_json(config_path, raw)
-        console.print(f"{solver} × {min(counts)} steps is now the default of {loc.domain} when --steps is not given")
-    console.print(f"saved in {config_path} (commands use it; an explicit --rho solves on that fixed grid instead)")
 
 
 def _tuning_data(domain, model, n, val, inputs, seed, data_dir) -> TuningData:
