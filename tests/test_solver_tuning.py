@@ -19,6 +19,7 @@ from ddib.bridge.tuning import (
     grid_from_positions,
     merge_entry,
     positions_of,
+    refine_corrections,
     rms,
     tune_direction,
     tune_solver,
@@ -259,3 +260,18 @@ def test_cli_tunes_saves_and_translate_uses_the_grid(tmp_path, tiny_models):
     assert r.returncode != 0 and "--direction sideways" in r.stderr
     r = run_cli("tune-solver", "--domain", "fives", "--models-dir", str(tmp_path / "empty"))
     assert r.returncode != 0 and "fives is a bundled model" in r.stderr
+
+
+def test_end_to_end_refinement_finds_the_exact_corrections_from_none():
+    # The end state is exact for some corrections (see the node-wise fit above); Levenberg–Marquardt from zero
+    # corrections, seeing only the end state, must find a solve as good.
+    model = gaussian_model(MEAN, STD)
+    g = torch.Generator().manual_seed(7)
+    x = MEAN + STD * torch.randn(64, 2, dtype=torch.float64, generator=g)
+    exact_z = _exact_latents(model, x)
+    grid = sigma_grid(model, 4, math.inf)
+    zeros = [[0.0] * len(c) for c in fit_corrections(model, x[:32] / model.schedule.alpha_ends[0], grid)]
+    refined = refine_corrections(lambda c: encode_on(model, x[:32], grid, "unipc", corrections=c), exact_z[:32], zeros)
+    plain = rms(encode_on(model, x[32:], grid, "unipc"), exact_z[32:])
+    assert rms(encode_on(model, x[32:], grid, "unipc", corrections=refined), exact_z[32:]) < plain / 100
+    assert [len(c) for c in refined] == [len(c) for c in zeros]

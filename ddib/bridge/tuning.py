@@ -105,6 +105,50 @@ def fit_corrections(model: Diffusion, x_bar: torch.Tensor, grid: torch.Tensor, s
     return coefficients
 
 
+@torch.no_grad()
+def refine_corrections(
+    solve: Callable[[list[list[float]]], torch.Tensor],
+    reference: torch.Tensor,
+    start: list[list[float]],
+    iterations: int = 4,
+    h: float = 1e-2,
+    damping: float = 1e-3,
+) -> list[list[float]]:
+    """All per-step coefficients at once against the solve's end state: Levenberg–Marquardt with a finite-difference
+    Jacobian (each column one whole solve), the end-to-end objective that node-wise fits miss where an early error
+    is amplified. It starts from `start` or from no correction, whichever is closer, and takes only steps that lower
+    the error."""
+    sizes = [len(c) for c in start]
+    flat = torch.tensor([v for c in start for v in c], dtype=torch.float64)
+
+    def unflatten(v: torch.Tensor) -> list[list[float]]:
+        parts = torch.split(v, sizes)
+        return [p.tolist() for p in parts]
+
+    def residual(v: torch.Tensor) -> torch.Tensor:
+        return (solve(unflatten(v)).double() - reference.double()).flatten()
+
+    if not len(flat):
+        return start
+    r, r_zero = residual(flat), residual(torch.zeros_like(flat))
+    if r_zero.square().sum() < r.square().sum():  # a poor node-wise fit is no place to start from
+        flat, r = torch.zeros_like(flat), r_zero
+    best, lam = r.square().sum(), damping
+    for _ in range(iterations):
+        jac = torch.stack([(residual(flat + h * e) - r) / h for e in torch.eye(len(flat), dtype=flat.dtype)], dim=1)
+        gram, grad = jac.T @ jac, jac.T @ r
+        while lam < 1e6:
+            step = torch.linalg.solve(gram + lam * torch.diag(gram.diagonal().clamp_min(1e-12)), -grad)
+            trial = residual(flat + step)
+            if trial.square().sum() < best:
+                flat, r, best, lam = flat + step, trial, trial.square().sum(), lam / 3
+                break
+            lam *= 10
+        else:
+            break
+    return unflatten(flat)
+
+
 def rms(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.double() - b.double()).pow(2).mean().sqrt().item()
 
@@ -254,6 +298,12 @@ def tune_solver(
     shapes = () if options.solver == "ddim" else tuple(sigma_grid(model, options.steps, rho) for rho in SEED_RHOS)
     # Where each direction starts, in DDIM coordinates and in solve order, for fitting the corrections.
     starts = {"encode": lambda: data.tune_images / alpha_0, "decode": lambda: latents[False] / alpha_1}
+    # Each direction's whole solve on the tuning data as a function of its corrections, and where it should end.
+    solvers = {
+        "encode": lambda g: lambda c: encode_on(model, data.tune_images, g, options.solver, corrections=c),
+        "decode": lambda g: lambda c: decode_on(model, latents[False], g, options.solver, corrections=c),
+    }  # fmt: skip
+    ends = {"encode": ref_latents[False], "decode": ref_images.get(False)}
     results, fits = {}, {}
     errors = {"encode": encode_error, "decode": decode_error}
     for name in (d for d in DIRECTIONS if d in directions):
@@ -264,6 +314,7 @@ def tune_solver(
             grid = torch.tensor(results[name].grid, dtype=torch.float64)
             solve_order = grid if name == "encode" else grid.flip(0)
             fitted = fit_corrections(model, starts[name](), solve_order)
+            fitted = refine_corrections(solvers[name](grid), ends[name], fitted)
             before = min(results[name].val_tuned, results[name].val_default)
             after = error(grid, True, fitted)
             fits[name] = {"coefficients": fitted, "tune": error(grid, False, fitted), "val": after,
