@@ -29,15 +29,15 @@ def main(folder: Path, figure: Path) -> None:
         kind = "same-domain floor (fives A → fives B)" if m["floor"] else "fives → sevens"
         lever, steps = m["lever"] + m["rest"], int(m["steps"])
         rows.append((kind, lever, steps, r))
-        label = f"{lever}{' floor' if m['floor'] else ''}"
+        label = f"{lever}{' floor' if m['floor'] else ''}{'' if r['n'] <= 100 else ' (all held-out)'}"
         series.setdefault(label, []).append((steps, r["hue_error_median"]))
-    print("| measurement | lever | steps | read as target | hue median / p90 | FD | images/s |")
-    print("|---|---|---|---|---|---|---|")
-    for kind, lever, steps, r in sorted(rows, key=lambda t: (t[0], t[1], t[2])):
+    print("| measurement | lever | steps | images | read as target | hue median / p90 | FD | images/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind, lever, steps, r in sorted(rows, key=lambda t: (t[0], t[1], t[2], t[3]["n"])):
         fd = "—" if r.get("frechet_distance") is None else f"{r['frechet_distance']:.1f}"
         print(
-            f"| {kind} | {lever} | {steps} | {100 * r['target_accuracy']:.1f}% | {r['hue_error_median']:.1f}° / "
-            f"{r['hue_error_p90']:.1f}° | {fd} | {r['images_per_s']:.2f} |"
+            f"| {kind} | {lever} | {steps} | {r['n']} | {100 * r['target_accuracy']:.1f}% | "
+            f"{r['hue_error_median']:.1f}° / {r['hue_error_p90']:.1f}° | {fd} | {r['images_per_s']:.2f} |"
         )
     chart = line_chart(
         {k: sorted(v) for k, v in series.items()}, "Hue error vs training steps (median, degrees)", "training steps",
