@@ -217,9 +217,10 @@ def tune_direction(
         if value < seed_error:
             seed, seed_error = grid, value
     budget -= 1 + len(candidates)
+    report = None if on_eval is None else (lambda k, value: on_eval(k + 1 + len(candidates), min(value, seed_error)))
     u, tuned_error, evals = coordinate_search(
         lambda v: error(grid_from_positions(model, v), False), positions_of(model, seed), max(1, budget),
-        on_eval=on_eval,
+        on_eval=report,
     )  # fmt: skip
     evals += 1 + len(candidates)
     tuned = grid_from_positions(model, u)

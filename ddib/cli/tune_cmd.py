@@ -21,6 +21,7 @@ from ..model.registry import load_domain_model
 from ..utils import resolve_device
 from .app import app, console
 from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, read_inputs
+from .progress import bar
 
 
 @app.command("tune-solver")
@@ -98,9 +99,17 @@ def tune_solver_command(
         )
         for count in counts:
             options = ode.ODEOptions(solver, count)
-            entry = tune_solver(
-                loaded.diffusion, options, ref, data, budget, directions=tuned_here, coefficients=coefficients, **extra
-            )  # fmt: skip
+            with bar("", "best {task.fields[best]}") as progress:
+                tasks: dict[str, object] = {}
+
+                def on_eval(name: str, k: int, best: float, count=count, progress=progress, tasks=tasks) -> None:
+                    if name not in tasks:
+                        tasks[name] = progress.add_task(f"{solver} × {count} {name} grid", total=budget, best="-")
+                    progress.update(tasks[name], completed=k, best=f"{best:.4g}")
+
+                entry = tune_solver(
+                    loaded.diffusion, options, ref, data, budget, on_eval, tuned_here, coefficients, **extra
+                )  # fmt: skip
             if bridge:
                 for name in tuned_here:
                     entry["errors"][name]["bridge"] = f"{src.location.domain} → {tgt.location.domain}"
