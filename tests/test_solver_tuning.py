@@ -28,6 +28,9 @@ from ddib.bridge.tuning import (
 from .conftest import make_blob_images, run_cli
 from .problems import gaussian_flow, gaussian_model
 
+# Fixed-step solvers for solves on an explicit grid (the step count is the grid's).
+UNIPC, DPM2M, EULER = (ode.ODEOptions(name) for name in ("unipc", "dpm2m", "euler"))
+
 MEAN = torch.tensor([0.8, -0.3], dtype=torch.float64)
 STD = 0.3
 
@@ -51,7 +54,7 @@ def test_one_free_node_lands_on_the_brute_force_optimum():
     exact = _exact_latents(model, x)
 
     def error(grid, validation=False):
-        return rms(encode_on(model, x, grid, "euler"), exact)
+        return rms(encode_on(model, x, EULER, grid), exact)
 
     scan = [error(grid_from_positions(model, [k / 400])) for k in range(1, 400)]
     best = min(scan)
@@ -87,9 +90,9 @@ def test_tune_solver_improves_both_directions_and_solves_use_the_tuned_grid():
     model.solver_grids[model.grid_key("dpm2m", 3)] = entry
     x = images[24:]
     tuned = torch.tensor(entry["encode"], dtype=torch.float64)
-    torch.testing.assert_close(ode.encode(model, x, options), encode_on(model, x, tuned, "dpm2m"), rtol=0, atol=0)
+    torch.testing.assert_close(ode.encode(model, x, options), encode_on(model, x, DPM2M, tuned), rtol=0, atol=0)
     z = noise[24:]
-    decoded = decode_on(model, z, torch.tensor(entry["decode"], dtype=torch.float64), "dpm2m")
+    decoded = decode_on(model, z, DPM2M, torch.tensor(entry["decode"], dtype=torch.float64))
     torch.testing.assert_close(ode.decode(model, z, options), decoded, rtol=0, atol=0)
     assert ode.describe_solve(options, model) == "dpm2m × 3 steps, tuned grid"
     untuned = ode.ODEOptions("dpm2m", 3, rho=math.inf, tuned=False)
@@ -122,10 +125,10 @@ def test_fitted_corrections_make_unipc_exact_on_an_isotropic_gaussian():
     encode_fit = fit_corrections(model, x[:32] / alpha_0, grid)
     decode_fit = fit_corrections(model, z[:32] / alpha_1, grid.flip(0))
     assert [len(c) for c in encode_fit] == [1, 2, 2]  # the x̂0 differences each step has
-    plain = rms(encode_on(model, x[32:], grid, "unipc"), exact_z[32:])
-    assert rms(encode_on(model, x[32:], grid, "unipc", corrections=encode_fit), exact_z[32:]) < plain / 100
-    plain = rms(decode_on(model, z[32:], grid, "unipc"), exact_x[32:])
-    assert rms(decode_on(model, z[32:], grid, "unipc", corrections=decode_fit), exact_x[32:]) < plain / 100
+    plain = rms(encode_on(model, x[32:], UNIPC, grid), exact_z[32:])
+    assert rms(encode_on(model, x[32:], UNIPC, grid, corrections=encode_fit), exact_z[32:]) < plain / 100
+    plain = rms(decode_on(model, z[32:], UNIPC, grid), exact_x[32:])
+    assert rms(decode_on(model, z[32:], UNIPC, grid, corrections=decode_fit), exact_x[32:]) < plain / 100
 
 
 def test_zero_corrections_leave_unipc_as_it_is():
@@ -133,8 +136,8 @@ def test_zero_corrections_leave_unipc_as_it_is():
     x = MEAN + STD * torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     grid = sigma_grid(model, 5, math.inf)
     zeros = [[0.0] * k for k in (1, 2, 3, 3, 2)]
-    torch.testing.assert_close(encode_on(model, x, grid, "unipc", corrections=zeros),
-                               encode_on(model, x, grid, "unipc"), rtol=0, atol=0)  # fmt: skip
+    torch.testing.assert_close(encode_on(model, x, UNIPC, grid, corrections=zeros),
+                               encode_on(model, x, UNIPC, grid), rtol=0, atol=0)  # fmt: skip
 
 
 def test_tune_solver_keeps_corrections_that_help_and_solves_use_them():
@@ -148,7 +151,7 @@ def test_tune_solver_keeps_corrections_that_help_and_solves_use_them():
     model.solver_grids[model.grid_key("unipc", 3)] = entry
     x = images[24:]
     tuned = torch.tensor(entry["encode"], dtype=torch.float64)
-    expected = encode_on(model, x, tuned, "unipc", corrections=entry["encode_corrections"])
+    expected = encode_on(model, x, UNIPC, tuned, corrections=entry["encode_corrections"])
     torch.testing.assert_close(ode.encode(model, x, options), expected, rtol=0, atol=0)
     assert ode.describe_solve(options, model) == "unipc × 3 steps, tuned grid and coefficients"
     plain = tune_solver(model, options, ode.ODEOptions("dopri5", rtol=1e-10, atol=1e-10), data, budget=4,
@@ -168,7 +171,7 @@ def test_one_direction_tunes_alone_and_keeps_the_other_directions_grid():
     assert merged["decode"] == decode_only["decode"] and merged["errors"]["decode"] == decode_only["errors"]["decode"]
     model.solver_grids[model.grid_key("dpm2m", 3)] = decode_only
     default = sigma_grid(model, 3, math.inf)
-    torch.testing.assert_close(ode.encode(model, images, options), encode_on(model, images, default, "dpm2m"))
+    torch.testing.assert_close(ode.encode(model, images, options), encode_on(model, images, DPM2M, default))
 
 
 def test_bridge_tuning_measures_each_end_on_what_the_translation_feeds_it():
@@ -192,7 +195,7 @@ def test_bridge_tuning_measures_each_end_on_what_the_translation_feeds_it():
     decode = tune_solver(target, options, ref, data, budget=1, directions=("decode",), source=source)
     z = torch.cat([_exact_latents(source, data.val_images), data.val_noise])
     default = sigma_grid(target, 3, math.inf)
-    expected = LEVELS * rms(decode_on(target, z, default, "dpm2m"),
+    expected = LEVELS * rms(decode_on(target, z, DPM2M, default),
                             gaussian_flow(target, z, target_mean, target_std, 1.0, 0.0))  # fmt: skip
     assert math.isclose(decode["errors"]["decode"]["val_default"], expected, rel_tol=1e-6)
     own_latents = tune_solver(target, options, ref, data, budget=1, directions=("decode",))
@@ -271,7 +274,7 @@ def test_end_to_end_refinement_finds_the_exact_corrections_from_none():
     exact_z = _exact_latents(model, x)
     grid = sigma_grid(model, 4, math.inf)
     zeros = [[0.0] * len(c) for c in fit_corrections(model, x[:32] / model.schedule.alpha_ends[0], grid)]
-    refined = refine_corrections(lambda c: encode_on(model, x[:32], grid, "unipc", corrections=c), exact_z[:32], zeros)
-    plain = rms(encode_on(model, x[32:], grid, "unipc"), exact_z[32:])
-    assert rms(encode_on(model, x[32:], grid, "unipc", corrections=refined), exact_z[32:]) < plain / 100
+    refined = refine_corrections(lambda c: encode_on(model, x[:32], UNIPC, grid, corrections=c), exact_z[:32], zeros)
+    plain = rms(encode_on(model, x[32:], UNIPC, grid), exact_z[32:])
+    assert rms(encode_on(model, x[32:], UNIPC, grid, corrections=refined), exact_z[32:]) < plain / 100
     assert [len(c) for c in refined] == [len(c) for c in zeros]

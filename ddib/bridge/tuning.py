@@ -50,27 +50,19 @@ def positions_of(model: Diffusion, grid: torch.Tensor) -> list[float]:
     return (torch.log(grid[1:-1].double() / sched.sigma_min) / math.log(sched.sigma_max / sched.sigma_min)).tolist()
 
 
-def _options(grid: torch.Tensor | None, solver: str | ode.ODEOptions) -> ode.ODEOptions:
-    if grid is None:  # a whole solve given by its options (the converged reference)
-        return solver
-    return ode.ODEOptions(solver, len(grid) - 1, tuned=False)
-
-
-def encode_on(model: Diffusion, x: torch.Tensor, grid: torch.Tensor | None, solver: str | ode.ODEOptions,
-              batch_size: int = 64, corrections: list[list[float]] | None = None):  # fmt: skip
-    """Latents of images x by `solver` stepping through `grid` (increasing σ̄), with per-step `corrections`; with
-    no grid, `solver` is the whole solve's options."""
-    opts = _options(grid, solver)
-    encode = lambda c: ode.encode(model, c, opts, grid=grid, corrections=corrections)  # noqa: E731
+def encode_on(model: Diffusion, x: torch.Tensor, options: ode.ODEOptions, grid: torch.Tensor | None = None,
+              corrections: list[list[float]] | None = None, batch_size: int = 64) -> torch.Tensor:  # fmt: skip
+    """Latents of images x by the solve `options`, in batches; with `grid` (increasing σ̄), a fixed-step solve
+    through those nodes with per-step `corrections`."""
+    encode = lambda c: ode.encode(model, c, options, grid=grid, corrections=corrections)  # noqa: E731
     return in_batches(encode, x, batch_size).to(x.device)
 
 
-def decode_on(model: Diffusion, z: torch.Tensor, grid: torch.Tensor | None, solver: str | ode.ODEOptions,
-              batch_size: int = 64, corrections: list[list[float]] | None = None):  # fmt: skip
-    """Images of latents z by `solver` stepping back through `grid` (given increasing), with per-step
-    `corrections` (in solve order); with no grid, `solver` is the whole solve's options."""
-    opts = _options(grid, solver)
-    decode = lambda c: ode.decode(model, c, opts, grid=grid, corrections=corrections)  # noqa: E731
+def decode_on(model: Diffusion, z: torch.Tensor, options: ode.ODEOptions, grid: torch.Tensor | None = None,
+              corrections: list[list[float]] | None = None, batch_size: int = 64) -> torch.Tensor:  # fmt: skip
+    """Images of latents z by the solve `options`, in batches; with `grid` (given increasing), a fixed-step solve
+    back through those nodes with per-step `corrections` (in solve order)."""
+    decode = lambda c: ode.decode(model, c, options, grid=grid, corrections=corrections)  # noqa: E731
     return in_batches(decode, z, batch_size).to(z.device)
 
 
@@ -276,23 +268,23 @@ def tune_solver(
     ref = ode.ODEOptions(reference.solver, reference.steps, reference.rtol, reference.atol, reference.rho, tuned=False)
     alpha_0, alpha_1 = model.schedule.alpha_ends
     encoder = model if source is None else source
-    converged_decode = None if target is None else (lambda z: decode_on(target, z, None, ref))
+    converged_decode = None if target is None else (lambda z: decode_on(target, z, ref))
     with torch.no_grad():
         images = {False: data.tune_images, True: data.val_images}
-        ref_latents = {v: encode_on(encoder, x, None, ref) for v, x in images.items()}
+        ref_latents = {v: encode_on(encoder, x, ref) for v, x in images.items()}
         latents = {v: torch.cat([ref_latents[v], n]) for v, n in ((False, data.tune_noise), (True, data.val_noise))}
-        ref_images = {v: decode_on(model, z, None, ref) for v, z in latents.items()} if "decode" in directions else {}
+        ref_images = {v: decode_on(model, z, ref) for v, z in latents.items()} if "decode" in directions else {}
         ref_bridged = {} if converged_decode is None else {v: converged_decode(z) for v, z in ref_latents.items()}
 
     def encode_error(grid: torch.Tensor, validation: bool, corrections=None) -> float:
         x = data.val_images if validation else data.tune_images
-        z = encode_on(model, x, grid, options.solver, corrections=corrections)
+        z = encode_on(model, x, untuned, grid, corrections)
         if converged_decode is None:
             return rms(z, ref_latents[validation])
         return LEVELS * rms(converged_decode(z), ref_bridged[validation])
 
     def decode_error(grid: torch.Tensor, validation: bool, corrections=None) -> float:
-        decoded = decode_on(model, latents[validation], grid, options.solver, corrections=corrections)
+        decoded = decode_on(model, latents[validation], untuned, grid, corrections)
         return LEVELS * rms(decoded, ref_images[validation])
 
     # Other grid shapes to start the search from: EDM's ρ-grids, denser at low noise as ρ falls.
@@ -301,8 +293,8 @@ def tune_solver(
     starts = {"encode": lambda: data.tune_images / alpha_0, "decode": lambda: latents[False] / alpha_1}
     # Each direction's whole solve on the tuning data as a function of its corrections, and where it should end.
     solvers = {
-        "encode": lambda g: lambda c: encode_on(model, data.tune_images, g, options.solver, corrections=c),
-        "decode": lambda g: lambda c: decode_on(model, latents[False], g, options.solver, corrections=c),
+        "encode": lambda g: lambda c: encode_on(model, data.tune_images, untuned, g, c),
+        "decode": lambda g: lambda c: decode_on(model, latents[False], untuned, g, c),
     }  # fmt: skip
     ends = {"encode": ref_latents[False], "decode": ref_images.get(False)}
     results, fits = {}, {}
