@@ -266,6 +266,11 @@ def test_bench_solvers_cycle_column_is_exact_for_gaussians(problem):
     assert adaptive.latent_to_reference_rms < 1e-5 < coarse.latent_to_reference_rms
     assert adaptive.decode_only_to_reference_rms < 1e-3 < coarse.decode_only_to_reference_rms
     ddim5 = ode.ODEOptions("ddim", 5)
+    per_image = (ode.translate(model, other, x, ddim5) - bench.reference_solve(model, other, x, tight).translation)
+    per_image = per_image.pow(2).flatten(1).mean(1).sqrt() * bench.LEVELS
+    assert coarse.to_reference_median_image == pytest.approx(per_image.quantile(0.5).item(), rel=1e-6)
+    assert coarse.images_over_1_level == (per_image > 1).double().mean().item() > 0
+    assert adaptive.images_over_1_level == 0.0 and adaptive.to_reference_median_image < 1e-3
     back = ode.translate(other, model, ode.translate(model, other, x, ddim5), ddim5)
     assert coarse.cycle_rms == pytest.approx((back - x).pow(2).mean().sqrt().item() * bench.LEVELS)
     assert all(r.hue_error_median == 1.5 and r.frechet_distance is None for r in rows)

@@ -124,6 +124,8 @@ class SolverBenchRow:
     round_trip_max: float
     to_reference_rms: float
     to_reference_max: float
+    to_reference_median_image: float
+    images_over_1_level: float
     latent_to_reference_rms: float
     decode_only_to_reference_rms: float
     cycle_rms: float | None = None
@@ -206,6 +208,11 @@ def _rms_max(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     return d.pow(2).mean().sqrt().item(), d.abs().max().item()
 
 
+def per_image_rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Each image's RMS distance in 8-bit levels: where a batch's RMS comes from (a few images, or all of them)."""
+    return ((a.double() - b.double()) * LEVELS).pow(2).flatten(1).mean(1).sqrt()
+
+
 def bench_solvers(
     src: Diffusion,
     tgt: Diffusion,
@@ -218,8 +225,8 @@ def bench_solvers(
     cycle: bool = True,
 ) -> list[SolverBenchRow]:
     """For each solver setting: NFE, images/s, round trip x → src → x error, distance to the reference translation
-    (and of its latent, and of a decode of the reference latent), and (with `cycle`) the error of the translation
-    back with the swapped models, src → tgt → src.
+    (RMS, max, median image, share of images over 1 level; of its latent; of a decode of the reference latent), and
+    (with `cycle`) the error of the translation back with the swapped models, src → tgt → src.
 
     The first setting is the baseline that `speedup_vs_baseline` divides by (the official ddim × 1000).
     `score(sources, outputs, cycled)` adds the `ddib evaluate` metrics named in SCORE_FIELDS (missing keys → None).
@@ -244,6 +251,9 @@ def bench_solvers(
         back = ode.decode(src, z, opts)
         rt_rms, rt_max = _rms_max(back, x)
         ref_rms, ref_max = _rms_max(y, reference)
+        # A batch RMS hides whether the error is spread thin or lands on a few images near a decision boundary.
+        per_image = per_image_rms(y, reference)
+        median_image, over_1 = per_image.quantile(0.5).item(), (per_image > 1.0).double().mean().item()
         # Which half of the bridge the distance comes from: the latent (z ≈ N(0, I) units) and a decode alone.
         latent_rms = (z.double() - latent_ref.double()).pow(2).mean().sqrt().item()
         decode_only_rms, _ = _rms_max(ode.decode(tgt, latent_ref, opts), reference)
@@ -259,7 +269,7 @@ def bench_solvers(
         speedup = rate / rows[0].images_per_s if rows else 1.0
         scores = score(x, y, cycled) if score else {}
         row = SolverBenchRow(opts.solver, steps, grid_kind, enc.nfe, dec.nfe, rate, speedup, rt_rms, rt_max, ref_rms,
-                             ref_max, latent_rms, decode_only_rms, cyc_rms, cyc_max,
+                             ref_max, median_image, over_1, latent_rms, decode_only_rms, cyc_rms, cyc_max,
                              **{k: scores.get(k) for k in SCORE_FIELDS})  # fmt: skip
         rows.append(row)
         if on_row:

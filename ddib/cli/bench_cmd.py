@@ -138,7 +138,8 @@ def bench_translate_command(
     def show(r):
         console.print(
             f"{r.solver:>8} {r.steps:>9}: NFE {r.nfe_encode}+{r.nfe_decode}, {r.images_per_s:.2f} img/s, "
-            f"round trip {r.round_trip_rms:.3f}, to reference {r.to_reference_rms:.3f} (decode alone "
+            f"round trip {r.round_trip_rms:.3f}, to reference {r.to_reference_rms:.3f} (median image "
+            f"{r.to_reference_median_image:.3f}, {r.images_over_1_level:.0%} of images > 1; decode alone "
             f"{r.decode_only_to_reference_rms:.3f}){'' if r.cycle_rms is None else f', cycle {r.cycle_rms:.3f}'} "
             f"(RMS, 8-bit levels); latent {r.latent_to_reference_rms:.4f} RMS"
         )
@@ -156,7 +157,8 @@ def bench_translate_command(
         f"{torch.get_num_threads()} threads, kernels {default_speed(dev).describe()}. "
         f"Errors are RMS / max over pixels in 8-bit levels (1.0 = 1/255 of the range). "
         f"Reference: {reference.describe()}; latent_to_reference_rms is in latent units (z ≈ N(0, I)), "
-        f"decode_only: the reference latent decoded with the row's solver. "
+        f"to_reference_median_image: the median of each image's RMS; images_over_1_level: the share of images whose "
+        f"RMS exceeds 1 level. decode_only: the reference latent decoded with the row's solver. "
         f"{'' if no_cycle else f'Cycle: translated back {target} → {source} with the same solver. '}"
         f"Accuracy, source share and hue as in `ddib evaluate`. {fd_note}"
     )
