@@ -266,7 +266,7 @@ def test_bench_solvers_cycle_column_is_exact_for_gaussians(problem):
     assert adaptive.latent_to_reference_rms < 1e-5 < coarse.latent_to_reference_rms
     assert adaptive.decode_only_to_reference_rms < 1e-3 < coarse.decode_only_to_reference_rms
     ddim5 = ode.ODEOptions("ddim", 5)
-    per_image = (ode.translate(model, other, x, ddim5) - bench.reference_solve(model, other, x, tight).translation)
+    per_image = ode.translate(model, other, x, ddim5) - bench.reference_solve(model, other, x, tight).translation
     per_image = per_image.pow(2).flatten(1).mean(1).sqrt() * bench.LEVELS
     assert coarse.to_reference_median_image == pytest.approx(per_image.quantile(0.5).item(), rel=1e-6)
     assert coarse.images_over_1_level == (per_image > 1).double().mean().item() > 0
