@@ -14,8 +14,11 @@ PY=${PYTHON:-python}
 last=0
 for step in $MILESTONES; do
   OMP_NUM_THREADS=${THREADS:-1} $PY -m ddib train "${COMMON[@]}" --models-dir "$ROOT/$NAME" --steps "$step"
-  mkdir -p "$ROOT/$NAME@$step/$DOMAIN"
-  cp "$ROOT/$NAME/$DOMAIN/config.json" "$ROOT/$NAME/$DOMAIN/model.safetensors" "$ROOT/$NAME@$step/$DOMAIN/"
+  trained=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["trained_steps"])' "$ROOT/$NAME/$DOMAIN/config.json")
+  if [ "$trained" = "$step" ]; then  # a run already past this milestone keeps the snapshot taken there
+    mkdir -p "$ROOT/$NAME@$step/$DOMAIN"
+    cp "$ROOT/$NAME/$DOMAIN/config.json" "$ROOT/$NAME/$DOMAIN/model.safetensors" "$ROOT/$NAME@$step/$DOMAIN/"
+  fi
   last=$step
 done
 cool="$ROOT/$NAME@$last+cool$COOLDOWN"
