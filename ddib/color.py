@@ -11,7 +11,8 @@ DIGIT_VALUE_THRESHOLD = 0.5
 
 
 def hsv_to_rgb_full_saturation(hue_deg: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """RGB of HSV(h, S=1, V): channel_n = V·(1 − clamp(min(k, 4 − k), 0, 1)), k = (n + h/60) mod 6, n = 5, 3, 1."""
+    """RGB of HSV(h, S=1, V): channel_n = V·(1 − clamp(min(k, 4 − k), 0, 1)), k = (n + h/60) mod 6, n = 5, 3, 1;
+    h per image or per pixel."""
     h = append_hue_dims(hue_deg, value.ndim) / 60.0
     channels = []
     for n in (5.0, 3.0, 1.0):
@@ -67,3 +68,40 @@ def hue_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Circular distance between hues in degrees, in [0, 180]."""
     d = torch.remainder(a - b, 360.0)
     return torch.minimum(d, 360.0 - d)
+
+
+def rgb_to_cone(images: torch.Tensor) -> torch.Tensor:
+    """RGB in [-1, 1] → the HSV cone (2V − 1, C·cos h, C·sin h), V = max(R, G, B), chroma C = max − min.
+
+    A bijection of the RGB cube onto the cone 0 ≤ C ≤ V ≤ 1 (continuous: the chroma vector is 0 where h is
+    undefined). A hue shift, which is no linear map of RGB, is a rotation of the (C·cos h, C·sin h) plane here.
+    """
+    rgb = ((images + 1) / 2).clamp(0, 1)
+    hue, value = rgb_to_hue_value(rgb)
+    chroma = value - rgb.min(-3).values
+    angle = torch.deg2rad(hue)
+    return torch.stack([2 * value - 1, chroma * torch.cos(angle), chroma * torch.sin(angle)], dim=-3)
+
+
+def cone_to_rgb(cone: torch.Tensor) -> torch.Tensor:
+    """Inverse of `rgb_to_cone`, projecting onto the cone first (V into [0, 1], then C ≤ V): RGB in [-1, 1]."""
+    v, a, b = cone.unbind(-3)
+    value = ((v + 1) / 2).clamp(0, 1)
+    chroma = torch.minimum(torch.hypot(a, b), value)
+    hue = torch.remainder(torch.rad2deg(torch.atan2(b, a)), 360.0)
+    # HSV(h, S, V) = (V − C) + HSV(h, 1, C): the hexcone's full-saturation colour of value C, lifted to min V − C.
+    rgb = hsv_to_rgb_full_saturation(hue, chroma) + (value - chroma).unsqueeze(-3)
+    return rgb * 2 - 1
+
+
+def chroma_angle(cone: torch.Tensor) -> torch.Tensor:
+    """Per image, the angle of the summed chroma vector Σ (C·cos h, C·sin h): for a one-hue digit, its hue."""
+    a, b = cone[:, 1].flatten(1).sum(1), cone[:, 2].flatten(1).sum(1)
+    return torch.atan2(b, a)
+
+
+def rotate_chroma(cone: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Shift every pixel's hue by `angle` (radians, per image): rotate the chroma plane, keep the value."""
+    c, s = (append_hue_dims(f(angle), cone.ndim - 1) for f in (torch.cos, torch.sin))
+    a, b = cone[:, 1], cone[:, 2]
+    return torch.stack([cone[:, 0], c * a - s * b, s * a + c * b], dim=1)

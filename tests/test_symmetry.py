@@ -115,9 +115,9 @@ def test_config_errors_and_old_configs():
     assert DiffusionConfig().symmetry == "none"  # config.json without the key: no averaging
     with pytest.raises(DDIBError, match="unknown symmetry"):
         DiffusionConfig(symmetry="hue")
-    with pytest.raises(DDIBError, match="permutes RGB channels"):
+    with pytest.raises(DDIBError, match="acts on three colour channels"):
         Diffusion(build_network(unet_config("tiny", image_size=8, channels=1)), DiffusionConfig(symmetry="rgb-all"))
-    with pytest.raises(DDIBError, match="permutes RGB channels"):
+    with pytest.raises(DDIBError, match="acts on three colour channels"):
         Diffusion(build_network(MLPConfig()), DiffusionConfig()).use_symmetry("rgb-cyclic")
     with pytest.raises(DDIBError, match="unknown symmetry"):
         random_unet().use_symmetry("auto")

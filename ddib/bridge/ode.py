@@ -196,12 +196,13 @@ def encode(model: Diffusion, x: torch.Tensor, options: ODEOptions = ODEOptions()
     alpha_0, alpha_1 = model.schedule.alpha_ends
     corrections = step_corrections(model, options, "encode") if grid is None else corrections
     grid = step_grid(model, options, "encode") if grid is None else grid
-    return solve(model, x / alpha_0, grid, options, stats, corrections) * alpha_1
+    return solve(model, model.to_model_space(x) / alpha_0, grid, options, stats, corrections) * alpha_1
 
 
 def decode(model: Diffusion, z: torch.Tensor, options: ODEOptions = ODEOptions(), stats: SolveStats | None = None,
            grid: torch.Tensor | None = None, corrections: list[list[float]] | None = None) -> torch.Tensor:  # fmt: skip
-    """x = ODESolve(z; model, 1 → 0): the data point whose latent is z (unclipped).
+    """x = ODESolve(z; model, 1 → 0): the data point whose latent is z (unclipped, but for a cone model's
+    projection onto the cone on the way back to RGB).
 
     `grid` (increasing σ̄ nodes, walked backwards) overrides the grid a fixed-step solver would use, with
     `corrections` (in solve order) in place of the model's tuned ones.
@@ -209,7 +210,7 @@ def decode(model: Diffusion, z: torch.Tensor, options: ODEOptions = ODEOptions()
     alpha_0, alpha_1 = model.schedule.alpha_ends
     corrections = step_corrections(model, options, "decode") if grid is None else corrections
     grid = step_grid(model, options, "decode") if grid is None else grid.flip(0)
-    return solve(model, z / alpha_1, grid, options, stats, corrections) * alpha_0
+    return model.to_images(solve(model, z / alpha_1, grid, options, stats, corrections) * alpha_0)
 
 
 def translate(
@@ -239,7 +240,12 @@ def sample(
 
 
 def check_compatible(source: Diffusion, target: Diffusion) -> None:
-    """Both ends of a bridge must share the data shape (resolution and channels)."""
+    """Both ends of a bridge must share the data shape (resolution and channels) and the latent's colour space."""
+    if source.config.color_space != target.config.color_space:
+        raise DDIBError(
+            f"source and target models are incompatible: their latents live in different colour spaces "
+            f"({source.config.color_space} and {target.config.color_space})"
+        )
     if tuple(source.data_shape) != tuple(target.data_shape):
         raise DDIBError(
             f"source and target models are incompatible: data shapes {tuple(source.data_shape)} and "

@@ -290,7 +290,10 @@ def tune_solver(
     # Other grid shapes to start the search from: EDM's ρ-grids, denser at low noise as ρ falls.
     shapes = () if options.solver == "ddim" else tuple(sigma_grid(model, options.steps, rho) for rho in SEED_RHOS)
     # Where each direction starts, in DDIM coordinates and in solve order, for fitting the corrections.
-    starts = {"encode": lambda: data.tune_images / alpha_0, "decode": lambda: latents[False] / alpha_1}
+    starts = {
+        "encode": lambda: model.to_model_space(data.tune_images) / alpha_0,
+        "decode": lambda: latents[False] / alpha_1,
+    }
     # Each direction's whole solve on the tuning data as a function of its corrections, and where it should end.
     solvers = {
         "encode": lambda g: lambda c: encode_on(model, data.tune_images, untuned, g, c),

@@ -22,7 +22,9 @@ def export_command(
     out: Path = typer.Option(..., "--out", help="Destination folder (gets config.json + model.safetensors)"),
     fp16: bool = typer.Option(False, "--fp16", help="Store weights as float16 (half the size; loaded as float32)"),
     symmetry: str = typer.Option(
-        "keep", "--symmetry", help="The copy's default test-time averaging (none, rgb-cyclic, rgb-all) [default: keep]"
+        "keep",
+        "--symmetry",
+        help="The copy's default test-time averaging (none, rgb-cyclic, rgb-all, chroma-flip) [default: keep]",
     ),
     models_dir: Optional[str] = ModelsDirOpt,
 ) -> None:

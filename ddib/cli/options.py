@@ -42,8 +42,8 @@ Bf16Opt = typer.Option(False, "--bf16", help="bfloat16 autocast for the network 
 SymmetryOpt = typer.Option(
     "auto",
     "--symmetry",
-    help="Average ε̂ over RGB channel permutations: auto (the model's config), none, rgb-cyclic (3 network "
-    "passes per evaluation), rgb-all (6)",
+    help="Average ε̂ over colour symmetries: auto (the model's config), none, rgb-cyclic (3 network passes per "
+    "evaluation), rgb-all (6) for RGB models; chroma-flip (2) for HSV-cone models",
 )
 GuidanceOpt = typer.Option(
     0.0,

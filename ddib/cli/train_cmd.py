@@ -64,8 +64,9 @@ def train_command(
     symmetry: str | None = typer.Option(
         None,
         "--symmetry",
-        help="Channel permutations the domain is invariant under; inference averages ε̂ over them: none, "
-        "rgb-cyclic, rgb-all [default: rgb-cyclic for coloured digits, none otherwise; the saved one when resuming]",
+        help="Colour symmetries the domain is invariant under; inference averages ε̂ over them: none, "
+        "rgb-cyclic, rgb-all (RGB models), chroma-flip (cone models) [default: rgb-cyclic for coloured digits, "
+        "chroma-flip for cone models, none otherwise; the saved one when resuming]",
     ),
     time_embedding: str | None = typer.Option(
         None,
@@ -90,6 +91,12 @@ def train_command(
         "--augment",
         help="Training-time augmentation by an exact symmetry of the domain: hue (re-draw each colored-MNIST "
         "image's hue every step) or none [default: none for a new run, the saved one when resuming]",
+    ),
+    color_space: str | None = typer.Option(
+        None,
+        "--color-space",
+        help="Where the diffusion runs: rgb, or cone (colored-MNIST digits: HSV-cone coordinates with a denoiser "
+        "exactly equivariant to hue rotations) [default: rgb for a new run, the saved one when resuming]",
     ),
     init_from: str | None = typer.Option(
         None,
@@ -129,9 +136,9 @@ def train_command(
     request = TrainRequest(
         domain=domain, data=tuple(data or ()), steps=steps, batch_size=batch_size, lr=lr, cooldown=cooldown,
         prediction=prediction, symmetry=symmetry, time_embedding=time_embedding, ema_decay=ema_decay,
-        label_dropout=label_dropout, augment=augment, init_from=init_from, model_size=model_size,
-        image_size=image_size, channels=channels, n_points=n_points, width=width, blocks=blocks, seed=seed,
-        skip_bad=skip_bad,
+        label_dropout=label_dropout, augment=augment, color_space=color_space, init_from=init_from,
+        model_size=model_size, image_size=image_size, channels=channels, n_points=n_points, width=width,
+        blocks=blocks, seed=seed, skip_bad=skip_bad,
     )  # fmt: skip
     info, dev = distributed.setup(resolve_device(device))
     plan = plan_run(request, models_dir_or_default(models_dir) / domain, data_dir_or_default(data_dir))

@@ -48,8 +48,10 @@ def elbo(model: Diffusion, x: torch.Tensor, levels: int = 8, sample: ELBODraw | 
          generator: torch.Generator | None = None,
          band: tuple[float, float] | None = None) -> LikelihoodResult:  # fmt: skip
     """Lower bound on log p(x) (nats) from `levels` network evaluations per input; stderr over the strata.
-    With `band`, minus the integral over that log-SNR band alone (a ranking score, see the module docstring)."""
+    With `band`, minus the integral over that log-SNR band alone (a ranking score, see the module docstring).
+    A cone model's figure is the density of the image's HSV-cone coordinates, comparable only between cone models."""
     sched = model.schedule
+    x = model.to_model_space(x)
     sample = sample or draw(x, levels, generator)
     b, dims = x.shape[0], x[0].numel()
     lam_lo, lam_hi = -2 * math.log(sched.sigma_max), -2 * math.log(sched.sigma_min)

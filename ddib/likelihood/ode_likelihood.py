@@ -93,9 +93,11 @@ def log_likelihood(
     solver: str = "dopri5",
     generator: torch.Generator | None = None,
 ) -> LikelihoodResult:
-    """log p₀(x) under the model's probability-flow ODE, for a batch x (B, ...)."""
+    """log p₀(x) under the model's probability-flow ODE, for a batch x (B, ...); for a cone model, the density of
+    x's HSV-cone coordinates (comparable only between cone models)."""
     if probes < 1:
         raise DDIBError("--probes must be at least 1")
+    x = model.to_model_space(x)
     dims = x[0].numel()
     exact = dims <= 8 if exact is None else exact
     sched = model.schedule

@@ -64,6 +64,9 @@ def score_images(
     """Bits/dim of 8-bit images under each model (for "band": of the band's part of the ELBO, no dequantisation
     offset); the same dequantisation and random draws for every model."""
     check_method(method)
+    spaces = {m.config.color_space for m in models.values()}
+    if len(spaces) > 1:  # densities of different coordinates differ by a Jacobian, not by how well each fits
+        raise DDIBError(f"cannot rank models that work in different colour spaces ({', '.join(sorted(spaces))})")
     x = dequantize(images_u8, torch.Generator().manual_seed(seed)).to(device)
     shared = draw(x, levels, torch.Generator().manual_seed(seed + 1)) if method != "ode" else None
     scores = []

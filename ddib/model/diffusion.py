@@ -17,6 +17,12 @@ training image (docs/quality.md, "v-prediction"), which gets its ODE samples' an
 (ink, brightness, colour) wrong. v reads x̂_0 = α·x_t − σ·v̂, bounded at every noise level (the "σ_data = 1"
 preconditioning of Karras et al. 2022).
 
+Colour space (`color_space`): the diffusion runs on RGB, or on the HSV cone (2V − 1, C·cos h, C·sin h), where a
+hue shift is a rotation of two channels and the denoiser is made exactly equivariant to it (`Diffusion._net`).
+Why: two independently trained RGB models map latent colour to image colour differently (docs/colour.md); two
+cone models both commute with every hue rotation, so a bridge of them can only move hue by what the shape alone
+decides. Images enter and leave through `to_model_space` / `to_images`; latents stay in the model's space.
+
 The probability-flow ODE is solved in the DDIM coordinates x̄ = x/α against σ̄, where it reads
 dx̄/dσ̄ = ε̂(x̄·α, t(σ̄)) (see `ode.py`).
 """
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..color import chroma_angle, cone_to_rgb, rgb_to_cone, rotate_chroma
 from ..errors import DDIBError
 from ..utils import append_dims
 from .symmetry import check_symmetry, group_average
@@ -38,6 +45,8 @@ PREDICTIONS = ("eps", "v")
 # What the network is conditioned on: t itself (DDPM), or the position of log σ̄ in [log σ̄_min, log σ̄_max] (as EDM's
 # c_noise = ¼·ln σ, uniform in log-SNR), which with a low-frequency embedding keeps ε̂ smooth in the noise level.
 NOISE_INPUTS = ("t", "log-snr")
+# Where the diffusion runs: on RGB, or on the HSV cone (`color.rgb_to_cone`) with a hue-equivariant denoiser.
+COLOR_SPACES = ("rgb", "cone")
 
 
 @dataclass(frozen=True)
@@ -50,13 +59,16 @@ class DiffusionConfig:
     prediction: str = "eps"  # configs written before v existed have no key and were ε-models
     symmetry: str = "none"  # channel permutations ε̂ is averaged over (symmetry.py); older configs: none
     noise_input: str = "t"  # what the network sees of the noise level (NOISE_INPUTS); older configs: t
+    color_space: str = "rgb"  # COLOR_SPACES; older configs: rgb
 
     def __post_init__(self):
         if self.schedule != "cosine":
             raise DDIBError(f"unknown noise schedule {self.schedule!r}; only 'cosine' is implemented")
         if self.prediction not in PREDICTIONS:
             raise DDIBError(f"unknown prediction {self.prediction!r}; use one of {', '.join(PREDICTIONS)}")
-        check_symmetry(self.symmetry)
+        if self.color_space not in COLOR_SPACES:
+            raise DDIBError(f"unknown colour space {self.color_space!r}; use one of {', '.join(COLOR_SPACES)}")
+        check_symmetry(self.symmetry, color_space=self.color_space)
         if self.noise_input not in NOISE_INPUTS:
             raise DDIBError(f"unknown noise input {self.noise_input!r}; use one of {', '.join(NOISE_INPUTS)}")
         if not 0 < self.sigma_min < self.sigma_max:
@@ -121,7 +133,7 @@ class Diffusion(nn.Module):
         self.config = cfg or DiffusionConfig()
         self.schedule = CosineSchedule(self.config)
         if self.config.symmetry != "none":  # (known-answer tests build a Diffusion before they set its net)
-            check_symmetry(self.config.symmetry, self.data_shape)
+            check_symmetry(self.config.symmetry, self.data_shape, self.config.color_space)
         if label is not None and not 0 <= label < self.num_classes:
             raise DDIBError(f"label {label} is not one of the network's {self.num_classes} classes")
         if guidance and label is None:
@@ -161,7 +173,7 @@ class Diffusion(nn.Module):
 
     def use_symmetry(self, name: str) -> Diffusion:
         """The same network (shared) averaging ε̂ over another channel-permutation group (an inference choice)."""
-        check_symmetry(name, self.data_shape)
+        check_symmetry(name, self.data_shape, self.config.color_space)
         return self.derive(config=dataclasses.replace(self.config, symmetry=name))
 
     @property
@@ -189,17 +201,39 @@ class Diffusion(nn.Module):
         """(B,) label indices; the null label (index num_classes) stands for "no label"."""
         return torch.full((batch,), self.num_classes if label is None else label, dtype=torch.long, device=device)
 
+    def to_model_space(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] RGB → the coordinates the diffusion runs in (the HSV cone for `cone` models)."""
+        return rgb_to_cone(images) if self.config.color_space == "cone" else images
+
+    def to_images(self, x: torch.Tensor) -> torch.Tensor:
+        """The diffusion's coordinates → images in [-1, 1] RGB (inverse of `to_model_space`)."""
+        return cone_to_rgb(x) if self.config.color_space == "cone" else x
+
+    def _net(self, x_t: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The network's output; for `cone` models in the frame where the image's chroma points along hue 0.
+
+        f(x) = R_θ(x)·net(R_θ(x)⁻¹·x) with θ(x) the angle of the summed chroma (`color.chroma_angle`) is exactly
+        equivariant to every hue rotation R, since θ(R·x) = θ(x) + angle(R) (canonicalisation, Kaba et al. 2023):
+        the network itself need not learn how colour turns.
+        """
+        if self.config.color_space != "cone":
+            return self.net(x_t, c_noise) if labels is None else self.net(x_t, c_noise, labels)
+        theta = chroma_angle(x_t)
+        x_canon = rotate_chroma(x_t, -theta)
+        out = self.net(x_canon, c_noise) if labels is None else self.net(x_canon, c_noise, labels)
+        return rotate_chroma(out, theta.to(out.dtype))
+
     def _network_eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The network's own ε̂ (from its ε or v output), guided when `guidance` is set."""
         c_noise = self.noise_input(t)
         if self.num_classes == 0:
-            out = self.net(x_t, c_noise)
+            out = self._net(x_t, c_noise)
         elif not self.guidance:
-            out = self.net(x_t, c_noise, self._labels(x_t.shape[0], self.label, x_t.device))
+            out = self._net(x_t, c_noise, self._labels(x_t.shape[0], self.label, x_t.device))
         else:  # both outputs in one batch; the combination is linear, so it commutes with v → ε below
             b = x_t.shape[0]
             labels = torch.cat([self._labels(b, self.label, x_t.device), self._labels(b, None, x_t.device)])
-            cond, uncond = self.net(torch.cat([x_t, x_t]), torch.cat([c_noise, c_noise]), labels).chunk(2)
+            cond, uncond = self._net(torch.cat([x_t, x_t]), torch.cat([c_noise, c_noise]), labels).chunk(2)
             out = cond + self.guidance * (cond - uncond)
         out = out.to(x_t.dtype)
         if self.config.prediction == "eps":
@@ -215,9 +249,12 @@ class Diffusion(nn.Module):
              label_dropout: float = 0.0) -> torch.Tensor:  # fmt: skip
         """E_{t,ε} ‖target − net(α x_0 + σ ε, t[, y])‖², target ε (Ho et al. 2020) or v = αε − σx_0; t ~ U[0, 1).
 
+        `x0` are images in [-1, 1] RGB (taken to the model's colour space here).
+
         `labels` (conditional networks) are replaced by the null label with probability `label_dropout`, so the
         network also learns the unconditional model of the union (classifier-free guidance's training).
         """
+        x0 = self.to_model_space(x0)
         b = x0.shape[0]
         # Stratified (low-discrepancy) t, as in VDM: one uniform offset, B evenly spaced strata.
         u = torch.rand((), generator=generator, device=x0.device, dtype=x0.dtype)
@@ -225,11 +262,9 @@ class Diffusion(nn.Module):
         t = t[torch.randperm(b, generator=generator, device=x0.device)]
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         alpha, sigma = (append_dims(c, x0.ndim) for c in self.schedule.alpha_sigma(t))
-        if labels is None:
-            out = self.net(alpha * x0 + sigma * noise, self.noise_input(t))
-        else:
+        if labels is not None:
             drop = torch.rand(b, generator=generator, device=x0.device) < label_dropout
             labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
-            out = self.net(alpha * x0 + sigma * noise, self.noise_input(t), labels)
+        out = self._net(alpha * x0 + sigma * noise, self.noise_input(t), labels)
         target = noise if self.config.prediction == "eps" else alpha * noise - sigma * x0
         return torch.mean((out.float() - target.float()) ** 2)

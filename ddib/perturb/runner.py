@@ -395,7 +395,7 @@ class PerturbRunner:
             latents = [z_all[i * n : (i + 1) * n] for i in range(len(coefs))]
         else:
             latents = [self.latent] * len(coefs)
-        xd = x.to(self.device)
+        xd = self.source.to_model_space(x.to(self.device))  # what blends into a latent: the image where it lives
         perturbed = [plan.apply(z, xd, c) for z, c in zip(latents, coefs, strict=True)]
         decoded = self._decode(torch.cat(perturbed))
         outputs = [decoded[i * n : (i + 1) * n] for i in range(len(coefs))]

@@ -49,6 +49,7 @@ class TrainRequest:
     ema_decay: float | None = None
     label_dropout: float | None = None
     augment: str | None = None
+    color_space: str | None = None
     init_from: str | None = None
     model_size: str | None = None
     image_size: int = 32
@@ -94,6 +95,10 @@ def plan_run(request: TrainRequest, run_dir: Path, data_dir: str) -> TrainPlan:
     if not 0.0 <= ema_decay < 1.0:
         raise DDIBError(f"--ema-decay must be in [0, 1), got {ema_decay}")
     check_augment(augment, hue_uniform=source.hue_uniform and r.channels == 3)
+    color_space = r.color_space or _saved(saved, "diffusion", "color_space", "rgb")
+    if color_space == "cone" and not (source.hue_uniform and r.channels == 3):
+        # Hue equivariance is a symmetry only of domains whose hue is uniform and independent of the shape.
+        raise DDIBError("--color-space cone needs a colored-MNIST digit domain (uniform hue at full saturation)")
     conditional = source.kind == "group"
     if r.label_dropout is not None and not conditional:
         raise DDIBError("--label-dropout is for conditional models (--domain digits, or --data LABEL=FOLDER ...)")
@@ -131,8 +136,10 @@ def plan_run(request: TrainRequest, run_dir: Path, data_dir: str) -> TrainPlan:
         model=dataclasses.replace(model_cfg, time_scale=time_scale),
         diffusion=DiffusionConfig(
             prediction=r.prediction or _saved(saved, "diffusion", "prediction", DEFAULT_PREDICTION),
-            symmetry=r.symmetry or _saved(saved, "diffusion", "symmetry", default_symmetry(source, r.channels)),
+            symmetry=r.symmetry
+            or _saved(saved, "diffusion", "symmetry", default_symmetry(source, r.channels, color_space)),
             noise_input=noise_input,
+            color_space=color_space,
         ),
         train=ckpt.TrainConfig(
             batch_size=batch_size,
@@ -152,6 +159,7 @@ def plan_run(request: TrainRequest, run_dir: Path, data_dir: str) -> TrainPlan:
     notes += [] if embedding == "ddpm" else [f"{embedding} time embedding"]
     notes += [f"warm start from {r.init_from}"] if init_weights else ["resumed: no warm start"] if r.init_from else []
     notes += [] if augment == "none" else [f"{augment} augmentation"]
+    notes += [] if color_space == "rgb" else ["HSV cone, hue-equivariant"]
     summary = f"{model_text} ({', '.join(notes)}), batch {batch_size}"
     return TrainPlan(run_dir, config, steps, source, data, labels, images, init_weights, summary)
 
@@ -185,7 +193,10 @@ def _saved(saved: ckpt.RunConfig | None, section: str, key: str, default):
     return default if saved is None else getattr(getattr(saved, section), key)
 
 
-def default_symmetry(source: DomainSource, channels: int) -> str:
-    """The colored-MNIST recipe draws hues uniformly at full saturation: invariant under RGB permutations."""
+def default_symmetry(source: DomainSource, channels: int, color_space: str = "rgb") -> str:
+    """The colored-MNIST recipe draws hues uniformly at full saturation: invariant under RGB permutations, and in
+    the HSV cone under every hue rotation (built into the model) and reflection (averaged over)."""
+    if color_space == "cone":
+        return "chroma-flip"
     # rgb-cyclic, not rgb-all: most of the gain at half the cost (docs/quality.md).
     return "rgb-cyclic" if source.hue_uniform and channels == 3 else "none"
