@@ -237,7 +237,7 @@ def test_symmetry_is_saved_changeable_on_resume_and_checked(tmp_path, tiny_model
     assert "ε̂ averaged over rgb-all: 6 network passes per NFE" in r.stdout
     grey = run_cli(*common, "--models-dir", str(tmp_path / "g"), "--steps", "1", "--channels", "1",
                    "--symmetry", "rgb-cyclic")  # fmt: skip
-    _one_line_error(grey, "permutes RGB channels")
+    _one_line_error(grey, "acts on three colour channels")
     _one_line_error(run_cli(*common, "--models-dir", str(tmp_path / "b"), "--symmetry", "hue"), "unknown symmetry")
     assert not (tmp_path / "g" / "reds" / "model.safetensors").exists() and not (tmp_path / "b").exists()
 
