@@ -22,4 +22,4 @@ exact = colorize(grey, hue) * 2 - 1
 for name, inp in (("8-bit", x), ("float, one hue", exact)):
     out = ode.translate(src, tgt, inp)
     err = hue_difference(digit_hue(inp)[0], digit_hue(out)[0])
-    print(name, "median %.2f p90 %.2f max %.2f" % (err.median(), err.quantile(0.9), err.max()))
+    print(f"{name} median {err.median():.2f} p90 {err.quantile(0.9):.2f} max {err.max():.2f}")
