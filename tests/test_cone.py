@@ -157,6 +157,8 @@ def test_cli_trains_a_cone_model_and_refuses_domains_without_hue_symmetry(tmp_pa
     assert r.returncode == 0 and "resuming at step 2/3" in r.stdout, r.stderr
     diffusion = ckpt.read_config(tmp_path / "m" / "fives")[0].diffusion
     assert diffusion.color_space == "cone" and diffusion.symmetry == "chroma-flip"
+    listed = run_cli("models", "--models-dir", str(tmp_path / "m"))
+    assert listed.returncode == 0 and "cone colour space" in listed.stdout
     r = run_cli("train", "--domain", "cats", "--data", str(tmp_path), "--color-space", "cone", "--models-dir",
                 str(tmp_path / "m"))  # fmt: skip
     assert r.returncode != 0 and "--color-space cone needs a colored-MNIST digit domain" in r.stderr
