@@ -57,7 +57,7 @@ class DiffusionConfig:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     prediction: str = "eps"  # configs written before v existed have no key and were ε-models
-    symmetry: str = "none"  # channel permutations ε̂ is averaged over (symmetry.py); older configs: none
+    symmetry: str = "none"  # the colour symmetries ε̂ is averaged over (symmetry.py); older configs: none
     noise_input: str = "t"  # what the network sees of the noise level (NOISE_INPUTS); older configs: t
     color_space: str = "rgb"  # COLOR_SPACES; older configs: rgb
 
@@ -172,7 +172,7 @@ class Diffusion(nn.Module):
         return self.derive(label=label, guidance=guidance)
 
     def use_symmetry(self, name: str) -> Diffusion:
-        """The same network (shared) averaging ε̂ over another channel-permutation group (an inference choice)."""
+        """The same network (shared) averaging ε̂ over another colour-symmetry group (an inference choice)."""
         check_symmetry(name, self.data_shape, self.config.color_space)
         return self.derive(config=dataclasses.replace(self.config, symmetry=name))
 
