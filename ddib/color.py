@@ -73,10 +73,11 @@ def hue_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def rgb_to_cone(images: torch.Tensor) -> torch.Tensor:
     """RGB in [-1, 1] → the HSV cone (2V − 1, C·cos h, C·sin h), V = max(R, G, B), chroma C = max − min.
 
-    A bijection of the RGB cube onto the cone 0 ≤ C ≤ V ≤ 1 (continuous: the chroma vector is 0 where h is
-    undefined). A hue shift, which is no linear map of RGB, is a rotation of the (C·cos h, C·sin h) plane here.
+    A bijection of R³ onto R³ (continuous: the chroma vector is 0 where h is undefined) that maps the RGB cube onto
+    the cone 0 ≤ C ≤ V ≤ 1; nothing is clipped, so a decoded image outside the cube comes back as it left. A hue
+    shift, which is no linear map of RGB, is a rotation of the (C·cos h, C·sin h) plane here.
     """
-    rgb = ((images + 1) / 2).clamp(0, 1)
+    rgb = (images + 1) / 2
     hue, value = rgb_to_hue_value(rgb)
     chroma = value - rgb.min(-3).values
     angle = torch.deg2rad(hue)
@@ -84,10 +85,10 @@ def rgb_to_cone(images: torch.Tensor) -> torch.Tensor:
 
 
 def cone_to_rgb(cone: torch.Tensor) -> torch.Tensor:
-    """Inverse of `rgb_to_cone`, projecting onto the cone first (V into [0, 1], then C ≤ V): RGB in [-1, 1]."""
+    """Inverse of `rgb_to_cone` on all of R³: RGB in [-1, 1] for points of the cone."""
     v, a, b = cone.unbind(-3)
-    value = ((v + 1) / 2).clamp(0, 1)
-    chroma = torch.minimum(torch.hypot(a, b), value)
+    value = (v + 1) / 2
+    chroma = torch.hypot(a, b)
     hue = torch.remainder(torch.rad2deg(torch.atan2(b, a)), 360.0)
     # HSV(h, S, V) = (V − C) + HSV(h, 1, C): the hexcone's full-saturation colour of value C, lifted to min V − C.
     rgb = hsv_to_rgb_full_saturation(hue, chroma) + (value - chroma).unsqueeze(-3)

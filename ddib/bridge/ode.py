@@ -201,8 +201,7 @@ def encode(model: Diffusion, x: torch.Tensor, options: ODEOptions = ODEOptions()
 
 def decode(model: Diffusion, z: torch.Tensor, options: ODEOptions = ODEOptions(), stats: SolveStats | None = None,
            grid: torch.Tensor | None = None, corrections: list[list[float]] | None = None) -> torch.Tensor:  # fmt: skip
-    """x = ODESolve(z; model, 1 → 0): the data point whose latent is z (unclipped, but for a cone model's
-    projection onto the cone on the way back to RGB).
+    """x = ODESolve(z; model, 1 → 0): the data point whose latent is z (unclipped).
 
     `grid` (increasing σ̄ nodes, walked backwards) overrides the grid a fixed-step solver would use, with
     `corrections` (in solve order) in place of the model's tuned ones.
