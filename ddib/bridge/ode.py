@@ -243,7 +243,7 @@ def check_compatible(source: Diffusion, target: Diffusion) -> None:
     if source.config.color_space != target.config.color_space:
         raise DDIBError(
             f"source and target models are incompatible: their latents live in different colour spaces "
-            f"({source.config.color_space} and {target.config.color_space})"
+            f"({source.config.color_space} and {target.config.color_space}); train both with the same --color-space"
         )
     if tuple(source.data_shape) != tuple(target.data_shape):
         raise DDIBError(
