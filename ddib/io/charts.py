@@ -81,12 +81,16 @@ def line_chart(
         draw.text((w - right + 5, v - 6), hline[1], fill=(200, 0, 0))
     for i, (name, s) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
+        # Past the palette's length colours repeat: the repeats get square markers and a thin line.
+        square = (i // len(PALETTE)) % 2 == 1
+        mark = draw.rectangle if square else draw.ellipse
         line = [px(x, y) for x, y in sorted(s) if valid(x, y)]
         if len(line) > 1:
-            draw.line(line, fill=color, width=2)
+            draw.line(line, fill=color, width=1 if square else 2)
         for u, v in line if markers else ():
-            draw.ellipse([u - 3, v - 3, u + 3, v + 3], fill=color)
-        draw.text((w - right + 10, top + 15 * i + 20), name, fill=color)
+            mark([u - 3, v - 3, u + 3, v + 3], fill=color)
+        mark([w - right + 4, top + 15 * i + 23, w - right + 10, top + 15 * i + 29], fill=color)
+        draw.text((w - right + 14, top + 15 * i + 20), name, fill=color)
     draw.text((left, 10), title, fill=(0, 0, 0))
     draw.text(((w - right + left) // 2 - 40, h - 20), xlabel, fill=(0, 0, 0))
     draw.text((5, top - 25), ylabel, fill=(0, 0, 0))
