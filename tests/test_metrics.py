@@ -35,3 +35,14 @@ def test_frechet_distance_known_answers():
     scaled = a * 2.0  # Σ_b = 4Σ_a: tr(Σa + 4Σa − 2·2Σa) = tr(Σa), plus ‖μa − 2μa‖² = ‖μa‖²
     expected = torch.trace(torch.cov(a.T)).item() + a.mean(0).pow(2).sum().item()
     assert abs(frechet_distance(a, scaled) - expected) < 1e-6
+
+
+def test_chart_series_past_the_palette_get_square_markers():
+    from ddib.io.charts import PALETTE, line_chart
+
+    n = len(PALETTE) + 1
+    series = {f"s{i}": [(1.0, 1.0 + i), (2.0, 2.0 + i)] for i in range(n)}
+    img = line_chart(series, "t", "x", "y", size=(720, 480), xlog=False, ylog=False)
+    # Legend markers sit at (w − right + 4, top + 15·i + 23): a square fills its corner, a disc does not.
+    corner = [img.getpixel((720 - 150 + 4, 40 + 15 * i + 23)) for i in (0, n - 1)]
+    assert corner[0] == (255, 255, 255) and corner[1] == PALETTE[0]
