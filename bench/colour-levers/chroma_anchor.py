@@ -16,7 +16,6 @@ from ddib.model import checkpoint as ckpt
 
 torch.set_num_threads(1)
 x = held_out_digits(sys.argv[1], "fives", 24)
-x = x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
 for pair in sys.argv[2:]:
     fives, sevens = (ckpt.load_model(run)[0].eval() for run in pair.split(":"))
     with torch.no_grad():

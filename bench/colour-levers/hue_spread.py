@@ -28,6 +28,5 @@ def spread(x):
 m = ckpt.load_model("runs/levers/cone@1000/fives")[0].eval()
 s = ode.sample(m, 32, torch.Generator().manual_seed(0))
 x = held_out_digits(sys.argv[1], "fives", 32)
-x = x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
 for name, v in (("samples", spread(s)), ("held-out", spread(x))):
     print(f"{name} value-weighted mean |pixel hue - digit hue|: median {v.median():.2f} p90 {v.quantile(0.9):.2f}")

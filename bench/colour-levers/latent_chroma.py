@@ -9,7 +9,7 @@ import sys
 import torch
 
 from ddib.bridge import ode
-from ddib.color import digit_hue, hue_difference
+from ddib.color import chroma_angle, digit_hue, hue_difference
 from ddib.evaluation.evaluate import held_out_digits
 from ddib.model import checkpoint as ckpt
 
@@ -17,14 +17,13 @@ torch.set_num_threads(1)
 for run in sys.argv[2:]:
     for domain in ("fives", "sevens"):
         x = held_out_digits(sys.argv[1], domain, 16)
-        x = x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
         model = ckpt.load_model(f"{run}/{domain}")[0].eval()
         with torch.no_grad():
             z = ode.encode(model, x)
-        a, b = z[:, 1].flatten(1).mean(1), z[:, 2].flatten(1).mean(1)
-        offset = hue_difference(torch.rad2deg(torch.atan2(b, a)), digit_hue(x)[0])
+        length = z[:, 1:].mean((2, 3)).norm(dim=1)
+        offset = hue_difference(torch.rad2deg(chroma_angle(z)), digit_hue(x)[0])
         print(
             f"{run}/{domain}: latent chroma offset from the digit's hue median {offset.median():.0f}° "
-            f"(min {offset.min():.0f}°, max {offset.max():.0f}°), mean chroma length {torch.hypot(a, b).mean():.3f} "
+            f"(min {offset.min():.0f}°, max {offset.max():.0f}°), mean chroma length {length.mean():.3f} "
             f"(its mean for an N(0, I) latent: {(torch.pi / 2 / x[0, 0].numel()) ** 0.5:.3f})"
         )

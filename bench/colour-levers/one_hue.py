@@ -5,15 +5,12 @@ PYTHONPATH=. python bench/colour-levers/one_hue.py ../shared/data > bench/colour
 
 import sys
 
-import torch
-
 from ddib.bridge import ode
 from ddib.color import colorize, digit_hue, hue_difference
 from ddib.evaluation.evaluate import held_out_digits
 from ddib.model import checkpoint as ckpt
 
 x = held_out_digits(sys.argv[1], "fives", 40)
-x = x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
 src = ckpt.load_model("runs/levers/cone@1000/fives")[0].eval()
 tgt = ckpt.load_model("runs/levers/cone@1000/sevens")[0].eval()
 hue, _ = digit_hue(x)
