@@ -106,3 +106,13 @@ def rotate_chroma(cone: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     c, s = (append_hue_dims(f(angle), cone.ndim - 1) for f in (torch.cos, torch.sin))
     a, b = cone[:, 1], cone[:, 2]
     return torch.stack([cone[:, 0], c * a - s * b, s * a + c * b], dim=1)
+
+
+def hue_angle(images: torch.Tensor) -> torch.Tensor:
+    """Per image, the angle (radians) of its summed chroma vector in the HSV cone: a one-hue digit's hue."""
+    return chroma_angle(rgb_to_cone(images))
+
+
+def rotate_hue(images: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """RGB images in [-1, 1] with every pixel's hue shifted by `angle` (radians, per image); value and chroma kept."""
+    return cone_to_rgb(rotate_chroma(rgb_to_cone(images), angle))

@@ -156,8 +156,8 @@ def test_torchrun_translate_shards_inputs_and_writes_each_output_once(tmp_path, 
         a = np.asarray(Image.open(tmp_path / "two" / name), dtype=np.int16)
         b = np.asarray(Image.open(tmp_path / "one" / name), dtype=np.int16)
         assert np.abs(a - b).max() <= 1  # same images (batch composition may move a pixel across a rounding edge)
-    z2, meta2 = load_latents(tmp_path / "z2.safetensors")
-    z1, meta1 = load_latents(tmp_path / "z1.safetensors")
+    z2, meta2, _ = load_latents(tmp_path / "z2.safetensors")
+    z1, meta1, _ = load_latents(tmp_path / "z1.safetensors")
     assert meta2["names"] == meta1["names"]
     torch.testing.assert_close(z2, z1, atol=1e-4, rtol=1e-4)  # gathered back in input order
     assert (tmp_path / "g2.png").exists()

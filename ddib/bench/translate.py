@@ -94,7 +94,7 @@ def reference_solve(src: Diffusion, tgt: Diffusion, x: torch.Tensor, options: od
                     check: bool = False) -> Reference:  # fmt: skip
     """Translate x with the reference solver; with `check`, also at half its budget to measure its convergence."""
     latent = ode.encode(src, x, options)
-    translation = ode.decode(tgt, latent, options)
+    translation = ode.decode(tgt, latent, options, hue=src.image_hue(x))
     if not check:
         return Reference(options, latent, translation)
     half = ode.translate(src, tgt, x, coarser(options))
@@ -240,15 +240,16 @@ def bench_solvers(
     settings = [_fixed_setting(entry) for entry in grid]
     settings += [ode.ODEOptions(s, rtol=tol, atol=tol) for s, tol in adaptive]
     rows: list[SolverBenchRow] = []
+    hue = src.image_hue(x)  # carried beside the latent between hue-quotient models
     for opts in settings:
         enc, dec = ode.SolveStats(), ode.SolveStats()
         _sync(x.device)
         t0 = time.perf_counter()
         z = ode.encode(src, x, opts, enc)
-        y = ode.decode(tgt, z, opts, dec)
+        y = ode.decode(tgt, z, opts, dec, hue=hue)
         _sync(x.device)
         seconds = time.perf_counter() - t0
-        back = ode.decode(src, z, opts)
+        back = ode.decode(src, z, opts, hue=hue)
         rt_rms, rt_max = _rms_max(back, x)
         ref_rms, ref_max = _rms_max(y, reference)
         # A batch RMS hides whether the error is spread thin or lands on a few images near a decision boundary.
@@ -256,7 +257,7 @@ def bench_solvers(
         median_image, over_1 = per_image.quantile(0.5).item(), (per_image > 1.0).double().mean().item()
         # Which half of the bridge the distance comes from: the latent (z ≈ N(0, I) units) and a decode alone.
         latent_rms = (z.double() - latent_ref.double()).pow(2).mean().sqrt().item()
-        decode_only_rms, _ = _rms_max(ode.decode(tgt, latent_ref, opts), reference)
+        decode_only_rms, _ = _rms_max(ode.decode(tgt, latent_ref, opts, hue=hue), reference)
         cycled = ode.translate(tgt, src, y, opts) if cycle else None
         cyc_rms, cyc_max = _rms_max(cycled, x) if cycle else (None, None)
         steps = str(opts.steps) if opts.is_fixed else f"tol {opts.rtol:g}"

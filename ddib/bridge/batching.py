@@ -3,6 +3,7 @@ running a function over a tensor in batches."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 
 import torch
@@ -69,13 +70,17 @@ def chunks(x, batch_size: int) -> Iterator:
         yield x[start : start + batch_size]
 
 
-def in_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int,
-               device: torch.device | str | None = None,
-               on_batch: Callable[[int], None] | None = None) -> torch.Tensor:  # fmt: skip
-    """fn over consecutive batches of x (moved to `device`), concatenated on the CPU; on_batch(k) after each."""
+def in_batches(fn: Callable[..., torch.Tensor], x: torch.Tensor, batch_size: int,
+               device: torch.device | str | None = None, on_batch: Callable[[int], None] | None = None,
+               aligned: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """fn over consecutive batches of x (moved to `device`), concatenated on the CPU; on_batch(k) after each.
+
+    With `aligned` (one entry per item of x, e.g. hue-quotient hues), fn(batch, aligned batch) instead."""
     out = []
-    for chunk in chunks(x, batch_size):
-        out.append(fn(chunk if device is None else chunk.to(device)).cpu())
+    extras = itertools.repeat(None) if aligned is None else chunks(aligned, batch_size)
+    for chunk, extra in zip(chunks(x, batch_size), extras, strict=False):  # (repeat never ends)
+        args = [t if device is None else t.to(device) for t in (chunk, extra) if t is not None]
+        out.append(fn(*args).cpu())
         if on_batch:
             on_batch(len(chunk))
     return torch.cat(out)

@@ -13,6 +13,10 @@ encode:    z = ODESolve(x; source, t 0 → 1)        (DDIB eq. 5)
 decode:    x = ODESolve(z; target, t 1 → 0)
 translate: decode(target, encode(source, x))       (DDIB Algorithm 1)
 
+Hue-quotient models (`Diffusion.hue_quotient`) model their domain's hue-0 slice: the latent is the pair (z, θ),
+encode takes the image's hue θ out before solving (`Diffusion.image_hue`, `to_model_space`) and decode turns its
+hue-0 image to θ afterwards (`hue=`), so a bridge of two of them carries every image's hue exactly.
+
 Nothing is clipped on the way: clipping x̂0 would make encoding non-invertible.
 """
 
@@ -44,7 +48,7 @@ DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-4
 
 __all__ = ["ADAPTIVE_SOLVERS", "EVALS_PER_STEP", "FIXED_SOLVERS", "SOLVERS", "ODEOptions", "SolveStats", "decode",
-           "encode", "model_steps", "resolve_steps", "sample", "translate"]  # fmt: skip
+           "encode", "model_steps", "resolve_steps", "sample", "sample_hue", "translate"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -200,8 +204,10 @@ def encode(model: Diffusion, x: torch.Tensor, options: ODEOptions = ODEOptions()
 
 
 def decode(model: Diffusion, z: torch.Tensor, options: ODEOptions = ODEOptions(), stats: SolveStats | None = None,
-           grid: torch.Tensor | None = None, corrections: list[list[float]] | None = None) -> torch.Tensor:  # fmt: skip
-    """x = ODESolve(z; model, 1 → 0): the data point whose latent is z (unclipped).
+           grid: torch.Tensor | None = None, corrections: list[list[float]] | None = None,
+           hue: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """x = ODESolve(z; model, 1 → 0): the data point whose latent is z (unclipped); a hue-quotient model's turned to
+    `hue` (radians, per image; None: its own hue 0).
 
     `grid` (increasing σ̄ nodes, walked backwards) overrides the grid a fixed-step solver would use, with
     `corrections` (in solve order) in place of the model's tuned ones.
@@ -209,7 +215,7 @@ def decode(model: Diffusion, z: torch.Tensor, options: ODEOptions = ODEOptions()
     alpha_0, alpha_1 = model.schedule.alpha_ends
     corrections = step_corrections(model, options, "decode") if grid is None else corrections
     grid = step_grid(model, options, "decode") if grid is None else grid.flip(0)
-    return model.to_images(solve(model, z / alpha_1, grid, options, stats, corrections) * alpha_0)
+    return model.to_images(solve(model, z / alpha_1, grid, options, stats, corrections) * alpha_0, hue)
 
 
 def translate(
@@ -219,10 +225,11 @@ def translate(
     options: ODEOptions = ODEOptions(),
     stats: SolveStats | None = None,
 ) -> torch.Tensor:
-    """DDIB (Su et al. 2023, Alg. 1): decode(target, encode(source, x))."""
+    """DDIB (Su et al. 2023, Alg. 1): decode(target, encode(source, x)), with x's hue θ carried beside the latent
+    between hue-quotient models."""
     check_compatible(source, target)
     options = resolve_steps(options, source, target)
-    return decode(target, encode(source, x, options, stats), options, stats)
+    return decode(target, encode(source, x, options, stats), options, stats, hue=source.image_hue(x))
 
 
 def sample(
@@ -233,13 +240,26 @@ def sample(
     stats: SolveStats | None = None,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """x = decode(model, z) with z ~ N(0, I): deterministic given the generator's seed."""
+    """x = decode(model, z) with z ~ N(0, I) (and a hue-quotient model's θ ~ U[0, 2π)): deterministic given the
+    generator's seed."""
     z = torch.randn((n, *model.data_shape), generator=generator, device="cpu").to(device)
-    return decode(model, z, options, stats)
+    hue = sample_hue(model, n, generator)
+    return decode(model, z, options, stats, hue=None if hue is None else hue.to(device))
+
+
+def sample_hue(model: Diffusion, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+    """θ ~ U[0, 2π) per image for a hue-quotient model (the colored-MNIST recipe's uniform hue); None otherwise."""
+    return torch.rand(n, generator=generator) * (2 * torch.pi) if model.hue_quotient else None
 
 
 def check_compatible(source: Diffusion, target: Diffusion) -> None:
-    """Both ends of a bridge must share the data shape (resolution and channels) and the latent's colour space."""
+    """Both ends of a bridge must share the data shape (resolution and channels), the latent's colour space and
+    what the latent leaves out (a hue-quotient latent is (z, θ); another model's z holds the hue itself)."""
+    if source.config.quotient != target.config.quotient:
+        raise DDIBError(
+            f"source and target models are incompatible: one leaves the hue out of its latent and the other does not "
+            f"(quotient {source.config.quotient} and {target.config.quotient}); train both with the same --quotient"
+        )
     if source.config.color_space != target.config.color_space:
         raise DDIBError(
             f"source and target models are incompatible: their latents live in different colour spaces "

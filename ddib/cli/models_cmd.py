@@ -27,6 +27,8 @@ def models_command(models_dir: str | None = ModelsDirOpt) -> None:
             arch += f", conditional on {m.num_classes} labels"
         if cfg.diffusion.color_space != "rgb":
             arch += f", {cfg.diffusion.color_space} colour space"
+        if cfg.diffusion.quotient == "hue":
+            arch += ", hue left out (hue-0 slice)"
         if cfg.domain.get("kind") == "points":
             data = f"{cfg.domain.get('n')} 2-D points"
         elif cfg.domain.get("kind") == "group":

@@ -71,7 +71,8 @@ def sample_command(
     t0 = time.perf_counter()
     # Noise is drawn for all n at once so the images do not depend on --batch-size.
     z = torch.randn((n, *model.data_shape), generator=gen)
-    x = in_batches(lambda c: ode.decode(model, c, opts, stats), z, batch_size, dev)
+    hue = ode.sample_hue(model, n, gen)  # a hue-quotient model's θ ~ U[0, 2π), drawn after all of z
+    x = in_batches(lambda c, h=None: ode.decode(model, c, opts, stats, hue=h), z, batch_size, dev, aligned=hue)
     seconds = time.perf_counter() - t0
     if out_dir is not None:
         for i, img in enumerate(x):

@@ -98,6 +98,12 @@ def train_command(
         help="Where the diffusion runs: rgb, or cone (colored-MNIST digits: HSV-cone coordinates with a denoiser "
         "exactly equivariant to hue rotations) [default: rgb for a new run, the saved one when resuming]",
     ),
+    quotient: str | None = typer.Option(
+        None,
+        "--quotient",
+        help="What the model leaves out of its domain: none, or hue (colored-MNIST digits: model the hue-0 slice; "
+        "a bridge carries each image's hue exactly) [default: none for a new run, the saved one when resuming]",
+    ),
     init_from: str | None = typer.Option(
         None,
         "--init-from",
@@ -136,7 +142,8 @@ def train_command(
     request = TrainRequest(
         domain=domain, data=tuple(data or ()), steps=steps, batch_size=batch_size, lr=lr, cooldown=cooldown,
         prediction=prediction, symmetry=symmetry, time_embedding=time_embedding, ema_decay=ema_decay,
-        label_dropout=label_dropout, augment=augment, color_space=color_space, init_from=init_from,
+        label_dropout=label_dropout, augment=augment, color_space=color_space, quotient=quotient,
+        init_from=init_from,
         model_size=model_size, image_size=image_size, channels=channels, n_points=n_points, width=width,
         blocks=blocks, seed=seed, skip_bad=skip_bad,
     )  # fmt: skip

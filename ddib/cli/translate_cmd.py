@@ -126,7 +126,9 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
         pairs = [(Path(f"sample-{i:04d}"), folder / f"{src_name}-{i:04d}-to-{to}.png") for i in range(n)]
         check_outputs(pairs)
         # All of the noise on every rank (cheap), so sample i is the same whatever the number of processes.
-        noise = torch.randn((n, *src_model.data_shape), generator=torch.Generator().manual_seed(seed))
+        gen = torch.Generator().manual_seed(seed)
+        noise = torch.randn((n, *src_model.data_shape), generator=gen)
+        noise_hue = ode.sample_hue(src_model, n, gen)
     indices = distributed.shard(list(range(len(pairs))), info)
     batch_size = batch_size or auto_batch_size([src_model, tgt_model], dev, max(len(indices), 1))
     src_fast, tgt_fast = accelerate(src_model, speed), accelerate(tgt_model, speed)
@@ -137,7 +139,7 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
         console.print(f"{info.world_size} processes: {len(pairs)} images sharded, {batch_size} per batch per process")
 
     stats = ode.SolveStats()
-    sources, results, latents = [], [], []
+    sources, results, latents, hues = [], [], [], []
     t0 = time.perf_counter()
     with bar("translate") as progress:
         task = progress.add_task(f"{src_name} → {to}", total=len(pairs), visible=main)  # rank 0 speaks for all
@@ -145,9 +147,10 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
             if noise is None:
                 x = to_unit_range(images.pixels[chunk]).to(dev)
             else:
-                x = ode.decode(src_fast, noise[chunk].to(dev), opts)
+                x = ode.decode(src_fast, noise[chunk].to(dev), opts, hue=_pick(noise_hue, chunk, dev))
             z = ode.encode(src_fast, x, opts, stats)
-            y = ode.decode(tgt_fast, z, opts, stats).cpu()
+            hue = src_model.image_hue(x)  # what a hue-quotient latent leaves out, carried beside it
+            y = ode.decode(tgt_fast, z, opts, stats, hue=hue).cpu()
             for i, img in zip(chunk, y, strict=True):
                 save_png(to_pil(img), pairs[i][1])
             if grid is not None:
@@ -155,11 +158,12 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
                 results += list(y)
             if save_latent is not None:
                 latents += list(z.cpu())
+                hues += [] if hue is None else list(hue.cpu())
             if main:
                 progress.advance(task, len(chunk) * info.world_size)
     seconds = time.perf_counter() - t0
     nfe = stats.nfe / batch_count(len(indices), batch_size)
-    sources, results, latents = (distributed.gather_in_order(v, info) for v in (sources, results, latents))
+    sources, results, latents, hues = (distributed.gather_in_order(v, info) for v in (sources, results, latents, hues))
     written = distributed.sum_across(len(indices), info, dev)
     distributed.teardown(info)
     if not main:
@@ -169,8 +173,8 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
         console.print(f"grid: {grid}")
     if save_latent is not None:
         meta = {"source": src_name, "solver": opts.describe(), "names": [str(p) for p, _ in pairs]}
-        save_latents(save_latent, torch.stack(latents), meta)
-        console.print(f"latents: {save_latent}")
+        save_latents(save_latent, torch.stack(latents), meta, torch.stack(hues) if hues else None)
+        console.print(f"latents: {save_latent}" + (" (with each image's hue)" if hues else ""))
     where = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
     procs = f" on {info.world_size} processes" if info.enabled else ""
     console.print(
@@ -290,7 +294,7 @@ def decode_command(
     """Decode saved latents with a domain's model (ODE t 1→0)."""
     if out is not None and out_dir is not None:
         raise DDIBError("give either --out or --out-dir, not both")
-    z, meta = load_latents(latent)
+    z, meta, hue = load_latents(latent)
     dev = resolve_device(device)
     target = load_domain_model(to, models_dir, dev, symmetry, guidance)
     model, loc, to = target.diffusion, target.location, target.name
@@ -311,8 +315,11 @@ def decode_command(
             f"{opts.describe()}, {time.perf_counter() - t0:.1f}s → {out} (raw {to} coordinates)"
         )
         return
+    if hue is not None and not model.hue_quotient:
+        raise DDIBError(f"{latent} carries hues (from a hue-quotient encoder); decode it with a hue-quotient model")
     batch_size = batch_size or auto_batch_size([model], dev, len(z))
-    x = in_batches(lambda c: ode.decode(model, c, opts, stats), z, batch_size, dev)
+    decode = lambda c, h=None: ode.decode(model, c, opts, stats, hue=h)  # noqa: E731
+    x = in_batches(decode, z, batch_size, dev, aligned=hue)
     seconds = time.perf_counter() - t0
     if out_dir is not None:
         for i, img in enumerate(x):
@@ -328,4 +335,10 @@ def decode_command(
         f"{ode.describe_solve(opts, model)}"
         f"{guided(model)}: "
         f"{stats.nfe / batches:.0f} NFE per image{averaging(model)}, {seconds:.1f}s → {where}"
+        + (" (the file carries no hues: hue 0)" if model.hue_quotient and hue is None else "")
     )
+
+
+def _pick(values: torch.Tensor | None, index: list[int], device: torch.device) -> torch.Tensor | None:
+    """values[index] on `device`, or None when there are none."""
+    return None if values is None else values[index].to(device)

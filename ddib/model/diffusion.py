@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..color import chroma_angle, cone_to_rgb, rgb_to_cone, rotate_chroma
+from ..color import chroma_angle, cone_to_rgb, hue_angle, rgb_to_cone, rotate_chroma, rotate_hue
 from ..errors import DDIBError
 from ..utils import append_dims
 from .symmetry import check_symmetry, group_average
@@ -47,6 +47,9 @@ PREDICTIONS = ("eps", "v")
 NOISE_INPUTS = ("t", "log-snr")
 # Where the diffusion runs: on RGB, or on the HSV cone (`color.rgb_to_cone`) with a hue-equivariant denoiser.
 COLOR_SPACES = ("rgb", "cone")
+# What the model leaves out of its domain: nothing, or the hue (it models the hue-0 slice; the bridge carries each
+# image's hue exactly, `Diffusion.to_model_space`).
+QUOTIENTS = ("none", "hue")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class DiffusionConfig:
     symmetry: str = "none"  # the colour symmetries ε̂ is averaged over (symmetry.py); older configs: none
     noise_input: str = "t"  # what the network sees of the noise level (NOISE_INPUTS); older configs: t
     color_space: str = "rgb"  # COLOR_SPACES; older configs: rgb
+    quotient: str = "none"  # QUOTIENTS; older configs: none
 
     def __post_init__(self):
         if self.schedule != "cosine":
@@ -68,7 +72,9 @@ class DiffusionConfig:
             raise DDIBError(f"unknown prediction {self.prediction!r}; use one of {', '.join(PREDICTIONS)}")
         if self.color_space not in COLOR_SPACES:
             raise DDIBError(f"unknown colour space {self.color_space!r}; use one of {', '.join(COLOR_SPACES)}")
-        check_symmetry(self.symmetry, color_space=self.color_space)
+        if self.quotient not in QUOTIENTS:
+            raise DDIBError(f"unknown quotient {self.quotient!r}; use one of {', '.join(QUOTIENTS)}")
+        check_symmetry(self.symmetry, color_space=self.color_space, quotient=self.quotient)
         if self.noise_input not in NOISE_INPUTS:
             raise DDIBError(f"unknown noise input {self.noise_input!r}; use one of {', '.join(NOISE_INPUTS)}")
         if not 0 < self.sigma_min < self.sigma_max:
@@ -133,7 +139,7 @@ class Diffusion(nn.Module):
         self.config = cfg or DiffusionConfig()
         self.schedule = CosineSchedule(self.config)
         if self.config.symmetry != "none":  # (known-answer tests build a Diffusion before they set its net)
-            check_symmetry(self.config.symmetry, self.data_shape, self.config.color_space)
+            check_symmetry(self.config.symmetry, self.data_shape, self.config.color_space, self.config.quotient)
         if label is not None and not 0 <= label < self.num_classes:
             raise DDIBError(f"label {label} is not one of the network's {self.num_classes} classes")
         if guidance and label is None:
@@ -173,7 +179,7 @@ class Diffusion(nn.Module):
 
     def use_symmetry(self, name: str) -> Diffusion:
         """The same network (shared) averaging ε̂ over another colour-symmetry group (an inference choice)."""
-        check_symmetry(name, self.data_shape, self.config.color_space)
+        check_symmetry(name, self.data_shape, self.config.color_space, self.config.quotient)
         return self.derive(config=dataclasses.replace(self.config, symmetry=name))
 
     @property
@@ -201,13 +207,32 @@ class Diffusion(nn.Module):
         """(B,) label indices; the null label (index num_classes) stands for "no label"."""
         return torch.full((batch,), self.num_classes if label is None else label, dtype=torch.long, device=device)
 
+    @property
+    def hue_quotient(self) -> bool:
+        """Whether the model is of its domain's hue-0 slice: images enter with their hue removed (`image_hue`)."""
+        return self.config.quotient == "hue"
+
+    def image_hue(self, images: torch.Tensor) -> torch.Tensor | None:
+        """What a hue-quotient model leaves out of an image: its hue θ (radians, per image; `color.hue_angle`);
+        None for other models, whose latent keeps everything."""
+        return hue_angle(images) if self.hue_quotient else None
+
     def to_model_space(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] RGB → the coordinates the diffusion runs in (the HSV cone for `cone` models)."""
+        """Images in [-1, 1] RGB → the coordinates the diffusion runs in (the HSV cone for `cone` models); a
+        hue-quotient model first turns each image to hue 0, x ↦ R(−θ(x))·x (canonicalisation, Kaba et al. 2023)."""
+        if self.hue_quotient:
+            images = rotate_hue(images, -hue_angle(images))
         return rgb_to_cone(images) if self.config.color_space == "cone" else images
 
-    def to_images(self, x: torch.Tensor) -> torch.Tensor:
-        """The diffusion's coordinates → images in [-1, 1] RGB (inverse of `to_model_space`)."""
-        return cone_to_rgb(x) if self.config.color_space == "cone" else x
+    def to_images(self, x: torch.Tensor, hue: torch.Tensor | None = None) -> torch.Tensor:
+        """The diffusion's coordinates → images in [-1, 1] RGB (inverse of `to_model_space`); a hue-quotient model's
+        images turned from hue 0 to `hue` (radians, per image), its inverse given the θ that `image_hue` took out."""
+        images = cone_to_rgb(x) if self.config.color_space == "cone" else x
+        if hue is None:
+            return images
+        if not self.hue_quotient:
+            raise DDIBError("only a hue-quotient model (ddib train --quotient hue) takes a hue to decode with")
+        return rotate_hue(images, hue.to(images.dtype))
 
     def _net(self, x_t: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The network's output; for `cone` models in the frame where the image's chroma points along hue 0.

@@ -36,12 +36,16 @@ SIGNS: dict[str, tuple[tuple[int, ...], ...]] = {"chroma-flip": ((1, 1, 1), (1, 
 SPACES = {"rgb-cyclic": "rgb", "rgb-all": "rgb", "chroma-flip": "cone"}
 
 
-def check_symmetry(name: str, data_shape: tuple[int, ...] | None = None, color_space: str = "rgb") -> None:
-    """A known group, and (given the data shape) one acting on the model's colour space and three channels."""
+def check_symmetry(name: str, data_shape: tuple[int, ...] | None = None, color_space: str = "rgb",
+                   quotient: str = "none") -> None:  # fmt: skip
+    """A known group, and (given the data shape) one acting on the model's colour space and three channels, that
+    keeps a hue-quotient model's hue-0 slice in place (only the hue reflection does)."""
     if name not in SYMMETRIES:
         raise DDIBError(f"unknown symmetry {name!r}; use one of {', '.join(SYMMETRIES)}")
     if name != "none" and SPACES[name] != color_space:
         raise DDIBError(f"symmetry {name!r} acts on {SPACES[name]} images, but the model works in {color_space}")
+    if quotient == "hue" and name not in ("none", "chroma-flip"):
+        raise DDIBError(f"symmetry {name!r} shifts hues, but a hue-quotient model knows only hue 0; use none")
     if data_shape is not None and name != "none" and (len(data_shape) < 2 or data_shape[0] != 3):
         raise DDIBError(f"symmetry {name!r} acts on three colour channels, but the data shape is {tuple(data_shape)}")
 

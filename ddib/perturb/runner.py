@@ -335,9 +335,10 @@ class PerturbRunner:
         encode = lambda c: ode.encode(self.source, c, self.options, self.encode_stats)  # noqa: E731
         return in_batches(encode, x, self.batch_size, self.device, self._tick).to(self.device)
 
-    def _decode(self, z: torch.Tensor) -> torch.Tensor:
-        decode = lambda c: ode.decode(self.target, c, self.options, self.decode_stats)  # noqa: E731
-        return in_batches(decode, z, self.batch_size, self.device, self._tick)
+    def _decode(self, z: torch.Tensor, hue: torch.Tensor | None) -> torch.Tensor:
+        """decode(target, z), turned to `hue` (the encoded images' hues) between hue-quotient models."""
+        decode = lambda c, h=None: ode.decode(self.target, c, self.options, self.decode_stats, hue=h)  # noqa: E731
+        return in_batches(decode, z, self.batch_size, self.device, self._tick, aligned=hue)
 
     @property
     def latent(self) -> torch.Tensor:
@@ -376,7 +377,7 @@ class PerturbRunner:
         """(decode(target, z) of the unperturbed latent, its numbers), computed once."""
         if self._reference is None:
             z = self.latent
-            y = self._decode(z)
+            y = self._decode(z, self.source.image_hue(self.inputs))
             self._reference = (y, self._row("reference", REFERENCE_LABEL, None, None, z, y))
         return self._reference
 
@@ -391,13 +392,15 @@ class PerturbRunner:
         perturbed_inputs = None
         if plan.acts_on_image:
             perturbed_inputs = [plan.apply_image(x, c) for c in coefs]
-            z_all = self._encode(torch.cat(perturbed_inputs))
+            encoded = torch.cat(perturbed_inputs)
+            z_all = self._encode(encoded)
             latents = [z_all[i * n : (i + 1) * n] for i in range(len(coefs))]
         else:
+            encoded = x.repeat(len(coefs), *(1,) * (x.ndim - 1))
             latents = [self.latent] * len(coefs)
         xd = self.source.to_model_space(x.to(self.device))  # what blends into a latent: the image where it lives
         perturbed = [plan.apply(z, xd, c) for z, c in zip(latents, coefs, strict=True)]
-        decoded = self._decode(torch.cat(perturbed))
+        decoded = self._decode(torch.cat(perturbed), self.source.image_hue(encoded))
         outputs = [decoded[i * n : (i + 1) * n] for i in range(len(coefs))]
         rows = [
             self._row(spec.key, plan.label(c), plan, c, zp, y)

@@ -50,6 +50,7 @@ class TrainRequest:
     label_dropout: float | None = None
     augment: str | None = None
     color_space: str | None = None
+    quotient: str | None = None
     init_from: str | None = None
     model_size: str | None = None
     image_size: int = 32
@@ -99,6 +100,10 @@ def plan_run(request: TrainRequest, run_dir: Path, data_dir: str) -> TrainPlan:
     if color_space == "cone" and not (source.hue_uniform and r.channels == 3):
         # Hue equivariance is a symmetry only of domains whose hue is uniform and independent of the shape.
         raise DDIBError("--color-space cone needs a colored-MNIST digit domain (uniform hue at full saturation)")
+    quotient = r.quotient or _saved(saved, "diffusion", "quotient", "none")
+    if quotient == "hue" and not (source.hue_uniform and r.channels == 3):
+        # Leaving the hue out is exact only where the hue is uniform and independent of the shape.
+        raise DDIBError("--quotient hue needs a colored-MNIST digit domain (uniform hue at full saturation)")
     conditional = source.kind == "group"
     if r.label_dropout is not None and not conditional:
         raise DDIBError("--label-dropout is for conditional models (--domain digits, or --data LABEL=FOLDER ...)")
@@ -137,9 +142,10 @@ def plan_run(request: TrainRequest, run_dir: Path, data_dir: str) -> TrainPlan:
         diffusion=DiffusionConfig(
             prediction=r.prediction or _saved(saved, "diffusion", "prediction", DEFAULT_PREDICTION),
             symmetry=r.symmetry
-            or _saved(saved, "diffusion", "symmetry", default_symmetry(source, r.channels, color_space)),
+            or _saved(saved, "diffusion", "symmetry", default_symmetry(source, r.channels, color_space, quotient)),
             noise_input=noise_input,
             color_space=color_space,
+            quotient=quotient,
         ),
         train=ckpt.TrainConfig(
             batch_size=batch_size,
@@ -160,6 +166,7 @@ def plan_run(request: TrainRequest, run_dir: Path, data_dir: str) -> TrainPlan:
     notes += [f"warm start from {r.init_from}"] if init_weights else ["resumed: no warm start"] if r.init_from else []
     notes += [] if augment == "none" else [f"{augment} augmentation"]
     notes += [] if color_space == "rgb" else ["HSV cone, hue-equivariant"]
+    notes += [] if quotient == "none" else ["hue left out (trained on hue 0)"]
     summary = f"{model_text} ({', '.join(notes)}), batch {batch_size}"
     return TrainPlan(run_dir, config, steps, source, data, labels, images, init_weights, summary)
 
@@ -193,9 +200,12 @@ def _saved(saved: ckpt.RunConfig | None, section: str, key: str, default):
     return default if saved is None else getattr(getattr(saved, section), key)
 
 
-def default_symmetry(source: DomainSource, channels: int, color_space: str = "rgb") -> str:
+def default_symmetry(source: DomainSource, channels: int, color_space: str = "rgb", quotient: str = "none") -> str:
     """The colored-MNIST recipe draws hues uniformly at full saturation: invariant under RGB permutations, and in
-    the HSV cone under every hue rotation (built into the model) and reflection (averaged over)."""
+    the HSV cone under every hue rotation (built into the model) and reflection (averaged over). A hue-quotient
+    model's hue-0 slice has no hue left to average over."""
+    if quotient == "hue":
+        return "none"
     if color_space == "cone":
         return "chroma-flip"
     # rgb-cyclic, not rgb-all: most of the gain at half the cost (docs/quality.md).
