@@ -10,6 +10,7 @@ from ddib.bridge.batching import in_batches
 from ddib.color import colorize, digit_hue, hue_angle, hue_difference, rotate_hue
 from ddib.errors import DDIBError
 from ddib.io.latents import load_latents, save_latents
+from ddib.likelihood.source_inference import score_images
 from ddib.model import checkpoint as ckpt
 from ddib.model.diffusion import Diffusion, DiffusionConfig
 from ddib.model.nets import build_network, unet_config
@@ -101,6 +102,22 @@ def test_quotient_and_full_models_do_not_mix_and_hues_are_not_averaged():
         DiffusionConfig(quotient="shape")
     with pytest.raises(DDIBError, match="only a hue-quotient model"):
         Diffusion(build_network(unet_config("tiny", image_size=8))).to_images(torch.zeros(1, 3, 8, 8), torch.zeros(1))
+
+
+def test_likelihood_of_a_quotient_model_ignores_the_hue_and_does_not_mix_with_full_models():
+    model = random_quotient_unet().float()
+    x = colored_digits(2, seed=2).float()
+    u8 = torch.cat([x, rotate_hue(x.double(), radians(140, 2)).float()])
+    u8 = ((u8 + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    # The same draws (seeded) for the digits and their turned copies: equal up to the 8-bit rounding of the turn.
+    (a,), (b,) = (score_images({"fives": model}, half, method="elbo", levels=4) for half in (u8[:2], u8[2:]))
+    assert torch.allclose(a.draws, b.draws, rtol=0.02)
+    full = random_quotient_unet().float()
+    full.config = DiffusionConfig()  # the same network as a model of the full domain: the hue counts
+    (c,), (d,) = (score_images({"fives": full}, half, method="elbo", levels=4) for half in (u8[:2], u8[2:]))
+    assert not torch.allclose(c.draws, d.draws, rtol=0.02)
+    with pytest.raises(DDIBError, match="different --quotient"):
+        score_images({"a": model, "b": full}, u8, method="elbo", levels=4)
 
 
 def test_sampling_draws_the_hue_uniformly_and_deterministically():

@@ -67,6 +67,8 @@ def score_images(
     spaces = {m.config.color_space for m in models.values()}
     if len(spaces) > 1:  # densities of different coordinates differ by a Jacobian, not by how well each fits
         raise DDIBError(f"cannot rank models that work in different colour spaces ({', '.join(sorted(spaces))})")
+    if len({m.config.quotient for m in models.values()}) > 1:  # a density of x against one of x's hue-0 copy
+        raise DDIBError("cannot rank hue-quotient models against models of the full domain (different --quotient)")
     x = dequantize(images_u8, torch.Generator().manual_seed(seed)).to(device)
     shared = draw(x, levels, torch.Generator().manual_seed(seed + 1)) if method != "ode" else None
     scores = []
