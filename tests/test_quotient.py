@@ -97,7 +97,8 @@ def test_quotient_and_full_models_do_not_mix_and_hues_are_not_averaged():
                       colored_digits(2).float(), OPTS)  # fmt: skip
     with pytest.raises(DDIBError, match="knows only hue 0"):
         DiffusionConfig(quotient="hue", symmetry="rgb-cyclic")
-    DiffusionConfig(quotient="hue", color_space="cone", symmetry="chroma-flip")  # the reflection keeps hue 0
+    DiffusionConfig(quotient="hue", color_space="cone", symmetry="chroma-flip")  # the reflections keep hue 0
+    DiffusionConfig(quotient="hue", symmetry="rgb-flip")
     with pytest.raises(DDIBError, match="unknown quotient"):
         DiffusionConfig(quotient="shape")
     with pytest.raises(DDIBError, match="only a hue-quotient model"):

@@ -24,7 +24,8 @@ def export_command(
     symmetry: str = typer.Option(
         "keep",
         "--symmetry",
-        help="The copy's default test-time averaging (none, rgb-cyclic, rgb-all, chroma-flip) [default: keep]",
+        help="The copy's default test-time averaging (none, rgb-cyclic, rgb-all, rgb-flip, chroma-flip) "
+        "[default: keep]",
     ),
     models_dir: Optional[str] = ModelsDirOpt,
 ) -> None:

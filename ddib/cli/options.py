@@ -43,7 +43,8 @@ SymmetryOpt = typer.Option(
     "auto",
     "--symmetry",
     help="Average ε̂ over colour symmetries: auto (the model's config), none, rgb-cyclic (3 network passes per "
-    "evaluation), rgb-all (6) for RGB models; chroma-flip (2) for HSV-cone models",
+    "evaluation), rgb-all (6), rgb-flip (2: the hue reflection, also for hue-quotient models) for RGB models; "
+    "chroma-flip (2) for HSV-cone models",
 )
 GuidanceOpt = typer.Option(
     0.0,

@@ -65,8 +65,8 @@ def train_command(
         None,
         "--symmetry",
         help="Colour symmetries the domain is invariant under; inference averages ε̂ over them: none, "
-        "rgb-cyclic, rgb-all (RGB models), chroma-flip (cone models) [default: rgb-cyclic for coloured digits, "
-        "chroma-flip for cone models, none otherwise; the saved one when resuming]",
+        "rgb-cyclic, rgb-all, rgb-flip (RGB models), chroma-flip (cone models) [default: rgb-cyclic for coloured "
+        "digits, chroma-flip for cone models, none for hue-quotient models and otherwise; the saved one when resuming]",
     ),
     time_embedding: str | None = typer.Option(
         None,

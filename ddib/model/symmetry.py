@@ -28,23 +28,24 @@ SYMMETRIES: dict[str, tuple[tuple[int, ...], ...]] = {
     "none": ((0, 1, 2),),
     "rgb-cyclic": ((0, 1, 2), (1, 2, 0), (2, 0, 1)),  # hue shifts by 0°, 120°, 240°
     "rgb-all": tuple(itertools.permutations(range(3))),  # and the three hue reflections
+    "rgb-flip": ((0, 1, 2), (0, 2, 1)),  # the hue reflection h → −h, which keeps hue 0 (hue-quotient models)
     "chroma-flip": ((0, 1, 2), (0, 1, 2)),  # HSV-cone models: h → −h, the sign of the third channel flipped
 }
 # Per group element, the sign each channel of the permuted image takes (g·x)_i = s_i·x_{p_i}; +1 unless listed.
 SIGNS: dict[str, tuple[tuple[int, ...], ...]] = {"chroma-flip": ((1, 1, 1), (1, 1, -1))}
 # The colour space (`DiffusionConfig.color_space`) a group acts on.
-SPACES = {"rgb-cyclic": "rgb", "rgb-all": "rgb", "chroma-flip": "cone"}
+SPACES = {"rgb-cyclic": "rgb", "rgb-all": "rgb", "rgb-flip": "rgb", "chroma-flip": "cone"}
 
 
 def check_symmetry(name: str, data_shape: tuple[int, ...] | None = None, color_space: str = "rgb",
                    quotient: str = "none") -> None:  # fmt: skip
     """A known group, and (given the data shape) one acting on the model's colour space and three channels, that
-    keeps a hue-quotient model's hue-0 slice in place (only the hue reflection does)."""
+    keeps a hue-quotient model's hue-0 slice in place (only the hue reflections do: rgb-flip, chroma-flip)."""
     if name not in SYMMETRIES:
         raise DDIBError(f"unknown symmetry {name!r}; use one of {', '.join(SYMMETRIES)}")
     if name != "none" and SPACES[name] != color_space:
         raise DDIBError(f"symmetry {name!r} acts on {SPACES[name]} images, but the model works in {color_space}")
-    if quotient == "hue" and name not in ("none", "chroma-flip"):
+    if quotient == "hue" and name not in ("none", "rgb-flip", "chroma-flip"):
         raise DDIBError(f"symmetry {name!r} shifts hues, but a hue-quotient model knows only hue 0; use none")
     if data_shape is not None and name != "none" and (len(data_shape) < 2 or data_shape[0] != 3):
         raise DDIBError(f"symmetry {name!r} acts on three colour channels, but the data shape is {tuple(data_shape)}")
