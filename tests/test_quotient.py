@@ -198,6 +198,11 @@ def test_cli_trains_translates_and_decodes_with_the_hue_carried(tmp_path):
     r = run_cli("decode", str(tmp_path / "z.safetensors"), "--to", "sevens", "--models-dir", m, "--steps", "3",
                 "--out", str(tmp_path / "back.png"))  # fmt: skip
     assert r.returncode == 0, r.stderr
+    export = ["export", "--domain", "sevens", "--models-dir", m, "--out", str(tmp_path / "x"), "--symmetry"]
+    r = run_cli(*export, "rgb-cyclic")
+    assert r.returncode != 0 and "hue-quotient model knows only hue 0" in r.stderr and not (tmp_path / "x").exists()
+    r = run_cli(*export, "rgb-flip")
+    assert r.returncode == 0 and "(local, step 2, symmetry rgb-flip)" in r.stdout, r.stderr
     r = run_cli("train", "--domain", "moons", "--quotient", "hue", "--models-dir", m, "--steps", "1")
     assert r.returncode != 0 and "--quotient hue needs a colored-MNIST digit domain" in r.stderr
     assert "Traceback" not in r.stderr

@@ -41,7 +41,7 @@ def export_command(
     model, cfg, meta = ckpt.load_model(loc.path)
     _, raw = ckpt.read_config(loc.path)
     if symmetry != "keep":
-        check_symmetry(symmetry, cfg.model.data_shape)
+        check_symmetry(symmetry, cfg.model.data_shape, cfg.diffusion.color_space, cfg.diffusion.quotient)
         raw = {**raw, "diffusion": {**raw["diffusion"], "symmetry": symmetry}}
     out.mkdir(parents=True, exist_ok=True)
     ckpt.save_weights(out, model, {**meta, "dtype": "float16" if fp16 else "float32"}, torch.float16 if fp16 else None)
@@ -49,5 +49,6 @@ def export_command(
     size = (out / ckpt.WEIGHTS_FILE).stat().st_size
     averaging = raw["diffusion"].get("symmetry", "none")
     console.print(
-        f"exported {domain} (step {raw.get('trained_steps', '?')}, symmetry {averaging}) → {out} ({size / 1e6:.1f} MB)"
+        f"exported {domain} ({loc.where}, step {raw.get('trained_steps', '?')}, symmetry {averaging}) → {out} "
+        f"({size / 1e6:.1f} MB)"
     )
