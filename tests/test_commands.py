@@ -52,6 +52,30 @@ def test_export_sets_the_copys_symmetry(tmp_path, tiny_models):
     assert not bad.exists()
 
 
+def test_a_run_without_weights_shadows_the_bundled_model_and_exports_its_ema(tmp_path, tiny_models):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    run = tmp_path / "m" / "fives"  # the bundled name: the weightless local run must not fall back to it
+    shutil.copytree(tiny_models / "reds", run)
+    (run / "model.safetensors").unlink()
+    sample = ["sample", "--domain", "fives", "-n", "1", "--steps", "2", "--out", str(tmp_path / "s.png")]
+    _one_line_error(run_cli(*sample, "--models-dir", str(tmp_path / "m")), "is a training run without saved weights")
+    assert not (tmp_path / "s.png").exists()
+    listed = run_cli("models", "--models-dir", str(tmp_path / "m"))
+    assert listed.returncode == 0 and "without saved weights" in listed.stdout and "sevens" in listed.stdout
+    assert not re.search(r"fives\s.*bundled", listed.stdout)
+    r = run_cli("export", "--domain", "fives", "--models-dir", str(tmp_path / "m"), "--out", str(tmp_path / "x" / "f"))
+    assert r.returncode == 0 and "(training state, step 30," in r.stdout, r.stderr
+    exported, original = (
+        load_file(tmp_path / "x" / "f" / "model.safetensors"),
+        load_file(tiny_models / "reds" / "model.safetensors"),
+    )
+    assert exported.keys() == original.keys() and all((exported[k] == original[k]).all() for k in original)
+    assert run_cli(*sample, "--models-dir", str(tmp_path / "x")).returncode == 0
+
+
 @needs_mnist
 def test_evaluate_reports_every_metric(tmp_path):
     r = run_cli("evaluate", "-n", "4", "--steps", "2", "--json", str(tmp_path / "e.json"), "--data-dir", mnist_dir(),

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import DDIBError
 from ..model import checkpoint as ckpt
-from ..model.registry import find_model
+from ..model.registry import find_model, models_dir_or_default
 from ..model.symmetry import check_symmetry
 from .app import app, console
 from .options import ModelsDirOpt
@@ -29,17 +29,24 @@ def export_command(
     ),
     models_dir: Optional[str] = ModelsDirOpt,
 ) -> None:
-    """Write a self-contained inference copy of a model: no optimiser state, nothing pickled."""
-    loc = find_model(domain, models_dir)
-    if loc.label is not None:
-        raise DDIBError(
-            f"{loc.domain} is a label of the conditional model {loc.path.name}; export that model "
-            f"(--domain {loc.path.name}), which carries all of its labels"
-        )
-    if out.resolve() == loc.path.resolve():
+    """Write a self-contained inference copy of a model (or of a resumable run's EMA): no optimiser state, nothing
+    pickled."""
+    run = models_dir_or_default(models_dir) / domain
+    if ckpt.is_weightless_run(run):  # e.g. a committed resumable state: its EMA weights are in train_state.pt
+        path, where = run, "training state"
+        model, cfg, meta = ckpt.load_model_from_state(run)
+    else:
+        loc = find_model(domain, models_dir)
+        if loc.label is not None:
+            raise DDIBError(
+                f"{loc.domain} is a label of the conditional model {loc.path.name}; export that model "
+                f"(--domain {loc.path.name}), which carries all of its labels"
+            )
+        path, where = loc.path, loc.where
+        model, cfg, meta = ckpt.load_model(path)
+    if out.resolve() == path.resolve():
         raise DDIBError(f"--out {out} is the model's own folder")
-    model, cfg, meta = ckpt.load_model(loc.path)
-    _, raw = ckpt.read_config(loc.path)
+    _, raw = ckpt.read_config(path)
     if symmetry != "keep":
         check_symmetry(symmetry, cfg.model.data_shape, cfg.diffusion.color_space, cfg.diffusion.quotient)
         raw = {**raw, "diffusion": {**raw["diffusion"], "symmetry": symmetry}}
@@ -49,6 +56,6 @@ def export_command(
     size = (out / ckpt.WEIGHTS_FILE).stat().st_size
     averaging = raw["diffusion"].get("symmetry", "none")
     console.print(
-        f"exported {domain} ({loc.where}, step {raw.get('trained_steps', '?')}, symmetry {averaging}) → {out} "
+        f"exported {domain} ({where}, step {raw.get('trained_steps', '?')}, symmetry {averaging}) → {out} "
         f"({size / 1e6:.1f} MB)"
     )

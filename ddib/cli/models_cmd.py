@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from ..model import checkpoint as ckpt
-from ..model.registry import available_models
+from ..model.registry import available_models, weightless_runs
 from .app import app, console
 from .options import ModelsDirOpt
 
@@ -15,6 +15,9 @@ def models_command(models_dir: str | None = ModelsDirOpt) -> None:
     """List available domains and their models: local ones (models dir) first, bundled ones as fallback; the
     labels of a class-conditional model are domains too."""
     found = available_models(models_dir)
+    runs = weightless_runs(models_dir)
+    if runs:
+        console.print(f"training runs without saved weights (`ddib export` writes them): {', '.join(map(str, runs))}")
     if not found:
         console.print("no models found; train one with `ddib train --domain fives`")
         return

@@ -19,8 +19,8 @@ from ..errors import DDIBError
 from ..io import artifacts
 from ..io.artifacts import CONFIG_FILE, WEIGHTS_FILE, write_json
 
-__all__ = ["CONFIG_FILE", "STATE_FILE", "WEIGHTS_FILE", "RunConfig", "TrainConfig", "load_model", "read_config",
-           "write_json"]  # fmt: skip
+__all__ = ["CONFIG_FILE", "STATE_FILE", "WEIGHTS_FILE", "RunConfig", "TrainConfig", "is_weightless_run", "load_model",
+           "load_model_from_state", "read_config", "write_json"]  # fmt: skip
 from ..io.atomic import atomic_write
 from .diffusion import Diffusion, DiffusionConfig
 from .nets import ModelConfig, build_network, model_config_from_dict
@@ -124,6 +124,28 @@ def load_train_state(run_dir: Path) -> dict[str, Any] | None:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, wrong pickle: all mean the same to the user
         raise DDIBError(f"{path} is corrupt or incompatible ({type(exc).__name__}); remove it to start over") from None
+
+
+def is_weightless_run(run_dir: Path) -> bool:
+    """A run directory with a resumable state and its config but no model.safetensors (e.g. a committed state)."""
+    run_dir = Path(run_dir)
+    has = [(run_dir / name).is_file() for name in (STATE_FILE, CONFIG_FILE, WEIGHTS_FILE)]
+    return has == [True, True, False]
+
+
+def load_model_from_state(run_dir: Path) -> tuple[Diffusion, RunConfig, dict[str, str]]:
+    """The EMA model held in a run's train_state.pt (for a run saved without model.safetensors), in eval mode."""
+    run_dir = Path(run_dir)
+    cfg, _ = read_config(run_dir)
+    state = load_train_state(run_dir)
+    net = build_network(cfg.model)
+    try:
+        net.load_state_dict(state["ema"], strict=True)
+    except (KeyError, RuntimeError):
+        raise DDIBError(f"{run_dir / STATE_FILE} holds no EMA weights of the network in {CONFIG_FILE}") from None
+    model = Diffusion(net, cfg.diffusion).eval()
+    model.requires_grad_(False)
+    return model, cfg, {"step": str(state["step"]), "domain": cfg.domain["name"]}
 
 
 def _default_steps(raw: dict, path: Path) -> dict[str, int]:

@@ -69,7 +69,14 @@ def available_models(models_dir: str | Path | None = None) -> list[ModelLocation
                 if sub.is_dir() and _is_model_dir(sub):
                     names.add(sub.name)
                     names.update(model_labels(sub))
-    return [find_model(name, models_dir) for name in sorted(names)]
+    unusable = {run.name for run in weightless_runs(models_dir)}
+    return [find_model(name, models_dir) for name in sorted(names - unusable)]
+
+
+def weightless_runs(models_dir: str | Path | None = None) -> list[Path]:
+    """Training runs in the models directory that have no saved weights yet (they shadow bundled models)."""
+    root = models_dir_or_default(models_dir)
+    return sorted(sub for sub in root.iterdir() if ckpt.is_weightless_run(sub)) if root.is_dir() else []
 
 
 def is_model_path(spec: str) -> bool:
@@ -99,15 +106,19 @@ def find_model(domain: str, models_dir: str | Path | None = None) -> ModelLocati
     for origin, root in _roots(models_dir):
         if _is_model_dir(root / spec):
             return ModelLocation(spec, root / spec, origin)
+        if origin == "local" and ckpt.is_weightless_run(root / spec):
+            # a local run shadows the bundled model of its name even before it has weights: never swap silently
+            raise DDIBError(
+                f"{root / spec} is a training run without saved weights; write them with `ddib export --domain "
+                f"{spec} --models-dir {root} --out DIR` (its EMA weights), or let it reach its next checkpoint"
+            )
         if root.is_dir():
             for sub in sorted(root.iterdir()):
                 if sub.is_dir() and _is_model_dir(sub) and spec in model_labels(sub):
                     return ModelLocation(spec, sub, origin, spec)
-    local = models_dir_or_default(models_dir) / spec
     names = [m.domain for m in available_models(models_dir)]
     have = f"available: {', '.join(names)}" if names else "no models are available"
-    hint = f" (a training run without saved weights is in {local})" if (local / ckpt.STATE_FILE).exists() else ""
-    raise DDIBError(f"no trained model for domain {spec!r}{hint}; {have}; train one with `ddib train --domain {spec}`")
+    raise DDIBError(f"no trained model for domain {spec!r}; {have}; train one with `ddib train --domain {spec}`")
 
 
 # The last conditional model loaded, by (directory, device, weights' mtime and size): both ends of a bridge that are
