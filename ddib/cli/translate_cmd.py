@@ -180,7 +180,7 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
     console.print(
         f"translated {written:.0f} images {describe_bridge(src_name, src.location, to, tgt.location)} with "
         f"{ode.describe_solve(opts, src_model, tgt_model)}{guided(tgt_model)}{procs}: {nfe:.0f} NFE per image"
-        f"{averaging(src_model, tgt_model)}, "
+        f"{averaging(src_model, tgt_model)}{', each hue carried beside its latent' if src_model.hue_quotient else ''}, "
         f"{seconds:.1f}s, "
         f"{written / seconds:.1f} images/s → "
         f"{where}"
