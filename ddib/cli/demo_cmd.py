@@ -54,7 +54,8 @@ def demo_command(
         f"translated {n} {source} → {target} with {ode.describe_solve(opts, src_model, tgt_model)}: "
         f"{stats.nfe} NFE per image "
         f"({stats.per_solve[0]} encode + {stats.per_solve[1]} decode)"
-        f"{describe_averaging(src_model.config.symmetry, tgt_model.config.symmetry)}, {t2 - t1:.1f}s, "
+        f"{describe_averaging(src_model.config.symmetry, tgt_model.config.symmetry)}"
+        f"{', each hue carried beside its latent' if src_model.hue_quotient else ''}, {t2 - t1:.1f}s, "
         f"{n / (t2 - t1):.1f} images/s"
     )
     if src_model.data_shape[0] == 3:  # the colour each translation kept, pair by pair
