@@ -175,13 +175,28 @@ def test_quotient_training_sees_only_hue_0_resumes_bit_identically_and_keeps_its
         train(tmp_path / "once", _cfg("none"), data, TrainOptions(steps=8, save_every=100))
 
 
+def test_coloured_digits_leave_the_hue_out_by_default_unless_a_run_asks_for_full_colour():
+    from ddib.data.domains import domain_source
+    from ddib.train.recipe import default_quotient
+
+    fives, folder = domain_source("fives"), domain_source("cats", "some/folder")
+    assert default_quotient(fives, 3, "rgb", "none", None) == "hue"
+    assert default_quotient(fives, 3, "rgb", "none", "rgb-flip") == "hue"  # keeps hue 0 in place
+    assert default_quotient(fives, 3, "rgb", "hue", None) == "none"  # hue resampling trains every hue
+    assert default_quotient(fives, 3, "cone", "none", None) == "none"
+    assert default_quotient(fives, 3, "rgb", "none", "rgb-cyclic") == "none"
+    assert default_quotient(fives, 1, "rgb", "none", None) == "none"  # grey digits have no hue
+    assert default_quotient(folder, 3, "rgb", "none", None) == "none"
+    assert default_quotient(domain_source("digits"), 3, "rgb", "none", None) == "none"
+
+
 @needs_mnist
 def test_cli_trains_translates_and_decodes_with_the_hue_carried(tmp_path):
     m = str(tmp_path / "m")
     for domain in ("fives", "sevens"):
         args = ["train", "--domain", domain, "--data-dir", mnist_dir(), "--models-dir", m, "--model-size", "tiny",
                 "--batch-size", "8", "--sample-every", "0", "--steps", "2"]  # fmt: skip
-        r = run_cli(*args, "--quotient", "hue")
+        r = run_cli(*args, *(["--quotient", "hue"] if domain == "sevens" else []))  # fives: by default
         assert r.returncode == 0 and "hue left out" in r.stdout, r.stderr
     assert ckpt.read_config(tmp_path / "m" / "fives")[0].diffusion.symmetry == "none"
     listed = run_cli("models", "--models-dir", m)

@@ -65,8 +65,9 @@ def train_command(
         None,
         "--symmetry",
         help="Colour symmetries the domain is invariant under; inference averages ε̂ over them: none, "
-        "rgb-cyclic, rgb-all, rgb-flip (RGB models), chroma-flip (cone models) [default: rgb-cyclic for coloured "
-        "digits, chroma-flip for cone models, none for hue-quotient models and otherwise; the saved one when resuming]",
+        "rgb-cyclic, rgb-all, rgb-flip (RGB models), chroma-flip (cone models) [default: none for hue-quotient models, "
+        "rgb-cyclic for other coloured-digit models, chroma-flip for cone models, otherwise none; the saved one when "
+        "resuming]",
     ),
     time_embedding: str | None = typer.Option(
         None,
@@ -102,7 +103,8 @@ def train_command(
         None,
         "--quotient",
         help="What the model leaves out of its domain: none, or hue (colored-MNIST digits: model the hue-0 slice; "
-        "a bridge carries each image's hue exactly) [default: none for a new run, the saved one when resuming]",
+        "a bridge carries each image's hue exactly) [default: hue for a new coloured-digit run unless it asks for "
+        "--augment hue, --color-space cone or a hue-shifting --symmetry, otherwise none; the saved one when resuming]",
     ),
     init_from: str | None = typer.Option(
         None,

@@ -100,7 +100,8 @@ def plan_run(request: TrainRequest, run_dir: Path, data_dir: str) -> TrainPlan:
     if color_space == "cone" and not (source.hue_uniform and r.channels == 3):
         # Hue equivariance is a symmetry only of domains whose hue is uniform and independent of the shape.
         raise DDIBError("--color-space cone needs a colored-MNIST digit domain (uniform hue at full saturation)")
-    quotient = r.quotient or _saved(saved, "diffusion", "quotient", "none")
+    new_quotient = default_quotient(source, r.channels, color_space, augment, r.symmetry)
+    quotient = r.quotient or _saved(saved, "diffusion", "quotient", new_quotient)
     if quotient == "hue" and not (source.hue_uniform and r.channels == 3):
         # Leaving the hue out is exact only where the hue is uniform and independent of the shape.
         raise DDIBError("--quotient hue needs a colored-MNIST digit domain (uniform hue at full saturation)")
@@ -198,6 +199,13 @@ def saved_config(run_dir: Path) -> ckpt.RunConfig | None:
 
 def _saved(saved: ckpt.RunConfig | None, section: str, key: str, default):
     return default if saved is None else getattr(getattr(saved, section), key)
+
+
+def default_quotient(source: DomainSource, channels: int, color_space: str, augment: str, symmetry: str | None) -> str:
+    """A coloured-digit domain is its hue-0 slice times a uniform hue, and a pair of hue-quotient models carries the
+    hue exactly (docs/colour.md): the default, unless the run asks for a full-colour option."""
+    full_colour = color_space != "rgb" or augment == "hue" or symmetry not in (None, "none", "rgb-flip")
+    return "hue" if source.kind == "mnist" and channels == 3 and not full_colour else "none"
 
 
 def default_symmetry(source: DomainSource, channels: int, color_space: str = "rgb", quotient: str = "none") -> str:
