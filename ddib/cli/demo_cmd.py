@@ -18,6 +18,7 @@ from ..model.symmetry import describe_averaging
 from ..utils import resolve_device
 from .app import app, console
 from .options import DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt
+from .translate_cmd import hue_carried
 
 
 @app.command("demo")
@@ -55,7 +56,7 @@ def demo_command(
         f"{stats.nfe} NFE per image "
         f"({stats.per_solve[0]} encode + {stats.per_solve[1]} decode)"
         f"{describe_averaging(src_model.config.symmetry, tgt_model.config.symmetry)}"
-        f"{', each hue carried beside its latent' if src_model.hue_quotient else ''}, {t2 - t1:.1f}s, "
+        f"{hue_carried(src_model)}, {t2 - t1:.1f}s, "
         f"{n / (t2 - t1):.1f} images/s"
     )
     if src_model.data_shape[0] == 3:  # the colour each translation kept, pair by pair

@@ -180,7 +180,7 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
     console.print(
         f"translated {written:.0f} images {describe_bridge(src_name, src.location, to, tgt.location)} with "
         f"{ode.describe_solve(opts, src_model, tgt_model)}{guided(tgt_model)}{procs}: {nfe:.0f} NFE per image"
-        f"{averaging(src_model, tgt_model)}{', each hue carried beside its latent' if src_model.hue_quotient else ''}, "
+        f"{averaging(src_model, tgt_model)}{hue_carried(src_model)}, "
         f"{seconds:.1f}s, "
         f"{written / seconds:.1f} images/s → "
         f"{where}"
@@ -191,6 +191,11 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
 
 def averaging(*models) -> str:
     return describe_averaging(*(m.config.symmetry for m in models))
+
+
+def hue_carried(source) -> str:
+    """For summaries: how a hue-quotient bridge keeps the colour ('' for full models)."""
+    return ", each hue carried beside its latent" if source.hue_quotient else ""
 
 
 def guided(model) -> str:
