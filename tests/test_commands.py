@@ -200,3 +200,16 @@ def test_bench_identify_writes_rows_and_matrices(tmp_path):
 def _csv_rows(path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_bench_throughput_writes_a_row_per_batch_size_and_names_the_network_passes(tmp_path, tiny_models):
+    args = ["bench", "throughput", "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
+            "--batch-sizes", "1,3", "--steps", "2"]  # fmt: skip
+    for symmetry, passes in (("none", "1 network pass per NFE"), ("rgb-cyclic", "3 network passes per NFE")):
+        out = tmp_path / symmetry
+        r = run_cli(*args, "--symmetry", symmetry, "--out-dir", str(out))
+        assert r.returncode == 0, r.stderr
+        with open(out / "throughput-cpu.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert [row["batch_size"] for row in rows] == ["1", "3"] and all(float(r["images_per_s"]) > 0 for r in rows)
+        assert passes in (out / "throughput-cpu.md").read_text()

@@ -20,6 +20,7 @@ from ..likelihood.source_inference import BAND
 from ..model.nets import UNET_SIZES
 from ..model.registry import load_domain_model
 from ..model.speed import accelerate_for, default_speed, parse_speed
+from ..model.symmetry import describe_averaging
 from ..utils import resolve_device
 from .app import app, console
 from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt, SymmetryOpt, read_inputs
@@ -187,6 +188,7 @@ def bench_throughput_command(
     src = load_domain_model(source, models_dir, dev, symmetry).diffusion
     tgt = load_domain_model(target, models_dir, dev, symmetry).diffusion
     opts = ode.resolve_steps(ode.ODEOptions(solver=solver, steps=steps), src, tgt)
+    passes = describe_averaging(src.config.symmetry, tgt.config.symmetry) or " (1 network pass per NFE)"
     src, tgt = accelerate_for(src, dev), accelerate_for(tgt, dev)  # what `ddib translate` runs
     x = ode.sample(src, min(16, max(sizes)), torch.Generator().manual_seed(0), ode.ODEOptions(), device=dev)
 
@@ -196,8 +198,9 @@ def bench_throughput_command(
     rows = bench.bench_throughput(src, tgt, x, opts, sizes, repeats, on_row=show)
     threads = torch.get_num_threads()
     header = (
-        f"DDIB {source} → {target} throughput, {opts.describe()}, {_device_name(dev)}, {threads} threads, kernels "
-        f"{default_speed(dev).describe()}. Peak memory: CUDA allocations, or on CPU the process's peak resident set."
+        f"DDIB {source} → {target} throughput, {opts.describe()}{passes}, {_device_name(dev)}, {threads} threads, "
+        f"kernels {default_speed(dev).describe()}. Peak memory: CUDA allocations, or on CPU the process's peak "
+        "resident set."
     )
     write_tables(out_dir, f"throughput-{dev.type}", rows, header)
 
