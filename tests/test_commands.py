@@ -209,7 +209,6 @@ def test_bench_throughput_writes_a_row_per_batch_size_and_names_the_network_pass
         out = tmp_path / symmetry
         r = run_cli(*args, "--symmetry", symmetry, "--out-dir", str(out))
         assert r.returncode == 0, r.stderr
-        with open(out / "throughput-cpu.csv") as f:
-            rows = list(csv.DictReader(f))
+        rows = _csv_rows(out / "throughput-cpu.csv")
         assert [row["batch_size"] for row in rows] == ["1", "3"] and all(float(r["images_per_s"]) > 0 for r in rows)
         assert passes in (out / "throughput-cpu.md").read_text()

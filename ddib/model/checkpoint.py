@@ -138,14 +138,20 @@ def load_model_from_state(run_dir: Path) -> tuple[Diffusion, RunConfig, dict[str
     run_dir = Path(run_dir)
     cfg, _ = read_config(run_dir)
     state = load_train_state(run_dir)
+    model = _inference_model(cfg, state.get("ema", {}), run_dir / STATE_FILE)
+    return model, cfg, {"step": str(state["step"]), "domain": cfg.domain["name"]}
+
+
+def _inference_model(cfg: RunConfig, tensors: dict[str, torch.Tensor], source: Path) -> Diffusion:
+    """The network of `cfg` with exactly these weights, wrapped in its diffusion, in eval mode, without gradients."""
     net = build_network(cfg.model)
     try:
-        net.load_state_dict(state["ema"], strict=True)
-    except (KeyError, RuntimeError):
-        raise DDIBError(f"{run_dir / STATE_FILE} holds no EMA weights of the network in {CONFIG_FILE}") from None
+        net.load_state_dict(tensors, strict=True)
+    except RuntimeError:
+        raise DDIBError(f"{source} does not match the network described in {source.parent / CONFIG_FILE}") from None
     model = Diffusion(net, cfg.diffusion).eval()
     model.requires_grad_(False)
-    return model, cfg, {"step": str(state["step"]), "domain": cfg.domain["name"]}
+    return model
 
 
 def _default_steps(raw: dict, path: Path) -> dict[str, int]:
@@ -160,15 +166,7 @@ def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Diffu
     run_dir = Path(run_dir)
     cfg, raw = read_config(run_dir)
     tensors, metadata = artifacts.load_weights(run_dir)
-    net = build_network(cfg.model)
-    try:
-        net.load_state_dict(tensors, strict=True)
-    except RuntimeError:
-        raise DDIBError(
-            f"{run_dir / WEIGHTS_FILE} does not match the network described in {run_dir / CONFIG_FILE}"
-        ) from None
-    model = Diffusion(net, cfg.diffusion).to(device).eval()
-    model.requires_grad_(False)
+    model = _inference_model(cfg, tensors, run_dir / WEIGHTS_FILE).to(device)
     model.solver_grids = dict(raw.get("solver_grids", {}))
     model.default_steps = _default_steps(raw, run_dir / CONFIG_FILE)
     return model, cfg, metadata
