@@ -208,8 +208,8 @@ def test_cli_tunes_saves_and_translate_uses_the_grid(tmp_path, tiny_models):
     models = tmp_path / "models"
     shutil.copytree(tiny_models, models)
     images = make_blob_images(tmp_path / "reds-more", 8, (230, 30, 30), seed=11)
-    tune = ["tune-solver", "--domain", "reds", "-n", "4", "--val", "4", "--budget", "6", "--reference", "unipc:24",
-            "--inputs", str(images), "--models-dir", str(models)]  # fmt: skip
+    tune = ["tune-solver", "--domain", "reds", "-n", "4", "--val", "4", "--method", "search", "--budget", "6",
+            "--reference", "unipc:24", "--inputs", str(images), "--models-dir", str(models)]  # fmt: skip
     r = run_cli(*tune, "--steps", "5", "--direction", "encode", "--make-default")
     assert r.returncode != 0 and "would have no decode grid" in r.stderr  # a default needs both directions
     r = run_cli(*tune, "--steps", "5", "--direction", "encode")
@@ -246,8 +246,9 @@ def test_cli_tunes_saves_and_translate_uses_the_grid(tmp_path, tiny_models):
     # No tuned grid for 6 steps: its default row is not repeated.
     assert rows == [("3", "log-SNR uniform"), ("3", "tuned"), ("5", "log-SNR uniform"), ("5", "tuned"),
                     ("6", "log-SNR uniform")]  # fmt: skip
-    bridge = ["tune-solver", "--from", "reds", "--to", "blues", "--steps", "2", "-n", "4", "--val", "4", "--budget",
-              "3", "--reference", "unipc:24", "--inputs", str(images), "--models-dir", str(models)]  # fmt: skip
+    bridge = ["tune-solver", "--from", "reds", "--to", "blues", "--steps", "2", "-n", "4", "--val", "4", "--method",
+              "search", "--budget", "3", "--reference", "unipc:24", "--inputs", str(images), "--models-dir",
+              str(models)]  # fmt: skip
     r = run_cli(*bridge)
     assert r.returncode == 0 and "for the bridge reds → blues" in r.stdout, r.stderr
     reds, blues = (json.loads((models / d / "config.json").read_text())["solver_grids"]["unipc:2"] for d in

@@ -167,15 +167,17 @@ def describe_solve(options: ODEOptions, *models: Diffusion) -> str:
     return text + (", tuned grid and coefficients" if any(c is not None for c in found) else ", tuned grid")
 
 
-@torch.no_grad()
 def solve(model: Diffusion, x_bar: torch.Tensor, grid: torch.Tensor, options: ODEOptions = ODEOptions(),
-          stats: SolveStats | None = None, corrections: list[list[float]] | None = None) -> torch.Tensor:  # fmt: skip
+          stats: SolveStats | None = None, corrections: list | None = None) -> torch.Tensor:  # fmt: skip
     """Integrate dx̄/dσ̄ from grid[0] to grid[-1] (through every node for fixed-step solvers; the grid's order is
-    the direction); `corrections` are tuned per-step coefficients of the `unipc` solver."""
+    the direction); `corrections` are tuned per-step coefficients of the `unipc` solver. Differentiable only in a
+    grid or corrections that require gradients (`learned_solver`); otherwise no autograd graph is kept."""
+    learning = grid.requires_grad or any(torch.is_tensor(c) and c.requires_grad for c in corrections or [])
     counter = [0]
     drift = pf_ode_drift(model, counter)
     grid = grid.to(device=x_bar.device, dtype=x_bar.dtype)
-    with tf32_kernels(False):  # full fp32 kernels: a solve must not depend on the GPU's default precision
+    # Full fp32 kernels: a solve must not depend on the GPU's default precision.
+    with torch.set_grad_enabled(learning and torch.is_grad_enabled()), tf32_kernels(False):
         if corrections is not None:
             if options.solver != "unipc":
                 raise DDIBError(f"solver corrections are for unipc, not {options.solver}")
@@ -191,7 +193,7 @@ def solve(model: Diffusion, x_bar: torch.Tensor, grid: torch.Tensor, options: OD
 
 
 def encode(model: Diffusion, x: torch.Tensor, options: ODEOptions = ODEOptions(), stats: SolveStats | None = None,
-           grid: torch.Tensor | None = None, corrections: list[list[float]] | None = None) -> torch.Tensor:  # fmt: skip
+           grid: torch.Tensor | None = None, corrections: list | None = None) -> torch.Tensor:  # fmt: skip
     """z = ODESolve(x; model, 0 → 1): the data point's latent x_1 (VP scale, ≈ N(0, I) for in-domain x).
 
     `grid` (increasing σ̄ nodes) overrides the grid a fixed-step solver would use, with `corrections` in place of
@@ -204,7 +206,7 @@ def encode(model: Diffusion, x: torch.Tensor, options: ODEOptions = ODEOptions()
 
 
 def decode(model: Diffusion, z: torch.Tensor, options: ODEOptions = ODEOptions(), stats: SolveStats | None = None,
-           grid: torch.Tensor | None = None, corrections: list[list[float]] | None = None,
+           grid: torch.Tensor | None = None, corrections: list | None = None,
            hue: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """x = ODESolve(z; model, 1 → 0): the data point whose latent is z (unclipped); a hue-quotient model's turned to
     `hue` (radians, per image; None: its own hue 0).

@@ -19,7 +19,6 @@ Adaptive solvers are torchdiffeq's, through `adaptive_odeint`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -54,14 +53,14 @@ def dpm_solver_2m(drift, x_bar: torch.Tensor, grid: torch.Tensor) -> torch.Tenso
     return x_bar
 
 
-def _exp_integral_weights(taus: list[float], h: float) -> list[float]:
+def _exp_integral_weights(taus: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """w_j with Σ_j w_j·m_j = ∫_0^h e^{−(h−τ)} p(τ) dτ, p the polynomial through (τ_j, m_j): exact φ-functions."""
     # Moments I_k = ∫_0^h e^{−(h−τ)} τ^k dτ by parts: I_0 = 1 − e^{−h}, I_k = h^k − k·I_{k−1}; |h| ≲ 1 here.
-    moments = [-math.expm1(-h)]
+    moments = [-torch.expm1(-h)]
     for k in range(1, len(taus)):
         moments.append(h**k - k * moments[-1])
-    vandermonde = torch.tensor([[tau**k for k in range(len(taus))] for tau in taus], dtype=torch.float64)
-    return (torch.tensor(moments, dtype=torch.float64) @ torch.linalg.inv(vandermonde)).tolist()
+    vandermonde = torch.stack([taus**k for k in range(len(taus))], dim=1)
+    return torch.linalg.solve(vandermonde.T, torch.stack(moments))
 
 
 def exponential_multistep_pc(drift, x_bar: torch.Tensor, grid: torch.Tensor, order: int = 3,
@@ -70,15 +69,18 @@ def exponential_multistep_pc(drift, x_bar: torch.Tensor, grid: torch.Tensor, ord
     x̄_t = e^{−h}·x̄_s + ∫_0^h e^{−(h−τ)} x̂0(λ_s + τ) dτ with x̂0 interpolated (DPM-Solver++, Lu et al. 2022b; UniC,
     Zhao et al. 2023). `adjust(i, x̄, differences)` may move each step's result along the step's x̂0 differences
     (newest first), the directions a multistep method's coefficients span (`corrected`)."""
-    sigmas = grid.tolist()
-    lam = [-math.log(s) for s in sigmas]
-    history: list[tuple[float, torch.Tensor]] = []  # (λ, x̂0) of the latest evaluations, newest last
-    n = len(sigmas) - 1
+    # The coefficients in float64 on the CPU, and differentiable in the grid: `learned_solver` fits grids by gradient.
+    lam = -torch.log(grid.to("cpu", torch.float64))
+    nodes = grid.to(x_bar.device, x_bar.dtype)  # where the network is evaluated
+    history: list[tuple[torch.Tensor, torch.Tensor]] = []  # (λ, x̂0) of the latest evaluations, newest last
+    n = len(grid) - 1
 
-    def step(x_from: torch.Tensor, i: int, points: list[tuple[float, torch.Tensor]]) -> torch.Tensor:
+    def step(x_from: torch.Tensor, i: int, points: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         h = lam[i + 1] - lam[i]
-        weights = _exp_integral_weights([lam_j - lam[i] for lam_j, _ in points], h)
-        return math.exp(-h) * x_from + sum(w * m for w, (_, m) in zip(weights, points, strict=True))
+        weights = _exp_integral_weights(torch.stack([lam_j - lam[i] for lam_j, _ in points]), h)
+        return torch.exp(-h).to(x_from.dtype) * x_from + sum(
+            w.to(m.dtype) * m for w, (_, m) in zip(weights, points, strict=True)
+        )
 
     def adjusted(i: int, x: torch.Tensor, used: list[tuple[float, torch.Tensor]]) -> torch.Tensor:
         if adjust is None:
@@ -86,13 +88,13 @@ def exponential_multistep_pc(drift, x_bar: torch.Tensor, grid: torch.Tensor, ord
         return adjust(i, x, [a - b for (_, a), (_, b) in zip(used[:-1], used[1:], strict=True)])
 
     for i in range(n):
-        if not history or history[-1][0] != lam[i]:  # the first step; later ones reuse the corrector's evaluation
-            history.append((lam[i], x_bar - sigmas[i] * drift(grid[i], x_bar)))
+        if not history:  # the first step; later ones reuse the corrector's evaluation
+            history.append((lam[i], x_bar - nodes[i] * drift(nodes[i], x_bar)))
         history = history[-order:]
         predicted = step(x_bar, i, history[::-1])
         if i == n - 1:
             return adjusted(i, predicted, history[::-1])
-        x0_next = predicted - sigmas[i + 1] * drift(grid[i + 1], predicted)
+        x0_next = predicted - nodes[i + 1] * drift(nodes[i + 1], predicted)
         # The corrected state continues the solve; x̂0 stays the one evaluated at the predicted state, as in UniPC.
         used = [(lam[i + 1], x0_next)] + history[::-1]
         x_bar = adjusted(i, step(x_bar, i, used), used)
@@ -100,12 +102,12 @@ def exponential_multistep_pc(drift, x_bar: torch.Tensor, grid: torch.Tensor, ord
     return x_bar
 
 
-def corrected(coefficients: list[list[float]]) -> Adjust:
+def corrected(coefficients: list[list[float]] | list[torch.Tensor]) -> Adjust:
     """adjust(i, x̄, d) = x̄ + Σ_k c_ik·d_k: learned per-step corrections of a multistep solver along its x̂0
     differences (in the spirit of DPM-Solver-v3, Zheng et al. 2023, and S4S, Frankel et al. 2025)."""
 
     def adjust(i: int, x: torch.Tensor, differences: list[torch.Tensor]) -> torch.Tensor:
-        return x + sum(c * d for c, d in zip(coefficients[i], differences, strict=True))
+        return x + sum(torch.as_tensor(c).to(d.dtype) * d for c, d in zip(coefficients[i], differences, strict=True))
 
     return adjust
 

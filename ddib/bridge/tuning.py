@@ -10,7 +10,11 @@ in latent units, against the reference's latents), the decode grid on those late
 in 8-bit levels). The grid that is kept is the one with the lower error on held-out validation data, so tuning
 never makes a model's validation error worse than the grid it started from.
 
-Tuned for one bridge, each side sees what the translation feeds it: the target's decode grid is tuned on the
+`method="gradient"` (`learned_solver`) instead fits the nodes and the coefficients together by gradient descent
+through the solver, on minibatches of a larger tuning set; for one bridge it fits the source's encode and the
+target's decode jointly on the translation's error (`tune_bridge`).
+
+Tuned for one bridge by search, each side sees what the translation feeds it: the target's decode grid is tuned on the
 source's latents of source images, and the source's encode grid on the translation's error after the target's
 converged decode (what the translation shows, rather than latent error along directions the target's decode
 may ignore).
@@ -24,11 +28,13 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import DDIBError
 from ..model.diffusion import Diffusion
 from ..utils import tf32_kernels
-from . import ode
+from . import learned_solver, ode
 from .batching import in_batches
 from .grids import sigma_grid
+from .learned_solver import LearnedSolve
 from .solvers import exponential_multistep_pc
 
 LEVELS = 127.5  # pixel errors in 8-bit levels: RMS over [-1, 1] × 127.5
@@ -263,9 +269,8 @@ def tune_solver(
         raise ValueError(f"directions must be among {DIRECTIONS}, got {directions}")
     if source is not None and "encode" in directions:
         raise ValueError("a source's latents tune the decode only: the encode runs on the model's own domain")
-    untuned = ode.ODEOptions(options.solver, options.steps, rho=options.rho, tuned=False)
+    untuned, ref = _untuned(options), _converged(reference)
     start = sigma_grid(model, options.steps, untuned.rho, uniform_t=options.solver == "ddim")
-    ref = ode.ODEOptions(reference.solver, reference.steps, reference.rtol, reference.atol, reference.rho, tuned=False)
     alpha_0, alpha_1 = model.schedule.alpha_ends
     encoder = model if source is None else source
     converged_decode = None if target is None else (lambda z: decode_on(target, z, ref))
@@ -357,3 +362,140 @@ def merge_entry(old: dict | None, new: dict) -> dict:
     merged = {**new, "errors": {**{d: old["errors"][d] for d in kept if d in old.get("errors", {})}, **new["errors"]}}
     merged.update({key: old[key] for d in kept for key in (d, f"{d}_corrections") if key in old})
     return merged
+
+
+def _gradient_errors(fitted: learned_solver.FitResult, tune_default: float, tune_tuned: float, iterations: int,
+                     unit: str, reference: str) -> dict:  # fmt: skip
+    return {
+        "method": "gradient",
+        "kept": "tuned" if fitted.val_best < fitted.val_start else "default",
+        "tune_default": tune_default,
+        "tune_tuned": tune_tuned,
+        "val_default": fitted.val_start,
+        "val_tuned": fitted.val_best,
+        "iterations": iterations,
+        "best_iteration": fitted.best_iteration,
+        "reference": reference,
+        "unit": unit,
+    }
+
+
+def _gradient_entry(direction: str, solve: LearnedSolve, errors: dict, images: dict) -> dict:
+    """A config.json entry for one direction fitted by gradient (the untouched start grid when nothing helped)."""
+    grid, corrections = solve.export()
+    entry = {direction: grid, "reference": errors["reference"], "images": images, "errors": {direction: errors}}
+    if any(c != 0 for step in corrections for c in step):
+        entry[f"{direction}_corrections"] = corrections
+    return entry
+
+
+def fit_solver(
+    model: Diffusion,
+    options: ode.ODEOptions,
+    reference: ode.ODEOptions,
+    data: TuningData,
+    directions: tuple[str, ...] = DIRECTIONS,
+    iterations: int = 200,
+    batch_size: int = 32,
+    on_step: Callable[[str, int, float], None] | None = None,
+    coefficients: bool = True,
+    lr: float = 0.02,
+) -> dict:
+    """Fit the `unipc` nodes and per-step corrections of `model` by gradient (`learned_solver`), per direction:
+    the encode on its latents' distance to the converged latents of the tuning images, the decode on its images'
+    distance to the converged decode of those latents and of N(0, I) draws (without `coefficients`, the nodes only);
+    the config.json entry."""
+    untuned, ref = _untuned(options, gradient=True), _converged(reference)
+    start = sigma_grid(model, options.steps, untuned.rho)
+    with torch.no_grad():
+        images = {False: data.tune_images, True: data.val_images}
+        ref_latents = {v: encode_on(model, x, ref) for v, x in images.items()}
+        latents = {v: torch.cat([ref_latents[v], n]) for v, n in ((False, data.tune_noise), (True, data.val_noise))}
+        ref_images = {v: decode_on(model, z, ref) for v, z in latents.items()} if "decode" in directions else {}
+    # Each direction: its inputs and converged outputs, solved with a learned solve; errors in its unit.
+    problems = {
+        "encode": (images, ref_latents, lambda s, x: ode.encode(model, x, untuned, grid=s.grid(),
+                                                                 corrections=s.corrections()), 1.0),
+        "decode": (latents, ref_images, lambda s, z: ode.decode(model, z, untuned, grid=s.grid(),
+                                                                 corrections=s.corrections()), LEVELS),
+    }  # fmt: skip
+    units = {"encode": "latent RMS", "decode": "8-bit levels RMS"}
+    counts = {"tune": len(data.tune_images), "validation": len(data.val_images), "noise": len(data.tune_noise)}
+    entry: dict = {"errors": {}}
+    for name in (d for d in DIRECTIONS if d in directions):
+        inputs, targets, run, scale = problems[name]
+        solve = LearnedSolve(model, start, learn_coefficients=coefficients)
+
+        def error(validation: bool, inputs=inputs, targets=targets, run=run, scale=scale, solve=solve) -> float:
+            with torch.no_grad():
+                solved = in_batches(lambda c: run(solve, c), inputs[validation], 64)
+                return scale * rms(solved.to(targets[validation].device), targets[validation])
+
+        def loss(idx: torch.Tensor, inputs=inputs, targets=targets, run=run, scale=scale, solve=solve):
+            return (scale * (run(solve, inputs[False][idx]) - targets[False][idx])).square().mean()
+
+        report = None if on_step is None else (lambda k, v, name=name: on_step(name, k, v))
+        tune_default = error(False)
+        fitted = learned_solver.fit([solve], loss, len(inputs[False]), lambda e=error: e(True), iterations,
+                                    batch_size, lr, on_step=report)  # fmt: skip
+        errors = _gradient_errors(fitted, tune_default, error(False), iterations, units[name], ref.describe())
+        one = _gradient_entry(name, solve, errors, counts)
+        entry["errors"].update(one.pop("errors"))
+        entry.update(one)
+    return entry
+
+
+def tune_bridge(
+    source: Diffusion,
+    target: Diffusion,
+    options: ode.ODEOptions,
+    reference: ode.ODEOptions,
+    data: TuningData,
+    iterations: int = 200,
+    batch_size: int = 32,
+    on_step: Callable[[int, float], None] | None = None,
+    coefficients: bool = True,
+    lr: float = 0.02,
+) -> tuple[dict, dict]:
+    """Fit the source's encode and the target's decode (`unipc` nodes and per-step corrections) jointly by gradient
+    on the translation's distance to the converged translation of the source's images (`data`); their config.json
+    entries, (source's, target's)."""
+    untuned, ref = _untuned(options, gradient=True), _converged(reference)
+    encoder = LearnedSolve(source, sigma_grid(source, options.steps, untuned.rho), learn_coefficients=coefficients)
+    decoder = LearnedSolve(target, sigma_grid(target, options.steps, untuned.rho), learn_coefficients=coefficients)
+    images = {False: data.tune_images, True: data.val_images}
+    with torch.no_grad():
+        converged = {v: decode_on(target, encode_on(source, x, ref), ref) for v, x in images.items()}
+
+    def translation(x: torch.Tensor) -> torch.Tensor:
+        # In the models' own coordinates (a hue-quotient bridge's hue-0 images): the hue is carried, not solved.
+        z = ode.encode(source, x, untuned, grid=encoder.grid(), corrections=encoder.corrections())
+        return ode.decode(target, z, untuned, grid=decoder.grid(), corrections=decoder.corrections())
+
+    def error(validation: bool) -> float:
+        with torch.no_grad():
+            solved = in_batches(translation, images[validation], 64).to(converged[validation].device)
+            return LEVELS * rms(solved, converged[validation])
+
+    def loss(idx: torch.Tensor) -> torch.Tensor:
+        return (LEVELS * (translation(images[False][idx]) - converged[False][idx])).square().mean()
+
+    tune_default = error(False)
+    fitted = learned_solver.fit([encoder, decoder], loss, len(images[False]), lambda: error(True), iterations,
+                                batch_size, lr, on_step=on_step)  # fmt: skip
+    errors = _gradient_errors(fitted, tune_default, error(False), iterations, "8-bit levels RMS of the translation",
+                              ref.describe())  # fmt: skip
+    counts = {"tune": len(data.tune_images), "validation": len(data.val_images), "noise": 0}
+    return _gradient_entry("encode", encoder, errors, counts), _gradient_entry("decode", decoder, errors, counts)
+
+
+def _untuned(options: ode.ODEOptions, gradient: bool = False) -> ode.ODEOptions:
+    """The options' solve on its untuned grid (for `gradient` fits, only `unipc`, whose coefficients they learn)."""
+    if gradient and options.solver != "unipc":
+        raise DDIBError(f"gradient tuning learns unipc's nodes and coefficients, not {options.solver}'s")
+    return ode.ODEOptions(options.solver, options.steps, rho=options.rho, tuned=False)
+
+
+def _converged(reference: ode.ODEOptions) -> ode.ODEOptions:
+    r = reference
+    return ode.ODEOptions(r.solver, r.steps, r.rtol, r.atol, r.rho, tuned=False)

@@ -10,7 +10,7 @@ import typer
 
 from ..bench import translate as bench
 from ..bridge import ode
-from ..bridge.tuning import DIRECTIONS, TuningData, merge_entry, tune_solver
+from ..bridge.tuning import DIRECTIONS, TuningData, fit_solver, merge_entry, tune_bridge, tune_solver
 from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS, colored_mnist
 from ..errors import DDIBError
@@ -44,7 +44,16 @@ def tune_solver_command(
         32, "--val", min=2, help="Validation images (the last of the held-out split) and as many latents"
     ),
     reference: str = typer.Option("unipc:200", "--reference", help="Converged solve: SOLVER:STEPS or SOLVER:TOL"),
-    budget: int = typer.Option(120, "--budget", min=1, help="Error evaluations per direction"),
+    method: str = typer.Option(
+        "auto",
+        "--method",
+        help="gradient (unipc: nodes and coefficients by gradient through the solver; a bridge's "
+        "two ends jointly) | search (node-by-node search, then fitted coefficients) | auto (gradient for unipc)",
+    ),
+    budget: int = typer.Option(120, "--budget", min=1, help="search: error evaluations per direction"),
+    iterations: int = typer.Option(200, "--iterations", min=1, help="gradient: Adam steps"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="gradient: tuning images per step"),
+    lr: float = typer.Option(0.02, "--lr", min=0.0, help="gradient: Adam's learning rate (cosine-annealed to 0)"),
     inputs: Optional[list[Path]] = typer.Option(
         None, "--inputs", help="Images of the domain (not a digit domain): the first -n tune, the next --val validate"
     ),
@@ -52,7 +61,9 @@ def tune_solver_command(
         "both", "--direction", help="encode | decode | both (a bridge's source only encodes, its target only decodes)"
     ),
     coefficients: bool = typer.Option(
-        True, "--coefficients/--no-coefficients", help="unipc: also fit per-step corrections on the tuned grid"
+        True,
+        "--coefficients/--no-coefficients",
+        help="unipc: also fit per-step corrections (search: on the tuned grid; gradient: with it)",
     ),
     make_default: bool = typer.Option(
         False, "--make-default", help="Make the (smallest) tuned step count the model's default for this solver"
@@ -74,6 +85,12 @@ def tune_solver_command(
     bridge = source is not None or target is not None
     if bridge == (domain is not None) or (bridge and (source is None or target is None)):
         raise DDIBError("give --domain D (one model) or --from SOURCE --to TARGET (one bridge), not both")
+    if method == "auto":
+        method = "gradient" if solver == "unipc" else "search"
+    if method not in ("gradient", "search"):
+        raise DDIBError(f"--method {method}: choose gradient, search or auto")
+    if method == "gradient" and solver != "unipc":
+        raise DDIBError(f"--method gradient learns unipc's nodes and coefficients; use --method search for {solver}")
     directions = DIRECTIONS if direction == "both" else (direction,)
     ref = bench.parse_reference(reference)
     dev = resolve_device(device)
@@ -88,17 +105,32 @@ def tune_solver_command(
         for loaded, tuned_here in jobs:
             _check_default(loaded, solver, min(counts), tuned_here)
     data = _tuning_data(data_domain.location.domain, data_domain.diffusion, n, val, inputs, seed, data_dir)
+    if method == "gradient" and bridge and len(jobs) == 2:
+        _fit_bridge(src, tgt, solver, counts, ref, data, iterations, batch_size, coefficients, lr)
+        for loaded, _ in jobs if make_default else ():
+            _make_default(loaded, solver, min(counts))
+        return
     for loaded, tuned_here in jobs:
         loc = loaded.location
         extra = partners.get(tuned_here[0], {})
         seen_by = f" for the bridge {src.location.domain} → {tgt.location.domain}" if bridge else ""
+        effort = f"{budget} evaluations" if method == "search" else f"{iterations} gradient steps"
         console.print(
             f"tuning {solver} {' and '.join(tuned_here)} grids of {loc.domain} ({loc.where}){seen_by} against "
             f"{ref.describe()}: {n} training images of {data_domain.location.domain} + {n} N(0, I) latents to tune, "
-            f"{val} + {val} held out to validate, {budget} evaluations per direction"
+            f"{val} + {val} held out to validate, {effort} per direction"
         )
         for count in counts:
             options = ode.ODEOptions(solver, count)
+            if method == "gradient":  # one model, or one end of a bridge fitted on its own data
+                with bar("", "best validation {task.fields[best]}") as progress:
+                    task = progress.add_task(f"{solver} × {count} gradient fit", total=iterations, best="-")
+                    advance = lambda name, k, best, t=task, p=progress: p.update(t, completed=k, best=f"{best:.4g}")  # noqa: E731
+                    entry = fit_solver(loaded.diffusion, options, ref, data, tuned_here, iterations, batch_size,
+                                       advance, coefficients, lr)  # fmt: skip
+                _save_entry(loaded, solver, count, entry)
+                _report(entry, solver, count, tuned_here)
+                continue
             with bar("", "best {task.fields[best]}") as progress:
                 tasks: dict[str, object] = {}
 
@@ -116,16 +148,47 @@ def tune_solver_command(
             _save_entry(loaded, solver, count, entry)
             _report(entry, solver, count, tuned_here)
         if make_default:
-            _, raw = ckpt.read_config(loc.path)
-            raw.setdefault("default_steps", {})[loaded.diffusion.solver_key(solver)] = min(counts)
-            ckpt.write_json(loc.path / ckpt.CONFIG_FILE, raw)
-            console.print(
-                f"{solver} × {min(counts)} steps is now the default of {loc.domain} when --steps is not given"
-            )
-        console.print(
-            f"saved in {loc.path / ckpt.CONFIG_FILE} (commands use it; an explicit --rho solves on that fixed grid "
-            "instead)"
-        )
+            _make_default(loaded, solver, min(counts))
+        _saved(loaded)
+
+
+def _fit_bridge(src, tgt, solver: str, counts: list[int], ref: ode.ODEOptions, data: TuningData, iterations: int,
+                batch_size: int, coefficients: bool, lr: float) -> None:  # fmt: skip
+    """Both ends of a bridge fitted jointly by gradient, on the translation's error; saved in both configs."""
+    bridge = f"{src.location.domain} → {tgt.location.domain}"
+    console.print(
+        f"fitting the {solver} encode of {src.location.domain} ({src.location.where}) and decode of "
+        f"{tgt.location.domain} ({tgt.location.where}) jointly for the bridge {bridge} against {ref.describe()}: "
+        f"{len(data.tune_images)} training images to tune, {len(data.val_images)} held out to validate, {iterations} "
+        "gradient steps"
+    )
+    for count in counts:
+        with bar("", "best validation {task.fields[best]}") as progress:
+            task = progress.add_task(f"{solver} × {count} joint gradient fit", total=iterations, best="-")
+            advance = lambda k, best, t=task, p=progress: p.update(t, completed=k, best=f"{best:.4g}")  # noqa: E731
+            encode, decode = tune_bridge(src.diffusion, tgt.diffusion, ode.ODEOptions(solver, count), ref, data,
+                                         iterations, batch_size, advance, coefficients, lr)  # fmt: skip
+        for loaded, entry, name in ((src, encode, "encode"), (tgt, decode, "decode")):
+            entry["errors"][name]["bridge"] = bridge
+            _save_entry(loaded, solver, count, entry)
+        _report(encode, solver, count, ("encode",), what="translation (encode and decode)")
+    for loaded in (src, tgt):
+        _saved(loaded)
+
+
+def _make_default(loaded, solver: str, steps: int) -> None:
+    loc = loaded.location
+    _, raw = ckpt.read_config(loc.path)
+    raw.setdefault("default_steps", {})[loaded.diffusion.solver_key(solver)] = steps
+    ckpt.write_json(loc.path / ckpt.CONFIG_FILE, raw)
+    console.print(f"{solver} × {steps} steps is now the default of {loc.domain} when --steps is not given")
+
+
+def _saved(loaded) -> None:
+    console.print(
+        f"saved in {loaded.location.path / ckpt.CONFIG_FILE} (commands use it; an explicit --rho solves on that "
+        "fixed grid instead)"
+    )
 
 
 def _tunable(domain: str, models_dir, dev):
@@ -160,14 +223,15 @@ def _save_entry(loaded, solver: str, count: int, entry: dict) -> None:
     ckpt.write_json(path / ckpt.CONFIG_FILE, raw)
 
 
-def _report(entry: dict, solver: str, count: int, directions: tuple[str, ...]) -> None:
+def _report(entry: dict, solver: str, count: int, directions: tuple[str, ...], what: str | None = None) -> None:
     for name in directions:
         e = entry["errors"][name]
         unit = e["unit"]
+        effort = f"{e['evaluations']} evaluations" if "evaluations" in e else f"{e['iterations']} gradient steps"
+        fitted = "grid and coefficients" if e.get("method") == "gradient" and f"{name}_corrections" in entry else "grid"
         console.print(
-            f"{solver} × {count} {name}: validation {e['val_default']:.4g} → {e['val_tuned']:.4g} {unit} "
-            f"(tuning data {e['tune_default']:.4g} → {e['tune_tuned']:.4g}; {e['evaluations']} evaluations); "
-            f"kept the {e['kept']} grid"
+            f"{solver} × {count} {what or name}: validation {e['val_default']:.4g} → {e['val_tuned']:.4g} {unit} "
+            f"(tuning data {e['tune_default']:.4g} → {e['tune_tuned']:.4g}; {effort}); kept the {e['kept']} {fitted}"
         )
         if "corrections" in e:
             console.print(
