@@ -304,7 +304,7 @@ def bench_throughput(
         _sync(device)
         rate = repeats * b / (time.perf_counter() - t0)
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mb()
-        row = ThroughputRow(b, opts.describe(), stats.nfe // repeats, rate, peak, str(device))
+        row = ThroughputRow(b, ode.describe_solve(opts, src, tgt), stats.nfe // repeats, rate, peak, str(device))
         rows.append(row)
         if on_row:
             on_row(row)

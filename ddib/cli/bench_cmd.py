@@ -198,7 +198,8 @@ def bench_throughput_command(
     rows = bench.bench_throughput(src, tgt, x, opts, sizes, repeats, on_row=show)
     threads = torch.get_num_threads()
     header = (
-        f"DDIB {source} → {target} throughput, {opts.describe()}{passes}, {_device_name(dev)}, {threads} threads, "
+        f"DDIB {source} → {target} throughput, {ode.describe_solve(opts, src, tgt)}{passes}, {_device_name(dev)}, "
+        f"{threads} threads, "
         f"kernels {default_speed(dev).describe()}. Peak memory: CUDA allocations, or on CPU the process's peak "
         "resident set."
     )
