@@ -122,6 +122,8 @@ def test_cli_fits_a_bridge_by_gradient_and_translate_uses_it(tmp_path, tiny_mode
     assert r.returncode == 0 and "unipc × 2 steps, tuned grid" in r.stdout, r.stderr
     r = run_cli("tune-solver", "--domain", "reds", "--method", "gradient", "--direction", "decode", *common)
     assert r.returncode == 0 and "unipc × 2 decode: validation" in r.stdout, r.stderr
+    r = run_cli("tune-solver", "--from", "reds", "--to", "blues", "--direction", "encode", *common)
+    assert r.returncode != 0 and "fits a bridge's encode and decode together" in r.stderr
     r = run_cli("tune-solver", "--domain", "reds", "--method", "gradient", "--solver", "dpm2m", *common)
     assert r.returncode != 0 and "use --method search for dpm2m" in r.stderr
     r = run_cli("tune-solver", "--domain", "reds", "--method", "annealing", *common)

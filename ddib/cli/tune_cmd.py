@@ -92,6 +92,10 @@ def tune_solver_command(
     if method == "gradient" and solver != "unipc":
         raise DDIBError(f"--method gradient learns unipc's nodes and coefficients; use --method search for {solver}")
     directions = DIRECTIONS if direction == "both" else (direction,)
+    if method == "gradient" and bridge and direction != "both":
+        raise DDIBError(
+            "--method gradient fits a bridge's encode and decode together: drop --direction, or use --method search"
+        )
     ref = bench.parse_reference(reference)
     dev = resolve_device(device)
     if bridge:  # the source encodes, the target decodes, both on the source's images
@@ -105,7 +109,7 @@ def tune_solver_command(
         for loaded, tuned_here in jobs:
             _check_default(loaded, solver, min(counts), tuned_here)
     data = _tuning_data(data_domain.location.domain, data_domain.diffusion, n, val, inputs, seed, data_dir)
-    if method == "gradient" and bridge and len(jobs) == 2:
+    if method == "gradient" and bridge:
         _fit_bridge(src, tgt, solver, counts, ref, data, iterations, batch_size, coefficients, lr)
         for loaded, _ in jobs if make_default else ():
             _make_default(loaded, solver, min(counts))
@@ -122,7 +126,7 @@ def tune_solver_command(
         )
         for count in counts:
             options = ode.ODEOptions(solver, count)
-            if method == "gradient":  # one model, or one end of a bridge fitted on its own data
+            if method == "gradient":  # one model
                 with bar("", "best validation {task.fields[best]}") as progress:
                     task = progress.add_task(f"{solver} × {count} gradient fit", total=iterations, best="-")
                     advance = lambda name, k, best, t=task, p=progress: p.update(t, completed=k, best=f"{best:.4g}")  # noqa: E731
