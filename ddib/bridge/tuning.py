@@ -274,11 +274,8 @@ def tune_solver(
     alpha_0, alpha_1 = model.schedule.alpha_ends
     encoder = model if source is None else source
     converged_decode = None if target is None else (lambda z: decode_on(target, z, ref))
+    ref_latents, latents, ref_images = _converged_solves(model, encoder, data, ref, "decode" in directions)
     with torch.no_grad():
-        images = {False: data.tune_images, True: data.val_images}
-        ref_latents = {v: encode_on(encoder, x, ref) for v, x in images.items()}
-        latents = {v: torch.cat([ref_latents[v], n]) for v, n in ((False, data.tune_noise), (True, data.val_noise))}
-        ref_images = {v: decode_on(model, z, ref) for v, z in latents.items()} if "decode" in directions else {}
         ref_bridged = {} if converged_decode is None else {v: converged_decode(z) for v, z in ref_latents.items()}
 
     def encode_error(grid: torch.Tensor, validation: bool, corrections=None) -> float:
@@ -407,11 +404,8 @@ def fit_solver(
     the config.json entry."""
     untuned, ref = _untuned(options, gradient=True), _converged(reference)
     start = sigma_grid(model, options.steps, untuned.rho)
-    with torch.no_grad():
-        images = {False: data.tune_images, True: data.val_images}
-        ref_latents = {v: encode_on(model, x, ref) for v, x in images.items()}
-        latents = {v: torch.cat([ref_latents[v], n]) for v, n in ((False, data.tune_noise), (True, data.val_noise))}
-        ref_images = {v: decode_on(model, z, ref) for v, z in latents.items()} if "decode" in directions else {}
+    images = {False: data.tune_images, True: data.val_images}
+    ref_latents, latents, ref_images = _converged_solves(model, model, data, ref, "decode" in directions)
     # Each direction: its inputs and converged outputs, solved with a learned solve; errors in its unit.
     problems = {
         "encode": (images, ref_latents, lambda s, x: ode.encode(model, x, untuned, grid=s.grid(),
@@ -487,6 +481,17 @@ def tune_bridge(
                               ref.describe())  # fmt: skip
     counts = {"tune": len(data.tune_images), "validation": len(data.val_images), "noise": 0}
     return _gradient_entry("encode", encoder, errors, counts), _gradient_entry("decode", decoder, errors, counts)
+
+
+@torch.no_grad()
+def _converged_solves(model: Diffusion, encoder: Diffusion, data: TuningData, ref: ode.ODEOptions, decode: bool):
+    """Keyed by validation (False/True): the encoder's converged latents of the images, those latents with the
+    N(0, I) draws appended, and (with `decode`) the model's converged decodes of the latter."""
+    images = {False: data.tune_images, True: data.val_images}
+    ref_latents = {v: encode_on(encoder, x, ref) for v, x in images.items()}
+    latents = {v: torch.cat([ref_latents[v], n]) for v, n in ((False, data.tune_noise), (True, data.val_noise))}
+    ref_images = {v: decode_on(model, z, ref) for v, z in latents.items()} if decode else {}
+    return ref_latents, latents, ref_images
 
 
 def _untuned(options: ode.ODEOptions, gradient: bool = False) -> ode.ODEOptions:
