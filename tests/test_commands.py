@@ -212,3 +212,6 @@ def test_bench_throughput_writes_a_row_per_batch_size_and_names_the_network_pass
         rows = _csv_rows(out / "throughput-cpu.csv")
         assert [row["batch_size"] for row in rows] == ["1", "3"] and all(float(r["images_per_s"]) > 0 for r in rows)
         assert passes in (out / "throughput-cpu.md").read_text()
+    r = run_cli(*args, "--kernels", "eager", "--out-dir", str(tmp_path / "eager"))
+    assert r.returncode == 0, r.stderr
+    assert "kernels fp32 eager" in (tmp_path / "eager" / "throughput-cpu.md").read_text()

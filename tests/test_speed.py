@@ -8,7 +8,7 @@ from ddib.bridge.batching import CPU_BATCH, auto_batch_size, fitting_batch
 from ddib.errors import DDIBError
 from ddib.model.diffusion import Diffusion
 from ddib.model.nets import build_network, unet_config
-from ddib.model.speed import SpeedOptions, accelerate, parse_speed
+from ddib.model.speed import FastNet, SpeedOptions, accelerate, parse_speed
 from ddib.train.distributed import DistInfo, gather_in_order, shard
 
 from .conftest import run_cli
@@ -48,10 +48,46 @@ def test_bf16_autocast_runs_on_cpu_and_moves_the_output_a_little():
 
 
 def test_parse_speed_round_trips_describe():
-    for opts in (SpeedOptions(), SpeedOptions(channels_last=True, compile=True), SpeedOptions(bf16=True, tf32=True)):
+    for opts in (SpeedOptions(), SpeedOptions(channels_last=True, compile=True), SpeedOptions(bf16=True, tf32=True),
+                 SpeedOptions(cuda_graphs=True)):  # fmt: skip
         assert parse_speed(opts.describe()) == opts
     with pytest.raises(DDIBError, match="unknown speed setting"):
         parse_speed("channels_first")
+
+
+def test_cuda_graph_outputs_survive_the_next_replay(monkeypatch):
+    """A replayed CUDA graph writes every output into the same memory: FastNet hands out copies."""
+    modes = []
+
+    def fake_compile(fn, mode=None, dynamic=None):  # a "graph" whose output buffer is reused by every call
+        modes.append(mode)
+        buffer = {}
+
+        def replay(*args):
+            out = fn(*args)
+            buffer.setdefault("out", torch.empty_like(out)).copy_(out)
+            return buffer["out"]
+
+        return replay
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model = _model()
+    net = FastNet(model.net, SpeedOptions(cuda_graphs=True))
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    first = net(x, torch.full((2,), 0.2))
+    kept = first.clone()
+    net(x, torch.full((2,), 0.8))
+    assert modes == ["reduce-overhead"]
+    assert torch.equal(first, kept)  # the second evaluation did not overwrite the first's ε̂
+
+
+def test_cuda_graphs_need_a_cuda_device(tmp_path, tiny_models):
+    with pytest.raises(DDIBError, match="CUDA graphs need a CUDA device"):
+        accelerate(_model(), SpeedOptions(cuda_graphs=True))
+    for args in (("translate", "--from", "reds", "--to", "blues", "-n", "1", "--cuda-graphs"),
+                 ("bench", "throughput", "--from", "reds", "--to", "blues", "--kernels", "cuda_graphs")):  # fmt: skip
+        r = run_cli(*args, "--models-dir", str(tiny_models), "--steps", "2", "--out-dir", str(tmp_path))
+        assert r.returncode != 0 and "CUDA graphs need a CUDA device" in r.stderr and "Traceback" not in r.stderr
 
 
 class _FlagSpy(torch.nn.Module):
@@ -105,11 +141,12 @@ def test_shard_then_gather_restores_order_and_covers_everything_once():
 
 def test_bench_speed_end_to_end(tmp_path, tiny_models):
     r = run_cli("bench", "speed", "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
-                "--batch-size", "2", "--steps", "2", "--threads", "1", "--settings", "eager,channels_last,bf16,tf32",
+                "--batch-size", "2", "--steps", "2", "--threads", "1", "--settings", "eager,channels_last,bf16,tf32,cuda_graphs",
                 "--train-size", "tiny", "--out-dir", str(tmp_path))  # fmt: skip
     assert r.returncode == 0, r.stderr
     rows = (tmp_path / "speed-cpu.csv").read_text().splitlines()
-    # header, 3 translate settings (tf32 is CUDA-only), 2 train settings (bf16 training is CUDA-only, no tf32 rows)
+    # header, 3 translate settings (tf32 and CUDA graphs are CUDA-only), 2 train settings (bf16 training is
+    # CUDA-only, no tf32 or CUDA-graph rows)
     assert len(rows) == 1 + 3 + 2
     assert rows[1].startswith("translate,fp32 eager,1,2,") and ",1.0," in rows[1]
     bad = run_cli("bench", "speed", "--models-dir", str(tiny_models), "--from", "reds", "--to", "blues",

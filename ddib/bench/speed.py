@@ -25,7 +25,9 @@ SETTINGS = [
     SpeedOptions(channels_last=True, compile=True),
     SpeedOptions(bf16=True),
     SpeedOptions(tf32=True),  # CUDA only; ODE solves otherwise forbid TF32
+    SpeedOptions(cuda_graphs=True),  # CUDA only
 ]
+CUDA_ONLY = ("tf32", "cuda_graphs")
 
 
 @dataclass
@@ -121,7 +123,8 @@ def bench_translate_speed(
         d = (y.double() - reference[0].double()) * LEVELS
         return first, seconds, d.pow(2).mean().sqrt().item(), d.abs().max().item()
 
-    chosen = [s for s in settings if not (s.bf16 and device.type == "mps") and not (s.tf32 and device.type != "cuda")]
+    on_device = lambda s: device.type == "cuda" or not any(getattr(s, n) for n in CUDA_ONLY)  # noqa: E731
+    chosen = [s for s in settings if not (s.bf16 and device.type == "mps") and on_device(s)]
     return _sweep("translate", chosen, threads or [torch.get_num_threads()], len(x), device, measure, on_row)
 
 
@@ -138,7 +141,9 @@ def bench_train_speed(
     """Training images/s (forward, backward, AdamW) of one UNet size per (threads, setting), random data."""
     device = torch.device(device)
     # Training runs with PyTorch's own precision defaults (TF32 convolutions on CUDA): no tf32 row.
-    settings = settings or [s for s in SETTINGS if (not s.bf16 or device.type == "cuda") and not s.tf32]
+    # CUDA graphs are an inference setting (a training step's graph would hold the optimizer's state too): no row.
+    settings = settings or [s for s in SETTINGS if (not s.bf16 or device.type == "cuda") and not s.tf32
+                            and not s.cuda_graphs]  # fmt: skip
 
     def measure(setting: SpeedOptions):
         torch.manual_seed(0)

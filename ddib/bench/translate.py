@@ -286,14 +286,16 @@ def bench_throughput(
     batch_sizes: list[int] = (1, 16, 256),
     repeats: int = 1,
     on_row: Callable[[ThroughputRow], None] | None = None,
+    compiled: bool = False,
 ) -> list[ThroughputRow]:
     """Translation images/s at each batch size (inputs tiled from x) and peak memory: CUDA allocations, or on CPU
-    the process's peak resident set (a high-water mark, so batch sizes are best given in increasing order)."""
+    the process's peak resident set (a high-water mark, so batch sizes are best given in increasing order).
+    `compiled` networks warm up on the whole batch, the shape they compile (and record CUDA graphs) for."""
     rows = []
     device = x.device
     for b in batch_sizes:
         batch = x.repeat((b + len(x) - 1) // len(x), *([1] * (x.ndim - 1)))[:b]
-        ode.translate(src, tgt, batch[:1], opts)  # warm-up (allocator, kernels)
+        ode.translate(src, tgt, batch if compiled else batch[:1], opts)  # warm-up (allocator, kernels)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         stats = ode.SolveStats()

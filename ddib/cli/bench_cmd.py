@@ -19,7 +19,7 @@ from ..io.images import save_png, to_unit_range
 from ..likelihood.source_inference import BAND
 from ..model.nets import UNET_SIZES
 from ..model.registry import load_domain_model
-from ..model.speed import accelerate_for, default_speed, parse_speed
+from ..model.speed import accelerate, accelerate_for, check_speed, default_speed, parse_speed
 from ..model.symmetry import describe_averaging
 from ..utils import resolve_device
 from .app import app, console
@@ -180,27 +180,35 @@ def bench_throughput_command(
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
+    kernels: str = typer.Option(
+        "",
+        "--kernels",
+        help="Kernel setting as `bench speed` names it, e.g. eager or cuda_graphs [default: the "
+        "device's, what `ddib translate` runs]",
+    ),
     out_dir: Path = OutDirOpt,
 ) -> None:
     """Translation images/s at the default solver settings for several batch sizes."""
     sizes = _int_list(batch_sizes, "--batch-sizes")
     dev = resolve_device(device)
+    speed = parse_speed(kernels) if kernels.strip() else default_speed(dev)
+    check_speed(speed, dev)
     src = load_domain_model(source, models_dir, dev, symmetry).diffusion
     tgt = load_domain_model(target, models_dir, dev, symmetry).diffusion
     opts = ode.resolve_steps(ode.ODEOptions(solver=solver, steps=steps), src, tgt)
     passes = describe_averaging(src.config.symmetry, tgt.config.symmetry) or " (1 network pass per NFE)"
-    src, tgt = accelerate_for(src, dev), accelerate_for(tgt, dev)  # what `ddib translate` runs
+    src, tgt = accelerate(src, speed), accelerate(tgt, speed)
     x = ode.sample(src, min(16, max(sizes)), torch.Generator().manual_seed(0), ode.ODEOptions(), device=dev)
 
     def show(r):
         console.print(f"batch {r.batch_size}: {r.images_per_s:.2f} images/s ({r.nfe_per_image} NFE per image)")
 
-    rows = bench.bench_throughput(src, tgt, x, opts, sizes, repeats, on_row=show)
+    rows = bench.bench_throughput(src, tgt, x, opts, sizes, repeats, show, speed.compile or speed.cuda_graphs)
     threads = torch.get_num_threads()
     header = (
         f"DDIB {source} → {target} throughput, {ode.describe_solve(opts, src, tgt)}{passes}, {_device_name(dev)}, "
         f"{threads} threads, "
-        f"kernels {default_speed(dev).describe()}. Peak memory: CUDA allocations, or on CPU the process's peak "
+        f"kernels {speed.describe()}. Peak memory: CUDA allocations, or on CPU the process's peak "
         "resident set."
     )
     write_tables(out_dir, f"throughput-{dev.type}", rows, header)
@@ -248,8 +256,9 @@ def bench_speed_command(
         raise DDIBError(f"unknown model size {train_size}; choose from {', '.join(UNET_SIZES)}")
     rows = bench_speed.bench_translate_speed(src, tgt, x, opts, chosen, threads=counts, on_row=show)
     if train_size:
-        # training bf16 is CUDA-only; training keeps PyTorch's precision defaults, so no tf32 rows
-        train_settings = [s for s in chosen if (not s.bf16 or dev.type == "cuda") and not s.tf32]
+        # training bf16 is CUDA-only; training keeps PyTorch's precision defaults, so no tf32 rows; CUDA graphs are
+        # for inference
+        train_settings = [s for s in chosen if (not s.bf16 or dev.type == "cuda") and not (s.tf32 or s.cuda_graphs)]
         rows += bench_speed.bench_train_speed(train_size, 64, src.data_shape[-1], dev, train_settings, counts,
                                               on_row=show)  # fmt: skip
     header = (

@@ -38,6 +38,10 @@ ChannelsLastOpt = typer.Option(
     None, "--channels-last/--no-channels-last", help="NHWC convolutions [default: the measured best per device]"
 )
 CompileOpt = typer.Option(False, "--compile", help="torch.compile the network (pays off on large runs)")
+CudaGraphsOpt = typer.Option(
+    False, "--cuda-graphs", help="Replay each network evaluation as a recorded CUDA graph (CUDA; torch.compile "
+    "reduce-overhead: pays off at small batches, after a first call that records)"
+)  # fmt: skip
 Bf16Opt = typer.Option(False, "--bf16", help="bfloat16 autocast for the network (faster, but moves encodings)")
 SymmetryOpt = typer.Option(
     "auto",
@@ -73,11 +77,12 @@ def report_skipped(images: ImageBatch) -> None:
         console.print(f"skipped {len(images.skipped)} unreadable image(s) ({names})")
 
 
-def resolve_speed(device, channels_last: bool | None, compile: bool, bf16: bool) -> SpeedOptions:
+def resolve_speed(device, channels_last: bool | None, compile: bool, bf16: bool,
+                  cuda_graphs: bool = False) -> SpeedOptions:  # fmt: skip
     """The user's kernel settings over the device's measured defaults."""
     base = default_speed(device)
     speed = SpeedOptions(base.channels_last if channels_last is None else channels_last, compile or base.compile,
-                         bf16 or base.bf16)  # fmt: skip
+                         cuda_graphs or base.cuda_graphs, bf16 or base.bf16)  # fmt: skip
     check_speed(speed, device)
     return speed
 

@@ -28,6 +28,7 @@ from .options import (
     Bf16Opt,
     ChannelsLastOpt,
     CompileOpt,
+    CudaGraphsOpt,
     DeviceOpt,
     GuidanceOpt,
     ModelsDirOpt,
@@ -80,6 +81,7 @@ def translate_command(
     symmetry: str = SymmetryOpt,
     channels_last: bool | None = ChannelsLastOpt,
     compile: bool = CompileOpt,
+    cuda_graphs: bool = CudaGraphsOpt,
     bf16: bool = Bf16Opt,
     method: str = MethodOpt,
     levels: int = LevelsOpt,
@@ -108,7 +110,7 @@ def translate_command(
                           n or 5000, opts, batch_size or DEFAULT_POINT_BATCH, seed)  # fmt: skip
         return
     _translate_images(src, tgt, images, pairs, out, out_dir, grid, save_latent, n or 8, opts, batch_size, seed, dev,
-                      resolve_speed(dev, channels_last, compile, bf16))  # fmt: skip
+                      resolve_speed(dev, channels_last, compile, bf16, cuda_graphs))  # fmt: skip
 
 
 def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, out_dir, grid, save_latent, n, opts,

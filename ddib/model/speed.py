@@ -1,4 +1,5 @@
-"""Fast kernels for one device: channels_last memory format, torch.compile, bf16 autocast, TF32 — a network wrapper.
+"""Fast kernels for one device: channels_last memory format, torch.compile, CUDA graphs, bf16 autocast, TF32 — a
+network wrapper.
 
 The wrapper changes how ε̂ is computed, never what the schedule or the solver do. Defaults per device come
 from `ddib bench speed` (bench/speed-*.md, docs/speed.md): a setting is on by default only where it measured faster
@@ -17,16 +18,19 @@ from ..errors import DDIBError
 from ..utils import tf32_kernels
 from .diffusion import Diffusion
 
-NAMES = ("channels_last", "compile", "bf16", "tf32")
+NAMES = ("channels_last", "compile", "cuda_graphs", "bf16", "tf32")
 
 
 @dataclass(frozen=True)
 class SpeedOptions:
-    """channels_last: NHWC convolutions; compile: torch.compile the network; bf16: bfloat16 autocast (CUDA);
-    tf32: TF32 CUDA convolutions and matmuls (ODE solves otherwise run them in full fp32)."""
+    """channels_last: NHWC convolutions; compile: torch.compile the network; cuda_graphs: torch.compile in
+    "reduce-overhead" mode, which replays each network evaluation as one recorded CUDA graph (small batches are
+    otherwise bound by kernel launches); bf16: bfloat16 autocast (CUDA); tf32: TF32 CUDA convolutions and matmuls
+    (ODE solves otherwise run them in full fp32)."""
 
     channels_last: bool = False
     compile: bool = False
+    cuda_graphs: bool = False
     bf16: bool = False
     tf32: bool = False
 
@@ -56,6 +60,8 @@ def default_speed(device: torch.device) -> SpeedOptions:
 def check_speed(options: SpeedOptions, device: torch.device) -> None:
     if options.bf16 and device.type not in ("cuda", "cpu"):
         raise DDIBError(f"--bf16 autocast is supported on cuda and cpu, not {device.type}")
+    if options.cuda_graphs and device.type != "cuda":
+        raise DDIBError(f"CUDA graphs need a CUDA device, not {device.type}; use --compile there")
 
 
 class FastNet(nn.Module):
@@ -70,7 +76,12 @@ class FastNet(nn.Module):
         self.memory_format = torch.channels_last if options.channels_last and images else None
         if self.memory_format is not None:
             self.net = net = copy.deepcopy(net).to(memory_format=self.memory_format)  # the caller's net is untouched
-        self.forward_impl = torch.compile(self._forward, dynamic=False) if options.compile else self._forward
+        if options.cuda_graphs:
+            self.forward_impl = torch.compile(self._forward, mode="reduce-overhead", dynamic=False)
+        elif options.compile:
+            self.forward_impl = torch.compile(self._forward, dynamic=False)
+        else:
+            self.forward_impl = self._forward
 
     def _forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.memory_format is not None:
@@ -83,7 +94,9 @@ class FastNet(nn.Module):
         return out.to(x.dtype).contiguous()
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.forward_impl(x, t, labels)
+        out = self.forward_impl(x, t, labels)
+        # A replayed graph writes its next output where this one lives; a solver keeps ε̂ across evaluations.
+        return out.clone() if self.options.cuda_graphs else out
 
 
 def accelerate(model: Diffusion, options: SpeedOptions) -> Diffusion:
