@@ -141,8 +141,8 @@ def test_shard_then_gather_restores_order_and_covers_everything_once():
 
 def test_bench_speed_end_to_end(tmp_path, tiny_models):
     r = run_cli("bench", "speed", "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
-                "--batch-size", "2", "--steps", "2", "--threads", "1", "--settings", "eager,channels_last,bf16,tf32,cuda_graphs",
-                "--train-size", "tiny", "--out-dir", str(tmp_path))  # fmt: skip
+                "--batch-size", "2", "--steps", "2", "--threads", "1", "--train-size", "tiny",
+                "--settings", "eager,channels_last,bf16,tf32,cuda_graphs", "--out-dir", str(tmp_path))  # fmt: skip
     assert r.returncode == 0, r.stderr
     rows = (tmp_path / "speed-cpu.csv").read_text().splitlines()
     # header, 3 translate settings (tf32 and CUDA graphs are CUDA-only), 2 train settings (bf16 training is

@@ -94,9 +94,12 @@ class FastNet(nn.Module):
         return out.to(x.dtype).contiguous()
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.forward_impl(x, t, labels)
-        # A replayed graph writes its next output where this one lives; a solver keeps ε̂ across evaluations.
-        return out.clone() if self.options.cuda_graphs else out
+        if not self.options.cuda_graphs:
+            return self.forward_impl(x, t, labels)
+        # Each evaluation is a new replay, and a replay writes its output where the last one lives while a solver
+        # still holds earlier ε̂: mark the step and copy the output out.
+        torch.compiler.cudagraph_mark_step_begin()
+        return self.forward_impl(x, t, labels).clone()
 
 
 def accelerate(model: Diffusion, options: SpeedOptions) -> Diffusion:
