@@ -1,0 +1,30 @@
+"""Write every learned fives → sevens entry of learned-entries.json into exported copies of the two models, so
+one `ddib bench translate --grids both` run compares all step counts, learned and not.
+    ddib export --domain fives --out DIR/fives; ddib export --domain sevens --out DIR/sevens
+    python bench/translate-quotient-learned/with_entries.py DIR
+"""
+
+import json
+import sys
+from pathlib import Path
+
+BRIDGE = "fives → sevens"
+
+
+def main():
+    models = Path(sys.argv[1])
+    entries = json.loads((Path(__file__).parent / "learned-entries.json").read_text())
+    for domain in ("fives", "sevens"):
+        path = models / domain / "config.json"
+        config = json.loads(path.read_text())
+        grids = config.setdefault("solver_grids", {})
+        for name, entry in entries.items():
+            key, bridge = name.split(" ", 1)
+            if bridge == BRIDGE:
+                grids[key] = entry[domain]
+        path.write_text(json.dumps(config, indent=2) + "\n")
+        print(domain, sorted(grids, key=lambda k: int(k.split(":")[1])))
+
+
+if __name__ == "__main__":
+    main()
