@@ -159,7 +159,8 @@ def bench_translate_command(
         f"Errors are RMS / max over pixels in 8-bit levels (1.0 = 1/255 of the range). "
         f"Reference: {reference.describe()}; latent_to_reference_rms is in latent units (z ≈ N(0, I)), "
         f"to_reference_median_image: the median of each image's RMS; images_over_1_level: the share of images whose "
-        f"RMS exceeds 1 level. decode_only: the reference latent decoded with the row's solver. "
+        f"RMS exceeds 1 level; to_reference_rms_but_worst: the RMS over every image but the farthest one. "
+        f"decode_only: the reference latent decoded with the row's solver. "
         f"{'' if no_cycle else f'Cycle: translated back {target} → {source} with the same solver. '}"
         f"Accuracy, source share and hue as in `ddib evaluate`. {fd_note}"
     )
