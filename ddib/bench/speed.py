@@ -140,10 +140,10 @@ def bench_train_speed(
 ) -> list[SpeedRow]:
     """Training images/s (forward, backward, AdamW) of one UNet size per (threads, setting), random data."""
     device = torch.device(device)
-    # Training runs with PyTorch's own precision defaults (TF32 convolutions on CUDA): no tf32 row.
-    # CUDA graphs are an inference setting (a training step's graph would hold the optimizer's state too): no row.
-    settings = settings or [s for s in SETTINGS if (not s.bf16 or device.type == "cuda") and not s.tf32
-                            and not s.cuda_graphs]  # fmt: skip
+    # bf16 training is CUDA-only; training runs with PyTorch's own precision defaults (TF32 convolutions on CUDA),
+    # so no tf32 row; CUDA graphs are an inference setting (a training step's graph would hold the optimizer too).
+    trains = lambda s: (not s.bf16 or device.type == "cuda") and not (s.tf32 or s.cuda_graphs)  # noqa: E731
+    settings = [s for s in (SETTINGS if settings is None else settings) if trains(s)]
 
     def measure(setting: SpeedOptions):
         torch.manual_seed(0)

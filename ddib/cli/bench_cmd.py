@@ -257,11 +257,8 @@ def bench_speed_command(
         raise DDIBError(f"unknown model size {train_size}; choose from {', '.join(UNET_SIZES)}")
     rows = bench_speed.bench_translate_speed(src, tgt, x, opts, chosen, threads=counts, on_row=show)
     if train_size:
-        # training bf16 is CUDA-only; training keeps PyTorch's precision defaults, so no tf32 rows; CUDA graphs are
-        # for inference
-        train_settings = [s for s in chosen if (not s.bf16 or dev.type == "cuda") and not (s.tf32 or s.cuda_graphs)]
-        rows += bench_speed.bench_train_speed(train_size, 64, src.data_shape[-1], dev, train_settings, counts,
-                                              on_row=show)  # fmt: skip
+        # the training rows keep the settings that apply to training (`bench_train_speed`)
+        rows += bench_speed.bench_train_speed(train_size, 64, src.data_shape[-1], dev, chosen, counts, on_row=show)
     header = (
         f"Speed settings on {_device_name(dev)}: translation {source} → {target} ({opts.describe()}, batch "
         f"{batch_size}){f' and training ({train_size} UNet, batch 64)' if train_size else ''}. Speedup is "
