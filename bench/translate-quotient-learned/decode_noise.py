@@ -1,5 +1,6 @@
 """Decode error on N(0, I) draws (sampling) of fives and sevens: the former default (unipc × 20, log-SNR grid),
-× 16 untuned, the learned × 16 default and, where the models carry one, a learned × 20 decode; against unipc × 200.
+× 16 untuned and, where the models carry them, the learned × 16, × 18 (the default) and × 20 decodes; against
+unipc × 200.
 
 Run from the repository root: python bench/translate-quotient-learned/decode_noise.py [MODELS_DIR] > OUT.md
 (without MODELS_DIR, the bundled models: decode-noise.md; with copies holding every learned entry,
@@ -18,6 +19,7 @@ SOLVES = {
     "unipc × 20, log-SNR grid": ode.ODEOptions("unipc", 20, tuned=False),
     "unipc × 16, log-SNR grid": ode.ODEOptions("unipc", 16, tuned=False),
     "unipc × 16, learned": ode.ODEOptions("unipc", 16),
+    "unipc × 18, learned": ode.ODEOptions("unipc", 18),
     "unipc × 20, learned": ode.ODEOptions("unipc", 20),
 }
 models_dir = sys.argv[1] if len(sys.argv) > 1 else None
