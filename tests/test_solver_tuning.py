@@ -279,3 +279,22 @@ def test_end_to_end_refinement_finds_the_exact_corrections_from_none():
     plain = rms(encode_on(model, x[32:], UNIPC, grid), exact_z[32:])
     assert rms(encode_on(model, x[32:], UNIPC, grid, corrections=refined), exact_z[32:]) < plain / 100
     assert [len(c) for c in refined] == [len(c) for c in zeros]
+
+
+def test_bundled_pair_default_solve_is_learned_for_each_bridge():
+    # Each end of a bridge must carry the part fitted for that bridge: fives encode with the fives → sevens fit
+    # and decode with the sevens → fives one (and the other way round for sevens), at every tuned step count.
+    from ddib.bridge.grids import tuned_corrections, tuned_grid
+    from ddib.model.registry import BUNDLED_DIR, load_domain_model
+
+    for domain, other in (("fives", "sevens"), ("sevens", "fives")):
+        model = load_domain_model(str(BUNDLED_DIR / domain), None, "cpu").diffusion
+        steps = model.default_steps["unipc"]
+        assert f"unipc:{steps}" in model.solver_grids
+        for key, entry in model.solver_grids.items():
+            count = int(key.split(":")[1])
+            for direction, bridge in (("encode", f"{domain} → {other}"), ("decode", f"{other} → {domain}")):
+                grid = tuned_grid(model, "unipc", count, direction)
+                assert grid is not None and len(grid) == count + 1 and bool((grid.diff() > 0).all())
+                assert len(tuned_corrections(model, "unipc", count, direction)) == count
+                assert entry["errors"][direction]["bridge"] == bridge
