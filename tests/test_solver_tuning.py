@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ddib.bridge import ode
-from ddib.bridge.grids import sigma_grid
+from ddib.bridge.grids import sigma_grid, tuned_corrections, tuned_grid
 from ddib.bridge.tuning import (
     LEVELS,
     TuningData,
@@ -24,6 +24,7 @@ from ddib.bridge.tuning import (
     tune_direction,
     tune_solver,
 )
+from ddib.model.registry import BUNDLED_DIR, load_domain_model
 
 from .conftest import make_blob_images, run_cli
 from .problems import gaussian_flow, gaussian_model
@@ -284,9 +285,6 @@ def test_end_to_end_refinement_finds_the_exact_corrections_from_none():
 def test_bundled_pair_default_solve_is_learned_for_each_bridge():
     # Each end of a bridge must carry the part fitted for that bridge: fives encode with the fives → sevens fit
     # and decode with the sevens → fives one (and the other way round for sevens), at every tuned step count.
-    from ddib.bridge.grids import tuned_corrections, tuned_grid
-    from ddib.model.registry import BUNDLED_DIR, load_domain_model
-
     for domain, other in (("fives", "sevens"), ("sevens", "fives")):
         model = load_domain_model(str(BUNDLED_DIR / domain), None, "cpu").diffusion
         steps = model.default_steps["unipc"]
