@@ -3,12 +3,12 @@ import math
 import pytest
 import torch
 
-from ddib.model.diffusion import CosineSchedule, Diffusion, DiffusionConfig
+from ddib.model.diffusion import Diffusion, DiffusionConfig, make_schedule
 from ddib.model.nets import build_network, unet_config
 
 
 def test_schedule_endpoints_and_inverse():
-    s = CosineSchedule(DiffusionConfig())
+    s = make_schedule(DiffusionConfig())
     assert math.isclose(s.sigma_bar(0.0), 0.002, rel_tol=1e-12)
     assert math.isclose(s.sigma_bar(1.0), 80.0, rel_tol=1e-12)
     t = torch.linspace(0, 1, 11, dtype=torch.float64)

@@ -2,7 +2,8 @@
 
 Fixed-step solvers step on EDM's grid σ̄_i = (σ̄_min^{1/ρ} + i/N·(σ̄_max^{1/ρ} − σ̄_min^{1/ρ}))^ρ (Karras et al. 2022),
 which spends steps where ε̂ changes fastest (low noise); ρ = ∞ is its limit, the grid uniform in log σ̄ (half the
-log-SNR), as in DPM-Solver (Lu et al. 2022). `ddim` steps on σ̄(i/N), uniform in t. A model may also carry grids
+log-SNR), as in DPM-Solver (Lu et al. 2022). `ddim` steps on σ̄(i/N), uniform in t (on a DDPM table, the nearest
+integer timesteps, as DDIM's respacing of the official DDIB: at most T − 1 steps). A model may also carry grids
 tuned for it (`tuning.py`), per solver, step count and direction.
 """
 
@@ -35,7 +36,10 @@ def sigma_grid(model: Diffusion, steps: int, rho: float = DEFAULT_RHO, uniform_t
     sched = model.schedule
     i = torch.arange(steps + 1, dtype=torch.float64) / steps
     if uniform_t:
-        grid = sched.sigma_bar(i)
+        t = i * float(sched.t_of_sigma_bar(torch.tensor(sched.sigma_max, dtype=torch.float64)))
+        if hasattr(sched, "num_timesteps"):  # a DDPM table: its own integer timesteps, as DDIM's respacing
+            t = torch.unique(torch.round(t * (sched.num_timesteps - 1))) / (sched.num_timesteps - 1)
+        grid = sched.sigma_bar(t)
     elif math.isinf(rho):
         grid = sched.sigma_min * (sched.sigma_max / sched.sigma_min) ** i
     else:

@@ -48,7 +48,7 @@ DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-4
 
 __all__ = ["ADAPTIVE_SOLVERS", "EVALS_PER_STEP", "FIXED_SOLVERS", "SOLVERS", "ODEOptions", "SolveStats", "decode",
-           "encode", "model_steps", "resolve_steps", "sample", "sample_hue", "translate"]  # fmt: skip
+           "bridge_ends", "encode", "model_steps", "resolve_steps", "sample", "sample_hue", "translate"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -199,9 +199,9 @@ def encode(model: Diffusion, x: torch.Tensor, options: ODEOptions = ODEOptions()
     `grid` (increasing σ̄ nodes) overrides the grid a fixed-step solver would use, with `corrections` in place of
     the model's tuned ones.
     """
-    alpha_0, alpha_1 = model.schedule.alpha_ends
     corrections = step_corrections(model, options, "encode") if grid is None else corrections
     grid = step_grid(model, options, "encode") if grid is None else grid
+    alpha_0, alpha_1 = _alpha_ends(model, grid)
     return solve(model, model.to_model_space(x) / alpha_0, grid, options, stats, corrections) * alpha_1
 
 
@@ -214,10 +214,16 @@ def decode(model: Diffusion, z: torch.Tensor, options: ODEOptions = ODEOptions()
     `grid` (increasing σ̄ nodes, walked backwards) overrides the grid a fixed-step solver would use, with
     `corrections` (in solve order) in place of the model's tuned ones.
     """
-    alpha_0, alpha_1 = model.schedule.alpha_ends
     corrections = step_corrections(model, options, "decode") if grid is None else corrections
     grid = step_grid(model, options, "decode") if grid is None else grid.flip(0)
+    alpha_0, alpha_1 = _alpha_ends(model, grid)
     return model.to_images(solve(model, z / alpha_1, grid, options, stats, corrections) * alpha_0, hue)
+
+
+def _alpha_ends(model: Diffusion, grid: torch.Tensor) -> tuple[float, float]:
+    """(α at the data end, α at the latent end) of a solve's grid, in either order: x = α·x̄ at each end."""
+    lo, hi = sorted((float(grid[0]), float(grid[-1])))
+    return model.schedule.alpha_of_sigma_bar(lo), model.schedule.alpha_of_sigma_bar(hi)
 
 
 def translate(
@@ -229,7 +235,7 @@ def translate(
 ) -> torch.Tensor:
     """DDIB (Su et al. 2023, Alg. 1): decode(target, encode(source, x)), with x's hue θ carried beside the latent
     between hue-quotient models."""
-    check_compatible(source, target)
+    source, target = bridge_ends(source, target)
     options = resolve_steps(options, source, target)
     return decode(target, encode(source, x, options, stats), options, stats, hue=source.image_hue(x))
 
@@ -252,6 +258,14 @@ def sample(
 def sample_hue(model: Diffusion, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
     """θ ~ U[0, 2π) per image for a hue-quotient model (the colored-MNIST recipe's uniform hue); None otherwise."""
     return torch.rand(n, generator=generator) * (2 * torch.pi) if model.hue_quotient else None
+
+
+def bridge_ends(source: Diffusion, target: Diffusion) -> tuple[Diffusion, Diffusion]:
+    """The two ends of a bridge, checked compatible, each solved up to the largest σ̄ both reach: the latent is
+    passed at one noise level, so a model whose table stops lower sets where both meet."""
+    check_compatible(source, target)
+    meet = min(source.schedule.sigma_max, target.schedule.sigma_max)
+    return source.within(meet), target.within(meet)
 
 
 def check_compatible(source: Diffusion, target: Diffusion) -> None:

@@ -39,12 +39,27 @@ from torch import nn
 from ..color import chroma_angle, cone_to_rgb, hue_angle, rgb_to_cone, rotate_chroma, rotate_hue
 from ..errors import DDIBError
 from ..utils import append_dims
+from .schedules import DISCRETE_SCHEDULES, SCHEDULES, CosineSchedule, DiscreteSchedule, discrete_alphas_cumprod
 from .symmetry import check_symmetry, group_average
 
-PREDICTIONS = ("eps", "v")
-# What the network is conditioned on: t itself (DDPM), or the position of log σ̄ in [log σ̄_min, log σ̄_max] (as EDM's
-# c_noise = ¼·ln σ, uniform in log-SNR), which with a low-frequency embedding keeps ε̂ smooth in the noise level.
-NOISE_INPUTS = ("t", "log-snr")
+
+def make_schedule(cfg: DiffusionConfig) -> CosineSchedule | DiscreteSchedule:
+    """The schedule a config names (schedules.py)."""
+    if cfg.schedule == "cosine":
+        return CosineSchedule(cfg.sigma_min, cfg.sigma_max)
+    steps = len(cfg.trained_betas) if cfg.schedule == "trained_betas" else cfg.num_train_timesteps
+    try:
+        table = discrete_alphas_cumprod(cfg.schedule, steps, cfg.beta_start, cfg.beta_end, cfg.trained_betas)
+        return DiscreteSchedule(table)
+    except (ValueError, RuntimeError) as exc:
+        raise DDIBError(f"invalid {cfg.schedule} schedule: {exc}") from None
+
+# What the network outputs: ε, v = α·ε − σ·x_0, or x_0 itself ("sample", diffusers' name).
+PREDICTIONS = ("eps", "v", "sample")
+# What the network is conditioned on: t itself, the position of log σ̄ in [log σ̄_min, log σ̄_max] (as EDM's
+# c_noise = ¼·ln σ, uniform in log-SNR), which with a low-frequency embedding keeps ε̂ smooth in the noise level, or
+# a DDPM table's own timestep n ∈ [0, T−1] (times `timestep_scale`: improved-diffusion's rescaled timesteps).
+NOISE_INPUTS = ("t", "log-snr", "timestep")
 # Where the diffusion runs: on RGB, or on the HSV cone (`color.rgb_to_cone`) with a hue-equivariant denoiser.
 COLOR_SPACES = ("rgb", "cone")
 # What the model leaves out of its domain: nothing, or the hue (it models the hue-0 slice; the bridge carries each
@@ -54,20 +69,35 @@ QUOTIENTS = ("none", "hue")
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """Noise schedule: truncated cosine VP with σ̄ = σ/α ranging over [sigma_min, sigma_max]."""
+    """Noise schedule (truncated cosine VP with σ̄ = σ/α over [sigma_min, sigma_max], or a discrete DDPM table whose
+    span is its own), parameterisation and what the network is told of the noise level."""
 
-    schedule: str = "cosine"
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
+    schedule: str = "cosine"  # SCHEDULES
+    sigma_min: float = 0.002  # discrete schedules: the table's σ̄_0 (set from the table)
+    sigma_max: float = 80.0  # discrete schedules: the table's σ̄_{T−1}
     prediction: str = "eps"  # configs written before v existed have no key and were ε-models
     symmetry: str = "none"  # the colour symmetries ε̂ is averaged over (symmetry.py); older configs: none
     noise_input: str = "t"  # what the network sees of the noise level (NOISE_INPUTS); older configs: t
     color_space: str = "rgb"  # COLOR_SPACES; older configs: rgb
     quotient: str = "none"  # QUOTIENTS; older configs: none
+    # Discrete schedules (diffusers' scheduler config): T, the β range, or the betas themselves.
+    num_train_timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    trained_betas: tuple[float, ...] | None = None
+    timestep_scale: float = 1.0  # noise input "timestep": the network is told n·timestep_scale
 
     def __post_init__(self):
-        if self.schedule != "cosine":
-            raise DDIBError(f"unknown noise schedule {self.schedule!r}; only 'cosine' is implemented")
+        if self.schedule not in SCHEDULES:
+            raise DDIBError(f"unknown noise schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if self.schedule == "trained_betas" and not self.trained_betas:
+            raise DDIBError("the trained_betas schedule needs its betas")
+        if self.schedule in DISCRETE_SCHEDULES:
+            if self.trained_betas is not None:
+                object.__setattr__(self, "trained_betas", tuple(float(b) for b in self.trained_betas))
+            sched = make_schedule(self)
+            object.__setattr__(self, "sigma_min", sched.sigma_min)
+            object.__setattr__(self, "sigma_max", sched.sigma_max)
         if self.prediction not in PREDICTIONS:
             raise DDIBError(f"unknown prediction {self.prediction!r}; use one of {', '.join(PREDICTIONS)}")
         if self.color_space not in COLOR_SPACES:
@@ -79,40 +109,6 @@ class DiffusionConfig:
             raise DDIBError(f"unknown noise input {self.noise_input!r}; use one of {', '.join(NOISE_INPUTS)}")
         if not 0 < self.sigma_min < self.sigma_max:
             raise DDIBError("noise schedule needs 0 < sigma_min < sigma_max")
-
-
-class CosineSchedule:
-    """σ̄(t) = tan(a·t + b) with b = atan(σ̄_min), a = atan(σ̄_max) − b; α = 1/√(1+σ̄²), σ = σ̄·α."""
-
-    def __init__(self, cfg: DiffusionConfig):
-        self.sigma_min, self.sigma_max = cfg.sigma_min, cfg.sigma_max
-        self.b = math.atan(cfg.sigma_min)
-        self.a = math.atan(cfg.sigma_max) - self.b
-
-    def sigma_bar(self, t):
-        """σ̄(t) = σ(t)/α(t)."""
-        return torch.tan(self.a * t + self.b) if torch.is_tensor(t) else math.tan(self.a * t + self.b)
-
-    def t_of_sigma_bar(self, sigma_bar):
-        """Inverse of σ̄(t)."""
-        if torch.is_tensor(sigma_bar):
-            return (torch.atan(sigma_bar) - self.b) / self.a
-        return (math.atan(sigma_bar) - self.b) / self.a
-
-    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(α(t), σ(t)) = (cos(a·t + b), sin(a·t + b))."""
-        angle = self.a * t + self.b
-        return torch.cos(angle), torch.sin(angle)
-
-    @staticmethod
-    def alpha_of_sigma_bar(sigma_bar):
-        """α = 1/√(1 + σ̄²), from σ̄ = σ/α and α² + σ² = 1."""
-        return torch.rsqrt(1 + sigma_bar**2) if torch.is_tensor(sigma_bar) else (1 + sigma_bar**2) ** -0.5
-
-    @property
-    def alpha_ends(self) -> tuple[float, float]:
-        """(α at σ̄_min, α at σ̄_max): x = α·x̄ at the data end and at the latent end."""
-        return self.alpha_of_sigma_bar(self.sigma_min), self.alpha_of_sigma_bar(self.sigma_max)
 
 
 def unwrap(net: nn.Module) -> nn.Module:
@@ -137,7 +133,7 @@ class Diffusion(nn.Module):
         super().__init__()
         self.net = net
         self.config = cfg or DiffusionConfig()
-        self.schedule = CosineSchedule(self.config)
+        self.schedule = make_schedule(self.config)
         if self.config.symmetry != "none":  # (known-answer tests build a Diffusion before they set its net)
             check_symmetry(self.config.symmetry, self.data_shape, self.config.color_space, self.config.quotient)
         if label is not None and not 0 <= label < self.num_classes:
@@ -156,6 +152,18 @@ class Diffusion(nn.Module):
         out = Diffusion(net or self.net, config or self.config, changes.get("label", self.label),
                         changes.get("guidance", self.guidance))  # fmt: skip
         out.solver_grids, out.default_steps = self.solver_grids, self.default_steps
+        if config is None:  # the same schedule, solved over the same span (`within`)
+            out.schedule = self.schedule
+        return out
+
+    def within(self, sigma_max: float) -> Diffusion:
+        """The same model solved only up to σ̄ = `sigma_max` (a bridge's two ends meet where both reach); grids
+        tuned for the whole span do not apply to the shorter one."""
+        if sigma_max >= self.schedule.sigma_max:
+            return self
+        out = self.derive()
+        out.schedule = self.schedule.within(sigma_max)
+        out.solver_grids = {}
         return out
 
     def grid_key(self, solver: str, steps: int) -> str:
@@ -187,21 +195,27 @@ class Diffusion(nn.Module):
         return unwrap(self.net).config.data_shape
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """ε̂(x_t, t), averaged over the config's channel-permutation group; t is a scalar or a (B,) tensor."""
-        t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[0])
+        """ε̂(x_t, t), averaged over the config's channel-permutation group; t is a scalar or a (B,) tensor (kept in
+        float64 when given so: a DDPM table's timestep n = t·(T−1) needs more than float32's digits of t)."""
+        dtype = torch.float64 if torch.is_tensor(t) and t.dtype == torch.float64 else x_t.dtype
+        t = torch.as_tensor(t, dtype=dtype, device=x_t.device).expand(x_t.shape[0])
         return group_average(self._network_eps, x_t, t, self.config.symmetry)
 
     def eps_bar(self, x_bar: torch.Tensor, sigma_bar: torch.Tensor) -> torch.Tensor:
         """ε̂ in the DDIM coordinates, ε̂(α(σ̄)·x̄, t(σ̄)): the probability-flow drift dx̄/dσ̄ (ode.py)."""
         alpha = self.schedule.alpha_of_sigma_bar(sigma_bar)
-        return self.eps(x_bar * alpha, self.schedule.t_of_sigma_bar(sigma_bar))
+        t = self.schedule.t_of_sigma_bar(sigma_bar)
+        return self.eps(x_bar * alpha.to(x_bar.dtype) if torch.is_tensor(alpha) else x_bar * alpha, t)
 
     def noise_input(self, t: torch.Tensor) -> torch.Tensor:
-        """The network's conditioning scalar: t, or (ln σ̄(t) − ln σ̄_min)/(ln σ̄_max − ln σ̄_min) ∈ [0, 1]."""
+        """The network's conditioning scalar: t, (ln σ̄(t) − ln σ̄_min)/(ln σ̄_max − ln σ̄_min) ∈ [0, 1], or a DDPM
+        table's timestep n = t·(T−1) (times `timestep_scale`)."""
         if self.config.noise_input == "t":
             return t
-        sched = self.schedule
-        return (torch.log(sched.sigma_bar(t) / sched.sigma_min)) / math.log(sched.sigma_max / sched.sigma_min)
+        if self.config.noise_input == "timestep":
+            return self.schedule.timestep(t) * self.config.timestep_scale
+        lo, hi = self.config.sigma_min, self.config.sigma_max  # the whole span, whatever this model is solved over
+        return (torch.log(self.schedule.sigma_bar(t) / lo)) / math.log(hi / lo)
 
     def _labels(self, batch: int, label: int | None, device: torch.device) -> torch.Tensor:
         """(B,) label indices; the null label (index num_classes) stands for "no label"."""
@@ -249,8 +263,8 @@ class Diffusion(nn.Module):
         return rotate_chroma(out, theta.to(out.dtype))
 
     def _network_eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The network's own ε̂ (from its ε or v output), guided when `guidance` is set."""
-        c_noise = self.noise_input(t)
+        """The network's own ε̂ (from its ε, v or x_0 output), guided when `guidance` is set."""
+        c_noise = self.noise_input(t).to(x_t.dtype)
         if self.num_classes == 0:
             out = self._net(x_t, c_noise)
         elif not self.guidance:
@@ -263,9 +277,11 @@ class Diffusion(nn.Module):
         out = out.to(x_t.dtype)
         if self.config.prediction == "eps":
             return out
-        alpha, sigma = self.schedule.alpha_sigma(t)
+        alpha, sigma = (append_dims(c.to(x_t.dtype), x_t.ndim) for c in self.schedule.alpha_sigma(t))
+        if self.config.prediction == "sample":
+            return (x_t - alpha * out) / sigma  # ε from x_t = α·x_0 + σ·ε
         # ε = α·v + σ·x_t, from v = α·ε − σ·x_0 and x_t = α·x_0 + σ·ε with α² + σ² = 1.
-        return append_dims(alpha, x_t.ndim) * out + append_dims(sigma, x_t.ndim) * x_t
+        return alpha * out + sigma * x_t
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.eps(x_t, t)
@@ -291,5 +307,5 @@ class Diffusion(nn.Module):
             drop = torch.rand(b, generator=generator, device=x0.device) < label_dropout
             labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
         out = self._net(alpha * x0 + sigma * noise, self.noise_input(t), labels)
-        target = noise if self.config.prediction == "eps" else alpha * noise - sigma * x0
+        target = {"eps": noise, "v": alpha * noise - sigma * x0, "sample": x0}[self.config.prediction]
         return torch.mean((out.float() - target.float()) ** 2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,9 @@ import torch
 from ..errors import DDIBError
 from ..io.images import to_uint8, to_unit_range
 from . import checkpoint as ckpt
-from .diffusion import Diffusion
+from . import external
+from .diffusion import Diffusion, unwrap
+from .references import Reference, is_reference_dir, read_reference
 
 BUNDLED_DIR = Path(__file__).parents[1] / "assets" / "models"
 
@@ -25,6 +27,11 @@ class ModelLocation:
     path: Path
     origin: str  # "local" | "bundled" | the directory, for a model named by its path
     label: str | None = None  # the domain is this label of the conditional model at `path`
+    reference: Reference | None = None  # a foreign model (diffusers, guided-diffusion): where it is, its label
+
+    @property
+    def format(self) -> str:
+        return "ddib" if self.reference is None else self.reference.format
 
     @property
     def is_union(self) -> bool:
@@ -33,7 +40,10 @@ class ModelLocation:
 
     @property
     def where(self) -> str:
-        """For summaries: 'local', or 'digits: conditional, local' for a label of a conditional model."""
+        """For summaries: 'local', 'digits: conditional, local' for a label of a conditional model, or 'diffusers,
+        local' for a foreign model."""
+        if self.reference is not None:
+            return f"{self.reference.format}, {self.origin}"
         return f"{self.path.name}: conditional, {self.origin}" if self.label is not None else self.origin
 
 
@@ -43,11 +53,14 @@ def models_dir_or_default(models_dir: str | Path | None) -> Path:
 
 
 def _is_model_dir(path: Path) -> bool:
-    return (path / ckpt.CONFIG_FILE).is_file() and (path / ckpt.WEIGHTS_FILE).is_file()
+    """A ddib model directory, or a registered reference to a foreign model."""
+    return ((path / ckpt.CONFIG_FILE).is_file() and (path / ckpt.WEIGHTS_FILE).is_file()) or is_reference_dir(path)
 
 
 def model_labels(path: Path) -> list[str]:
-    """The labels of a class-conditional model's directory ([] for a model of one domain)."""
+    """The labels of a class-conditional model's directory ([] for a model of one domain or a foreign model)."""
+    if is_reference_dir(path):
+        return []
     try:
         cfg, _ = ckpt.read_config(path)
     except DDIBError:
@@ -80,8 +93,40 @@ def weightless_runs(models_dir: str | Path | None = None) -> list[Path]:
 
 
 def is_model_path(spec: str) -> bool:
-    """A model named by its directory (`runs/a/fives`) rather than its domain (domain names have no slash)."""
-    return "/" in spec or os.sep in spec
+    """A model named by its path (`runs/a/fives`, `cats/`, `model.pt`) rather than its domain (domain names have no
+    slash)."""
+    return "/" in spec or os.sep in spec or spec.endswith(external.CHECKPOINT_SUFFIXES)
+
+
+def _with_label(loc: ModelLocation, label: str) -> ModelLocation:
+    """One class of a foreign class-conditional model: `PATH:260` (its labels are class indices)."""
+    try:
+        index = int(label)
+    except ValueError:
+        raise DDIBError(f"{loc.domain}: labels of a {loc.format} model are class numbers, not {label!r}") from None
+    if loc.reference.label is not None:
+        raise DDIBError(f"{loc.domain} already stands for label {loc.reference.label}")
+    return replace(loc, domain=f"{loc.domain}:{index}", reference=replace(loc.reference, label=index))
+
+
+def _path_location(spec: str) -> ModelLocation:
+    """A model named by its path: a ddib model directory, a diffusers folder or a guided-diffusion checkpoint."""
+    path = Path(spec)
+    if _is_model_dir(path) and not is_reference_dir(path):
+        cfg, _ = ckpt.read_config(path)
+        return ModelLocation(cfg.domain.get("name", path.name), path, str(path))
+    if is_reference_dir(path):
+        return ModelLocation(path.name, path, str(path), reference=read_reference(path))
+    fmt = external.detect_format(path)
+    if fmt is not None:
+        return ModelLocation(path.stem if path.is_file() else path.name, path, str(path), reference=Reference(fmt, path))
+    if not path.exists():
+        raise external.not_found(spec)
+    raise DDIBError(
+        f"{path} is not a model directory: neither ddib's ({ckpt.CONFIG_FILE} + {ckpt.WEIGHTS_FILE}), a "
+        "diffusers folder (model_index.json, unet/ + scheduler/, or config.json + scheduler_config.json) nor a "
+        "guided-diffusion checkpoint (.pt)"
+    )
 
 
 def find_model(domain: str, models_dir: str | Path | None = None) -> ModelLocation:
@@ -91,6 +136,8 @@ def find_model(domain: str, models_dir: str | Path | None = None) -> ModelLocati
     spec, _, label = domain.partition(":")
     if label:
         loc = find_model(spec, models_dir)
+        if loc.reference is not None:
+            return _with_label(loc, label)
         labels = model_labels(loc.path)
         if not labels:
             raise DDIBError(f"{spec} is not a conditional model, so it has no label {label!r}")
@@ -98,12 +145,10 @@ def find_model(domain: str, models_dir: str | Path | None = None) -> ModelLocati
             raise DDIBError(f"{spec} has no label {label!r}; its labels are {', '.join(labels)}")
         return ModelLocation(label, loc.path, loc.origin, label)
     if is_model_path(spec):
-        path = Path(spec)
-        if not _is_model_dir(path):
-            raise DDIBError(f"{path} is not a model directory (no {ckpt.CONFIG_FILE} + {ckpt.WEIGHTS_FILE} in it)")
-        cfg, _ = ckpt.read_config(path)
-        return ModelLocation(cfg.domain.get("name", path.name), path, str(path))
+        return _path_location(spec)
     for origin, root in _roots(models_dir):
+        if is_reference_dir(root / spec):
+            return ModelLocation(spec, root / spec, origin, reference=read_reference(root / spec))
         if _is_model_dir(root / spec):
             return ModelLocation(spec, root / spec, origin)
         if origin == "local" and ckpt.is_weightless_run(root / spec):
@@ -181,6 +226,8 @@ def load_domain_model(
     """A domain's model (bound to its label when it is one of a conditional model's); `symmetry` other than
     "auto" (the saved config's) overrides its group averaging; `guidance` is the classifier-free guidance scale."""
     loc = find_model(domain, models_dir)
+    if loc.reference is not None:
+        return _load_foreign(loc, device, symmetry, guidance)
     if guidance and loc.label is None:
         raise DDIBError(f"--guidance needs a label of a conditional model; {domain} is not one")
     if loc.label is None:
@@ -191,6 +238,45 @@ def load_domain_model(
     if symmetry != "auto":
         model = model.use_symmetry(symmetry)
     return DomainModel(loc.domain, model, cfg, loc)
+
+
+def _load_foreign(loc: ModelLocation, device, symmetry: str, guidance: float) -> DomainModel:
+    """A foreign model (external.py) as a domain: bound to its label, with what ddib tuned for it."""
+    ref = loc.reference
+    if guidance:
+        raise DDIBError(f"--guidance needs a model trained with an unconditional mode; {loc.domain} has none")
+    stat = _weights_file(ref).stat()
+    key = ("external", ref.path.resolve(), str(torch.device(device)), stat.st_mtime_ns, stat.st_size, repr(ref.flags))
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = (external.load_external(ref.path, ref.format, ref.flags, device), None)
+    model = _LOADED[key][0]
+    if ref.label is not None:
+        model = model.with_label(ref.label)
+    elif model.num_classes:
+        raise DDIBError(f"{loc.domain} is class-conditional ({model.num_classes} classes): name one, e.g. "
+                        f"{loc.path}:0 or `ddib models add NAME {ref.path} --label 0`")  # fmt: skip
+    else:
+        model = model.derive()
+    model.solver_grids, model.default_steps = ref.solver_grids, ref.default_steps
+    if symmetry != "auto":
+        model = model.use_symmetry(symmetry)
+    net = unwrap(model.net).config
+    cfg = ckpt.RunConfig(net, model.config, ckpt.TrainConfig(),
+                         {"name": loc.domain, "kind": "external", "format": ref.format, "path": str(ref.path)})  # fmt: skip
+    return DomainModel(loc.domain, model, cfg, loc)
+
+
+def _weights_file(ref: Reference) -> Path:
+    """The file whose change means the foreign model must be read again."""
+    if ref.path.is_file():
+        return ref.path
+    if not ref.path.exists():
+        raise external.not_found(str(ref.path))
+    from .external.diffusers_folder import WEIGHT_FILES, parts
+
+    unet, _ = parts(ref.path)
+    return next(unet / w for w in WEIGHT_FILES if (unet / w).is_file())
 
 
 def _shared_model(path: Path, device: torch.device | str) -> tuple[Diffusion, ckpt.RunConfig]:

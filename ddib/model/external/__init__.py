@@ -1,0 +1,125 @@
+"""Models trained elsewhere, as ddib denoisers: each foreign format is a network adapter plus the schedule and
+parameterisation it was trained with, wrapped in the same `Diffusion` as ddib's own (k-diffusion's `external.py`
+idea): the bridge, the solvers and every command see one interface, ε̂(x̄, σ̄[, label]).
+
+Formats: diffusers folders (`diffusers_folder.py`, needs the `ddib[diffusers]` extra) and guided-diffusion /
+improved-diffusion `.pt` state dicts (`guided.py`, ddib's own network in `guided_unet.py`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ...errors import DDIBError
+from ..diffusion import Diffusion, DiffusionConfig
+from . import diffusers_folder, guided
+
+FORMATS = ("diffusers", "guided-diffusion")
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ExternalConfig:
+    """What ddib knows of a foreign network: its format, input shape and classes (the rest stays in its files)."""
+
+    format: str
+    image_size: int
+    channels: int
+    num_classes: int = 0
+    kind: str = "external"
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return (self.channels, self.image_size, self.image_size)
+
+
+class ExternalNet(nn.Module):
+    """A foreign network as ddib calls its own: (x_t, noise input[, labels]) → its first C output channels (a learned
+    variance, when it has one, is the other C and is not needed by the ODE)."""
+
+    def __init__(self, net: nn.Module, config: ExternalConfig):
+        super().__init__()
+        self.net, self.config = net, config
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if labels is not None and bool((labels >= self.config.num_classes).any()):
+            raise DDIBError("this class-conditional model has no unconditional mode: name one of its labels")
+        return self.run(x, c_noise, labels)[:, : self.config.channels]
+
+    def run(self, x, c_noise, labels):
+        raise NotImplementedError
+
+
+class DiffusersNet(ExternalNet):
+    def run(self, x, c_noise, labels):
+        return self.net(x, c_noise, class_labels=labels).sample
+
+
+class GuidedNet(ExternalNet):
+    def run(self, x, c_noise, labels):
+        return self.net(x, c_noise, labels)
+
+
+def detect_format(path: Path) -> str | None:
+    """'diffusers' for a diffusers folder, 'guided-diffusion' for a .pt/.pth file, else None."""
+    path = Path(path)
+    if path.is_file() and path.suffix in CHECKPOINT_SUFFIXES:
+        return "guided-diffusion"
+    if diffusers_folder.is_diffusers_folder(path):
+        return "diffusers"
+    return None
+
+
+def not_found(spec: str) -> DDIBError:
+    """The error for a model path that is not on this machine (a hub id gets how to fetch it)."""
+    if HUB_ID.match(spec) and not Path(spec).exists():
+        folder = spec.split("/")[-1]
+        return DDIBError(
+            f"{spec} is not a local folder, and ddib downloads nothing: on a connected machine run `huggingface-cli "
+            f"download {spec} --local-dir {folder}`, copy the folder here and give its path"
+        )
+    return DDIBError(f"{spec} is not a model directory or file: it does not exist")
+
+
+def load_external(path: Path, fmt: str, flags: dict | None = None,
+                  device: torch.device | str = "cpu") -> Diffusion:  # fmt: skip
+    """A foreign model as a `Diffusion` in eval mode, float32, without gradients."""
+    path = Path(path)
+    if fmt == "diffusers":
+        unet_dir, scheduler = diffusers_folder.parts(path)
+        dcfg = diffusers_folder.diffusion_config(scheduler)
+        unet = diffusers_folder.load_unet(unet_dir)
+        c = unet.config
+        size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
+        ecfg = ExternalConfig(fmt, int(size), int(c.in_channels), int(c.num_class_embeds or 0))
+        net = DiffusersNet(unet, ecfg)
+    elif fmt == "guided-diffusion":
+        if flags is None:
+            beside = guided.flags_beside(path)
+            if not beside.is_file():
+                raise DDIBError(f"{path} needs its model flags: write them as JSON in {beside}, or register it with "
+                                f'`ddib models add NAME {path} --flags "--image_size 256 ..."`')  # fmt: skip
+            flags = guided.parse_flags(beside.read_text())
+        unet, gcfg, dcfg = guided.load_guided(path, flags)
+        ecfg = ExternalConfig(fmt, gcfg.image_size, gcfg.in_channels, gcfg.num_classes)
+        net = GuidedNet(unet, ecfg)
+    else:
+        raise DDIBError(f"unknown model format {fmt!r}; ddib reads {', '.join(FORMATS)}")
+    model = Diffusion(net, dcfg).to(device).eval()
+    model.requires_grad_(False)
+    return model
+
+
+def describe_diffusion(cfg: DiffusionConfig) -> str:
+    """'linear β × 1000, ε' — the schedule and parameterisation, for listings."""
+    prediction = {"eps": "ε", "v": "v", "sample": "x₀"}[cfg.prediction]
+    if cfg.schedule == "cosine":
+        return f"cosine σ̄ ∈ [{cfg.sigma_min:g}, {cfg.sigma_max:g}], {prediction}"
+    steps = len(cfg.trained_betas) if cfg.trained_betas else cfg.num_train_timesteps
+    return f"{cfg.schedule} β × {steps} (σ̄ {cfg.sigma_min:.3g}–{cfg.sigma_max:.3g}), {prediction}"
