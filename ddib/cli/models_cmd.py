@@ -1,28 +1,43 @@
-"""`ddib models`: list the trained models ddib can use and where they come from."""
+"""`ddib models`: list the models ddib can use and where they come from; `ddib models add` registers a foreign one."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import typer
 from rich.table import Table
 
+from ..errors import DDIBError
 from ..model import checkpoint as ckpt
-from ..model.registry import available_models, weightless_runs
+from ..model.external import describe_diffusion, detect_format, guided, load_external, not_found
+from ..model.references import Reference, is_reference_dir, write_reference
+from ..model.registry import available_models, load_domain_model, models_dir_or_default, weightless_runs
 from .app import app, console
 from .options import ModelsDirOpt
 
+models_app = typer.Typer(help="List usable models (`ddib models`), or register a foreign one (`ddib models add`).")
+app.add_typer(models_app, name="models")
 
-@app.command("models")
-def models_command(models_dir: str | None = ModelsDirOpt) -> None:
+
+@models_app.callback(invoke_without_command=True)
+def models_command(ctx: typer.Context, models_dir: str | None = ModelsDirOpt) -> None:
     """List available domains and their models: local ones (models dir) first, bundled ones as fallback; the
-    labels of a class-conditional model are domains too."""
+    labels of a class-conditional model are domains too; registered foreign models with their format."""
+    if ctx.invoked_subcommand is not None:
+        return
     found = available_models(models_dir)
     runs = weightless_runs(models_dir)
     if runs:
         console.print(f"training runs without saved weights (`ddib export` writes them): {', '.join(map(str, runs))}")
     if not found:
-        console.print("no models found; train one with `ddib train --domain fives`")
+        console.print("no models found; train one with `ddib train --domain fives`, or register one with "
+                      "`ddib models add NAME PATH`")  # fmt: skip
         return
-    table = Table("domain", "origin", "model", "steps", "data", "path")
+    table = Table("domain", "origin", "format", "model", "schedule", "steps", "data", "path")
     for loc in found:
+        if loc.reference is not None:
+            table.add_row(*_foreign_row(loc, models_dir))
+            continue
         cfg, raw = ckpt.read_config(loc.path)
         m = cfg.model
         arch = f"{m.kind} {m.data_shape}"
@@ -40,5 +55,60 @@ def models_command(models_dir: str | None = ModelsDirOpt) -> None:
             data = (member.get("path") or f"digit {member.get('digit')}") if loc.label else ", ".join(members)
         else:
             data = cfg.domain.get("path") or f"digit {cfg.domain.get('digit')}"
-        table.add_row(loc.domain, loc.where, arch, str(raw.get("trained_steps", "?")), str(data), str(loc.path))
+        table.add_row(loc.domain, loc.origin, "ddib", arch, describe_diffusion(cfg.diffusion),
+                      str(raw.get("trained_steps", "?")), str(data), str(loc.path))  # fmt: skip
     console.print(table)
+
+
+def _foreign_row(loc, models_dir) -> list[str]:
+    """A registered foreign model's row; one that no longer loads says why instead of stopping the listing."""
+    ref = loc.reference
+    try:
+        model = load_domain_model(loc.domain, models_dir).diffusion
+    except DDIBError as exc:
+        return [loc.domain, loc.origin, ref.format, f"unusable: {exc}", "", "", "", str(ref.path)]
+    arch = f"{model.data_shape[1]}×{model.data_shape[2]}, {model.data_shape[0]} channels"
+    if model.num_classes:
+        arch += f", label {ref.label} of {model.num_classes} classes"
+    return [loc.domain, loc.origin, ref.format, arch, describe_diffusion(model.config), "", "", str(ref.path)]
+
+
+@models_app.command("add")
+def add_command(
+    name: str = typer.Argument(..., help="The domain name it will be known by"),
+    path: Path = typer.Argument(..., help="A diffusers folder or a guided-diffusion checkpoint (.pt)"),
+    label: int | None = typer.Option(None, "--label", help="Class of a class-conditional model this domain is"),
+    flags: str | None = typer.Option(
+        None,
+        "--flags",
+        help="guided-diffusion checkpoints: its MODEL_FLAGS ('--image_size 256 ...') or a JSON object "
+        "[default: the JSON beside the file]",
+    ),  # fmt: skip
+    force: bool = typer.Option(False, "--force", help="Replace a model registered under the same name"),
+    models_dir: str | None = ModelsDirOpt,
+) -> None:
+    """Register a model trained elsewhere under a domain name (a reference to its files, not a copy)."""
+    from ..data.domains import check_domain_name
+
+    check_domain_name(name)
+    if not path.exists():
+        raise not_found(str(path))
+    fmt = detect_format(path)
+    if fmt is None:
+        raise DDIBError(f"{path} is neither a diffusers folder nor a guided-diffusion checkpoint (.pt)")
+    if flags is not None and fmt != "guided-diffusion":
+        raise DDIBError("--flags are for guided-diffusion checkpoints; a diffusers folder describes itself")
+    parsed = guided.parse_flags(flags) if flags is not None else None
+    folder = models_dir_or_default(models_dir) / name
+    if folder.exists() and not (force and is_reference_dir(folder)):
+        if is_reference_dir(folder):
+            raise DDIBError(f"{folder} already holds a registered model; pick another name or pass --force")
+        raise DDIBError(f"{folder} already exists (a trained model or a run); pick another name")
+    model = load_external(path, fmt, parsed)  # fails now, with its reason, rather than at the first translation
+    if model.num_classes and label is None:
+        raise DDIBError(f"{path} is class-conditional ({model.num_classes} classes): give the class with --label N")
+    if label is not None and not 0 <= label < max(model.num_classes, 0):
+        raise DDIBError(f"--label {label}: {path} has {model.num_classes or 'no'} classes")
+    write_reference(folder, Reference(fmt, path.resolve(), label, parsed))
+    console.print(f"registered {name}: {fmt} model {path.resolve()}"
+                  f"{f', label {label}' if label is not None else ''} → {folder}")  # fmt: skip

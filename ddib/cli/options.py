@@ -62,12 +62,20 @@ SkipBadOpt = typer.Option(
     help="Go on without unreadable input images (counted at the end) instead of stopping before any work",
 )
 
+ResizeOpt = typer.Option(
+    "crop",
+    "--resize",
+    help="Images of another size than the model's: crop (shorter side to the model's size, centre crop) or stretch "
+    "(both sides to it)",
+)
+
 __all__ = ["Optional"]
 
 
-def read_inputs(inputs, size: int, channels: int, skip_bad: bool, limit: int | None = None) -> ImageBatch:
+def read_inputs(inputs, size: int, channels: int, skip_bad: bool, limit: int | None = None,
+                resize: str = "crop") -> ImageBatch:  # fmt: skip
     """Every input image (files and folders' contents, the first `limit`), decoded before any work starts."""
-    return read_images(expand_inputs(inputs)[:limit], size, channels, skip_bad)
+    return read_images(expand_inputs(inputs)[:limit], size, channels, skip_bad, resize)
 
 
 def report_skipped(images: ImageBatch) -> None:

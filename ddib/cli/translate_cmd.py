@@ -32,6 +32,7 @@ from .options import (
     DeviceOpt,
     GuidanceOpt,
     ModelsDirOpt,
+    ResizeOpt,
     SkipBadOpt,
     SymmetryOpt,
     report_skipped,
@@ -86,6 +87,7 @@ def translate_command(
     method: str = MethodOpt,
     levels: int = LevelsOpt,
     skip_bad: bool = SkipBadOpt,
+    resize: str = ResizeOpt,
     guidance: float = GuidanceOpt,
     opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
 ) -> None:
@@ -96,7 +98,7 @@ def translate_command(
     images = pairs = None
     if inputs and not tgt.is_points:  # every input read (and outputs planned) before any solve
         pairs = plan_outputs(inputs, f"to-{tgt.name}", out, out_dir)
-        images = read_images([p for p, _ in pairs], tgt.data_shape[-1], tgt.data_shape[0], skip_bad)
+        images = read_images([p for p, _ in pairs], tgt.data_shape[-1], tgt.data_shape[0], skip_bad, resize)
         kept = set(images.files)
         pairs = [pair for pair in pairs if pair[0] in kept]
     probes = None if images is None else images.pixels
@@ -182,7 +184,8 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
     console.print(
         f"translated {written:.0f} images {describe_bridge(src_name, src.location, to, tgt.location)} with "
         f"{ode.describe_solve(opts, src_model, tgt_model)}{guided(tgt_model)}{procs}: {nfe:.0f} NFE per image"
-        f"{averaging(src_model, tgt_model)}{hue_carried(src_model)}, "
+        f"{averaging(src_model, tgt_model)}{hue_carried(src_model)}"
+        f"{'' if images is None else images.describe_resize()}, "
         f"{seconds:.1f}s, "
         f"{written / seconds:.1f} images/s → "
         f"{where}"

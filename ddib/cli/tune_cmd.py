@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +18,7 @@ from ..errors import DDIBError
 from ..evaluation.evaluate import held_out_digits
 from ..io.images import to_unit_range
 from ..model import checkpoint as ckpt
+from ..model.references import REFERENCE_FILE, is_reference_dir, read_reference
 from ..model.registry import load_domain_model
 from ..utils import resolve_device
 from .app import app, console
@@ -181,18 +183,26 @@ def _fit_bridge(src, tgt, solver: str, counts: list[int], ref: ode.ODEOptions, d
 
 
 def _make_default(loaded, solver: str, steps: int) -> None:
-    loc = loaded.location
-    _, raw = ckpt.read_config(loc.path)
+    path, raw = _settings(loaded)
     raw.setdefault("default_steps", {})[loaded.diffusion.solver_key(solver)] = steps
-    ckpt.write_json(loc.path / ckpt.CONFIG_FILE, raw)
-    console.print(f"{solver} × {steps} steps is now the default of {loc.domain} when --steps is not given")
+    ckpt.write_json(path, raw)
+    console.print(f"{solver} × {steps} steps is now the default of {loaded.location.domain} when --steps is not given")
 
 
 def _saved(loaded) -> None:
     console.print(
-        f"saved in {loaded.location.path / ckpt.CONFIG_FILE} (commands use it; an explicit --rho solves on that "
-        "fixed grid instead)"
+        f"saved in {_settings(loaded)[0]} (commands use it; an explicit --rho solves on that fixed grid instead)"
     )
+
+
+def _settings(loaded) -> tuple[Path, dict]:
+    """The file a model's tuned solves are kept in (its config.json, or a foreign model's reference.json), read
+    anew so that everything else in it is written back as it is now."""
+    loc = loaded.location
+    if loc.reference is None:
+        return loc.path / ckpt.CONFIG_FILE, ckpt.read_config(loc.path)[1]
+    read_reference(loc.path)  # checks the file
+    return loc.path / REFERENCE_FILE, json.loads((loc.path / REFERENCE_FILE).read_text())
 
 
 def _tunable(domain: str, models_dir, dev):
@@ -201,6 +211,11 @@ def _tunable(domain: str, models_dir, dev):
     loc = loaded.location
     if loaded.is_points:
         raise DDIBError(f"{loc.domain} is a point domain; tune-solver takes image models")
+    if loc.reference is not None and not is_reference_dir(loc.path):
+        raise DDIBError(
+            f"{loc.domain} is a {loc.format} model named by its path: register it with `ddib models add NAME "
+            f"{loc.path}` so that its tuned solves have a place to be kept, and tune NAME"
+        )
     if loc.origin == "bundled":  # the package's own files are not the user's to rewrite
         raise DDIBError(
             f"{loc.domain} is a bundled model: copy it with `ddib export --domain {loc.domain} --out "
@@ -220,11 +235,10 @@ def _check_default(loaded, solver: str, steps: int, tuned_here: tuple[str, ...])
 
 
 def _save_entry(loaded, solver: str, count: int, entry: dict) -> None:
-    path = loaded.location.path
-    _, raw = ckpt.read_config(path)  # re-read: write back everything else as it is now
+    path, raw = _settings(loaded)
     grids, key = raw.setdefault("solver_grids", {}), loaded.diffusion.grid_key(solver, count)
     grids[key] = merge_entry(grids.get(key), entry)
-    ckpt.write_json(path / ckpt.CONFIG_FILE, raw)
+    ckpt.write_json(path, raw)
 
 
 def _report(entry: dict, solver: str, count: int, directions: tuple[str, ...], what: str | None = None) -> None:

@@ -3,8 +3,9 @@
 Input policy (`load_image`): EXIF orientation applied; 16-bit and 32-bit integer greyscale scaled to
 8 bits (÷257 for 16-bit data); palette images expanded; any alpha channel composited over black (the
 background of the colored-MNIST domains); then converted to RGB (3-channel models) or luminance L
-(1-channel models); the shorter side resized to the model's size with bicubic antialiasing and the
-centre cropped to a square. Pixels map to [-1, 1] by x/127.5 − 1.
+(1-channel models); an image of another size than the model's resized with bicubic antialiasing: by default
+("crop") its shorter side to the model's size and the centre cropped to a square, or ("stretch") both sides to the
+model's size. Pixels map to [-1, 1] by x/127.5 − 1.
 """
 
 from __future__ import annotations
@@ -47,12 +48,23 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
     return img
 
 
-def convert_image(img: Image.Image, size: int, channels: int) -> torch.Tensor:
+RESIZE_MODES = ("crop", "stretch")
+
+
+def check_resize(mode: str) -> None:
+    if mode not in RESIZE_MODES:
+        raise DDIBError(f"unknown --resize {mode!r}; use one of {', '.join(RESIZE_MODES)}")
+
+
+def convert_image(img: Image.Image, size: int, channels: int, resize: str = "crop") -> torch.Tensor:
     """Apply the input policy: (channels, size, size) uint8."""
     img = ImageOps.exif_transpose(img)
     img = _flatten_alpha(_to_8bit(img))
     img = img.convert("RGB" if channels == 3 else "L")
     w, h = img.size
+    if resize == "stretch" and (w, h) != (size, size):
+        img = img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
+        w, h = size, size
     scale = size / min(w, h)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
     if (new_w, new_h) != (w, h):
@@ -72,17 +84,18 @@ NAMED_UNREADABLE = 10
 def load_image(path: str | Path, size: int, channels: int) -> torch.Tensor:
     """Read one image file under the input policy: (channels, size, size) uint8."""
     try:
-        return _decode(path, size, channels)
+        return _decode(path, size, channels)[0]
     except FileNotFoundError:
         raise DDIBError(f"image not found: {path}") from None
     except READ_ERRORS as exc:
         raise DDIBError(f"cannot read image {path}: {unreadable_reason(exc)}") from None
 
 
-def _decode(path: str | Path, size: int, channels: int) -> torch.Tensor:
+def _decode(path: str | Path, size: int, channels: int, resize: str = "crop") -> tuple[torch.Tensor, bool]:
+    """(pixels, whether the file's size differed from the model's)."""
     with Image.open(path) as img:
         img.load()  # decodes every pixel: a truncated file fails here, not half-way through a batch later
-        return convert_image(img, size, channels)
+        return convert_image(img, size, channels, resize), img.size != (size, size)
 
 
 def unreadable_reason(exc: BaseException) -> str:
@@ -106,18 +119,32 @@ class ImageBatch:
     pixels: torch.Tensor  # (N, C, S, S) uint8
     files: list[Path]
     skipped: list[tuple[Path, str]]
+    resized: int = 0  # how many were of another size than the model's
+    resize: str = "crop"
+
+    def describe_resize(self) -> str:
+        """For summaries: ', 3 of 4 resized to 256×256 (centre crop)' ('' when none was)."""
+        if not self.resized:
+            return ""
+        how = "centre crop" if self.resize == "crop" else "stretched"
+        size = self.pixels.shape[-1]
+        return f", {self.resized} of {len(self.files)} resized to {size}×{size} ({how})"
 
 
-def read_images(files: list[Path], size: int, channels: int, skip_bad: bool = False) -> ImageBatch:
+def read_images(files: list[Path], size: int, channels: int, skip_bad: bool = False,
+                resize: str = "crop") -> ImageBatch:  # fmt: skip
     """Decode every file before any work starts (ImageMagick/rsync policy: report all bad files at once).
 
     Unreadable files raise one DDIBError naming all of them (count, then up to NAMED_UNREADABLE names) unless
     `skip_bad`, which keeps the readable ones and lists the rest in `skipped`.
     """
-    pixels, kept, bad = [], [], []
+    check_resize(resize)
+    pixels, kept, bad, resized = [], [], [], 0
     for f in files:
         try:
-            pixels.append(_decode(f, size, channels))
+            image, changed = _decode(f, size, channels, resize)
+            pixels.append(image)
+            resized += changed
             kept.append(Path(f))
         except READ_ERRORS as exc:
             bad.append((Path(f), unreadable_reason(exc)))
@@ -126,7 +153,7 @@ def read_images(files: list[Path], size: int, channels: int, skip_bad: bool = Fa
                         "--skip-bad to go on without them)")  # fmt: skip
     if not pixels:
         raise DDIBError(f"{describe_unreadable(bad, len(files))}: no image left to work on")
-    return ImageBatch(torch.stack(pixels), kept, bad)
+    return ImageBatch(torch.stack(pixels), kept, bad, resized, resize)
 
 
 def describe_unreadable(bad: list[tuple[Path, str]], total: int) -> str:

@@ -54,6 +54,7 @@ def make_schedule(cfg: DiffusionConfig) -> CosineSchedule | DiscreteSchedule:
     except (ValueError, RuntimeError) as exc:
         raise DDIBError(f"invalid {cfg.schedule} schedule: {exc}") from None
 
+
 # What the network outputs: ε, v = α·ε − σ·x_0, or x_0 itself ("sample", diffusers' name).
 PREDICTIONS = ("eps", "v", "sample")
 # What the network is conditioned on: t itself, the position of log σ̄ in [log σ̄_min, log σ̄_max] (as EDM's

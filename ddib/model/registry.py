@@ -119,7 +119,8 @@ def _path_location(spec: str) -> ModelLocation:
         return ModelLocation(path.name, path, str(path), reference=read_reference(path))
     fmt = external.detect_format(path)
     if fmt is not None:
-        return ModelLocation(path.stem if path.is_file() else path.name, path, str(path), reference=Reference(fmt, path))
+        name = path.stem if path.is_file() else path.name
+        return ModelLocation(name, path, str(path), reference=Reference(fmt, path))
     if not path.exists():
         raise external.not_found(spec)
     raise DDIBError(
@@ -262,8 +263,8 @@ def _load_foreign(loc: ModelLocation, device, symmetry: str, guidance: float) ->
     if symmetry != "auto":
         model = model.use_symmetry(symmetry)
     net = unwrap(model.net).config
-    cfg = ckpt.RunConfig(net, model.config, ckpt.TrainConfig(),
-                         {"name": loc.domain, "kind": "external", "format": ref.format, "path": str(ref.path)})  # fmt: skip
+    domain = {"name": loc.domain, "kind": "external", "format": ref.format, "path": str(ref.path)}
+    cfg = ckpt.RunConfig(net, model.config, ckpt.TrainConfig(), domain)
     return DomainModel(loc.domain, model, cfg, loc)
 
 

@@ -81,7 +81,8 @@ class CosineSchedule(_Span):
 
 def discrete_alphas_cumprod(name: str, steps: int, beta_start: float = 1e-4, beta_end: float = 0.02,
                             betas: tuple[float, ...] | None = None) -> torch.Tensor:  # fmt: skip
-    """ᾱ_n = ∏_{m≤n} (1 − β_m) for diffusers' `beta_schedule` names (float64; Ho et al. 2020, Nichol & Dhariwal 2021)."""
+    """ᾱ_n = ∏_{m≤n} (1 − β_m) for diffusers' `beta_schedule` names, in float64 (Ho et al. 2020; Nichol & Dhariwal
+    2021 for squaredcos_cap_v2)."""
     if name == "linear":
         beta = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
     elif name == "scaled_linear":
@@ -131,7 +132,9 @@ class DiscreteSchedule(_Span):
 
     def t_of_sigma_bar(self, sigma_bar):
         """Inverse of σ̄(t): the fractional timestep whose interpolated log σ̄ is log σ̄, over T − 1 (float64)."""
-        tensor = sigma_bar.to(torch.float64) if torch.is_tensor(sigma_bar) else torch.tensor(sigma_bar, dtype=torch.float64)
+        tensor = (
+            sigma_bar.to(torch.float64) if torch.is_tensor(sigma_bar) else torch.tensor(sigma_bar, dtype=torch.float64)
+        )
         table = self._table(tensor)
         log_s = torch.log(tensor)
         hi = torch.searchsorted(table, log_s.detach().contiguous()).clamp(1, self.num_timesteps - 1)

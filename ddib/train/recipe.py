@@ -17,7 +17,9 @@ from ..errors import DDIBError
 from ..io.images import ImageBatch
 from ..model import checkpoint as ckpt
 from ..model.diffusion import DiffusionConfig
+from ..model.external import detect_format
 from ..model.nets import MLPConfig, unet_config
+from ..model.references import is_reference_dir, read_reference
 
 IMAGE_DEFAULTS = {"steps": 10_000, "batch_size": 128, "lr": 3e-4, "model_size": "small"}
 # Point domains: the paper's MLP (width 256, 3 residual blocks); large batches and a higher learning rate,
@@ -80,6 +82,12 @@ class TrainPlan:
 def plan_run(request: TrainRequest, run_dir: Path, data_dir: str) -> TrainPlan:
     """Resolve the request against the domain and the run directory; load the training data."""
     r = request
+    if is_reference_dir(run_dir):
+        ref = read_reference(run_dir)
+        raise DDIBError(
+            f"{r.domain} is a registered {ref.format} model ({ref.path}); ddib trains and resumes only its own "
+            "format: train under another --domain name, or keep training it with its own tools"
+        )
     source = domain_source(r.domain, list(r.data) or None)
     points = source.kind == "points"
     defaults = POINT_DEFAULTS if points else IMAGE_DEFAULTS
@@ -174,6 +182,9 @@ def plan_run(request: TrainRequest, run_dir: Path, data_dir: str) -> TrainPlan:
 
 def warm_start(run_cfg: ckpt.RunConfig, init_from: str) -> tuple[ckpt.RunConfig, dict]:
     """The new run's config, recording where it started, and the starting weights; same domain and network only."""
+    if detect_format(Path(init_from)) is not None:
+        raise DDIBError(f"--init-from {init_from} is a {detect_format(Path(init_from))} model; ddib warm-starts only "
+                        "from its own models (the networks differ)")  # fmt: skip
     model, init_cfg, metadata = ckpt.load_model(Path(init_from))
     if init_cfg.domain != run_cfg.domain:
         # A model of another domain would carry that domain's data into this one: the two DDIB models must

@@ -98,7 +98,9 @@ def network_config(f: dict) -> GuidedUNetConfig:
     try:
         ds = tuple(size // int(r) for r in f["attention_resolutions"].split(",") if r.strip())
     except ValueError:
-        raise DDIBError(f"attention_resolutions must be comma-separated sizes, not {f['attention_resolutions']!r}") from None
+        raise DDIBError(
+            f"attention_resolutions must be comma-separated sizes, not {f['attention_resolutions']!r}"
+        ) from None
     c = f["in_channels"]
     return GuidedUNetConfig(
         image_size=size, in_channels=c, model_channels=f["num_channels"], out_channels=2 * c if f["learn_sigma"] else c,
@@ -154,8 +156,8 @@ def load_guided(path: Path, flags: dict) -> tuple[GuidedUNet, GuidedUNetConfig, 
         raise DDIBError(f"{path} does not match its flags: {describe_keys(missing, unexpected)}")
     wrong = [k for k in own if own[k].shape != state[k].shape]
     if wrong:
-        k = wrong[0]
-        raise DDIBError(f"{path} does not match its flags: {k} is {tuple(state[k].shape)}, the flags give "
-                        f"{tuple(own[k].shape)}{f' ({len(wrong) - 1} more differ)' if len(wrong) > 1 else ''}")  # fmt: skip
+        k, more = wrong[0], f" ({len(wrong) - 1} more differ)" if len(wrong) > 1 else ""
+        given, built = tuple(state[k].shape), tuple(own[k].shape)
+        raise DDIBError(f"{path} does not match its flags: {k} is {given}, the flags give {built}{more}")
     net.load_state_dict({k: v.float() for k, v in state.items()})
     return net, cfg, diffusion_config(f)

@@ -1,0 +1,92 @@
+"""Tiny foreign models the tests build and save themselves: diffusers `UNet2DModel` folders and guided-diffusion
+state dicts (random weights, a few KB)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+SIZE = 8
+
+
+def tiny_unet(out_channels: int = 3, num_class_embeds: int | None = None, seed: int = 0):
+    """A 2-level UNet2DModel for 8×8 RGB, its weights jittered so that no layer is the zero it starts as."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DModel(
+        sample_size=SIZE, in_channels=3, out_channels=out_channels, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=4, attention_head_dim=8, num_class_embeds=num_class_embeds,
+    )  # fmt: skip
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return unet.eval()
+
+
+def scheduler_config(schedule: str = "linear", prediction: str | None = "epsilon", **extra) -> dict:
+    cfg = {"_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02,
+           "beta_schedule": schedule, "clip_sample": True, "variance_type": "fixed_small", **extra}  # fmt: skip
+    if prediction is not None:
+        cfg["prediction_type"] = prediction
+    return cfg
+
+
+def save_pipeline(folder: Path, unet=None, layout: str = "pipeline", **scheduler) -> Path:
+    """A diffusers folder: 'pipeline' (model_index.json, unet/, scheduler/), 'pair' (unet/ + scheduler/) or 'flat'
+    (config.json, weights and scheduler_config.json side by side)."""
+    unet = unet if unet is not None else tiny_unet()
+    folder = Path(folder)
+    unet_dir = folder / "unet" if layout in ("pipeline", "pair") else folder
+    unet.save_pretrained(str(unet_dir))
+    sched_file = folder / "scheduler" / "scheduler_config.json" if layout != "flat" else folder / "scheduler_config.json"
+    sched_file.parent.mkdir(parents=True, exist_ok=True)
+    sched_file.write_text(json.dumps(scheduler_config(**scheduler)))
+    if layout == "pipeline":
+        index = {"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"],
+                 "scheduler": ["diffusers", "DDPMScheduler"]}  # fmt: skip
+        (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+GUIDED_FLAGS = {
+    # class-conditional, learned variances, FiLM norm, resblock up/down, new attention order, heads by channels
+    "imagenet-like": dict(image_size=SIZE, num_channels=32, num_res_blocks=1, channel_mult="1,2", learn_sigma=True,
+                          class_cond=True, attention_resolutions="4", num_heads=2, num_head_channels=16,
+                          use_scale_shift_norm=True, resblock_updown=True, use_new_attention_order=True),
+    # improved-diffusion's network: legacy attention order, additive embedding, conv resampling
+    "improved-like": dict(image_size=SIZE, num_channels=32, num_res_blocks=2, channel_mult="1,2", learn_sigma=False,
+                          class_cond=False, attention_resolutions="8,4", num_heads=4, use_scale_shift_norm=False,
+                          resblock_updown=False, use_new_attention_order=False),
+}  # fmt: skip
+
+
+def guided_reference(name: str, seed: int = 0):
+    """guided-diffusion's own UNetModel for a flag set, every weight random (its zero-initialised layers too)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from guided_diffusion.script_util import create_model
+
+    flags = dict(GUIDED_FLAGS[name])
+    torch.manual_seed(seed)
+    net = create_model(**flags, dropout=0.0, use_checkpoint=False, use_fp16=False, num_heads_upsample=-1).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.1)
+    return net, flags
+
+
+def save_guided(folder: Path, name: str, flags_beside: bool = True, **extra_flags) -> tuple[Path, object]:
+    """(checkpoint path, reference network): the state dict as .pt and, by default, its flags as JSON beside it."""
+    net, flags = guided_reference(name)
+    path = Path(folder) / f"{name}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), path)
+    if flags_beside:
+        path.with_suffix(".json").write_text(json.dumps({**flags, **extra_flags}))
+    return path, net
