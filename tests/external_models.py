@@ -42,7 +42,9 @@ def save_pipeline(folder: Path, unet=None, layout: str = "pipeline", **scheduler
     folder = Path(folder)
     unet_dir = folder / "unet" if layout in ("pipeline", "pair") else folder
     unet.save_pretrained(str(unet_dir))
-    sched_file = folder / "scheduler" / "scheduler_config.json" if layout != "flat" else folder / "scheduler_config.json"
+    sched_file = (
+        folder / "scheduler" / "scheduler_config.json" if layout != "flat" else folder / "scheduler_config.json"
+    )
     sched_file.parent.mkdir(parents=True, exist_ok=True)
     sched_file.write_text(json.dumps(scheduler_config(**scheduler)))
     if layout == "pipeline":

@@ -103,7 +103,9 @@ def test_ddim_grid_of_a_table_steps_on_its_integer_timesteps(tmp_path):
     grid = sigma_grid(model, 10, uniform_t=True)
     n = model.schedule.t_of_sigma_bar(grid) * 999
     torch.testing.assert_close(n, torch.round(n), atol=1e-6, rtol=0)
-    assert len(grid) == 11 and float(grid[0]) == model.schedule.sigma_min and float(grid[-1]) == model.schedule.sigma_max
+    assert (
+        len(grid) == 11 and float(grid[0]) == model.schedule.sigma_min and float(grid[-1]) == model.schedule.sigma_max
+    )
     assert len(sigma_grid(model, 5000, uniform_t=True)) == 1000  # never more steps than the table has
 
 

@@ -222,7 +222,7 @@ def decode(model: Diffusion, z: torch.Tensor, options: ODEOptions = ODEOptions()
 
 def _alpha_ends(model: Diffusion, grid: torch.Tensor) -> tuple[float, float]:
     """(α at the data end, α at the latent end) of a solve's grid, in either order: x = α·x̄ at each end."""
-    lo, hi = sorted((float(grid[0]), float(grid[-1])))
+    lo, hi = sorted((float(grid[0].detach()), float(grid[-1].detach())))
     return model.schedule.alpha_of_sigma_bar(lo), model.schedule.alpha_of_sigma_bar(hi)
 
 

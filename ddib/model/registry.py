@@ -298,11 +298,16 @@ def describe_bridge(source: str, src: ModelLocation, target: str, tgt: ModelLoca
     return f"{source} ({src.where}) → {target} ({tgt.where})"
 
 
+def _identity(loc: ModelLocation) -> tuple:
+    """What makes two locations one model: the same files and the same label."""
+    return loc.path.resolve(), loc.label, None if loc.reference is None else loc.reference.label
+
+
 def source_candidates(target: ModelLocation, source: str | None, models_dir: str | Path | None = None) -> list[str]:
     """--from alone, else every available domain but the target (the caller infers among several)."""
     if source is not None:
         src = find_model(source, models_dir)
-        if (src.path.resolve(), src.label) == (target.path.resolve(), target.label):
+        if _identity(src) == _identity(target):
             raise DDIBError(f"--from and --to are both {target.domain!r}; translate between two different models")
         return [source]
     others = [m.domain for m in available_models(models_dir) if m.domain != target.domain and not m.is_union]

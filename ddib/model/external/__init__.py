@@ -120,6 +120,6 @@ def describe_diffusion(cfg: DiffusionConfig) -> str:
     """'linear β × 1000, ε' — the schedule and parameterisation, for listings."""
     prediction = {"eps": "ε", "v": "v", "sample": "x₀"}[cfg.prediction]
     if cfg.schedule == "cosine":
-        return f"cosine σ̄ ∈ [{cfg.sigma_min:g}, {cfg.sigma_max:g}], {prediction}"
+        return f"cosine, {prediction}"
     steps = len(cfg.trained_betas) if cfg.trained_betas else cfg.num_train_timesteps
-    return f"{cfg.schedule} β × {steps} (σ̄ {cfg.sigma_min:.3g}–{cfg.sigma_max:.3g}), {prediction}"
+    return f"{cfg.schedule} β × {steps}, {prediction}"

@@ -1,0 +1,133 @@
+"""Every command on models trained elsewhere: tiny diffusers and guided-diffusion models, registered or by path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import make_blob_images, run_cli
+from .external_models import SIZE, save_guided, save_pipeline
+
+pytest.importorskip("diffusers")
+pytest.importorskip("guided_diffusion")
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory):
+    """A models dir with `dif` (a diffusers folder) and `gd` (a guided-diffusion checkpoint) registered, and 6
+    16×16 images (twice the models' size)."""
+    root = tmp_path_factory.mktemp("foreign")
+    save_pipeline(root / "dif", prediction="v_prediction")
+    save_guided(root / "gd", "improved-like")
+    images = make_blob_images(root / "images", 6, (200, 40, 40), seed=3, size=16)
+    models = root / "models"
+    for name, path in (("dif", root / "dif"), ("gd", root / "gd" / "improved-like.pt")):
+        r = run_cli("models", "add", name, str(path), "--models-dir", str(models))
+        assert r.returncode == 0 and f"registered {name}" in r.stdout, r.stderr
+    return root, models, images
+
+
+def _ok(r):
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def _one_line_error(r, *fragments):
+    err = r.stderr.strip()
+    assert r.returncode != 0 and "Traceback" not in r.stderr and len(err.splitlines()) == 1, r.stderr
+    for f in fragments:
+        assert f in err, err
+
+
+def test_models_lists_format_resolution_schedule_and_parameterisation(foreign):
+    _, models, _ = foreign
+    out = _ok(run_cli("models", "--models-dir", str(models)))
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.startswith("│")}
+    assert "diffusers" in rows["dif"] and f"{SIZE}×{SIZE}, 3 channels" in rows["dif"] and "v" in rows["dif"]
+    assert "guided-diffusion" in rows["gd"] and "linear β × 1000" in rows["gd"] and "ε" in rows["gd"]
+    ref = json.loads((models / "dif" / "reference.json").read_text())
+    assert ref["model_format"] == "diffusers" and not (models / "dif" / "unet").exists()  # a reference, not a copy
+
+
+def test_translate_by_name_and_by_path_resizes_and_says_so(foreign, tmp_path):
+    root, models, images = foreign
+    out = _ok(run_cli("translate", str(images), "--from", "dif", "--to", "gd", "--out-dir", str(tmp_path / "a"),
+                      "--steps", "4", "--models-dir", str(models)))  # fmt: skip
+    assert "dif (diffusers, local) → gd (guided-diffusion, local)" in out
+    assert f"6 of 6 resized to {SIZE}×{SIZE} (centre crop)" in out and len(list((tmp_path / "a").glob("*.png"))) == 6
+    out = _ok(run_cli("translate", str(images / "img000.png"), "--from", str(root / "dif"), "--to",
+                      str(root / "gd" / "improved-like.pt"), "--out", str(tmp_path / "b.png"), "--steps", "4",
+                      "--resize", "stretch"))  # fmt: skip
+    assert "(stretched)" in out and (tmp_path / "b.png").exists()
+
+
+def test_sample_perturb_likelihood_evaluate_and_bench_take_foreign_models(foreign, tmp_path):
+    _, models, images = foreign
+    md = ("--models-dir", str(models))
+    _ok(run_cli("sample", "--domain", "gd", "-n", "2", "--steps", "4", "--out", str(tmp_path / "s.png"), *md))
+    _ok(run_cli("perturb", str(images), "--from", "dif", "--to", "gd", "--op", "checkerboard", "--coef", "0.3",
+                "--steps", "4", "--out", str(tmp_path / "p.png"), *md))  # fmt: skip
+    out = _ok(run_cli("likelihood", str(images / "img000.png"), "--domain", "dif", "--domain", "gd", "--method",
+                      "elbo", "--levels", "4", "--json", str(tmp_path / "l.json"), *md))  # fmt: skip
+    assert {"dif", "gd"} <= set(json.loads((tmp_path / "l.json").read_text())["results"][0]), out
+    _ok(run_cli("evaluate", "--from", "dif", "--to", "gd", "--inputs", str(images), "--steps", "4", "--json",
+                str(tmp_path / "e.json"), *md))  # fmt: skip
+    assert json.loads((tmp_path / "e.json").read_text())["n"] == 6
+    _ok(run_cli("bench", "translate", "--from", "dif", "--to", "gd", "--inputs", str(images), "-n", "4", "--quick",
+                "--no-cycle", "--out-dir", str(tmp_path / "bt"), *md))  # fmt: skip
+    assert (tmp_path / "bt" / "translate-cpu.md").exists()
+
+
+def test_tune_solver_keeps_a_foreign_models_solves_in_its_reference(foreign, tmp_path):
+    root, models, images = foreign
+    more = make_blob_images(tmp_path / "six", 6, (40, 200, 40), seed=4, size=16)
+    md = ("--models-dir", str(models))
+    _ok(run_cli("tune-solver", "--from", "dif", "--to", "gd", "--steps", "3", "-n", "4", "--val", "2", "--inputs",
+                str(more), "--reference", "unipc:12", "--iterations", "2", *md))  # fmt: skip
+    for name, direction in (("dif", "encode"), ("gd", "decode")):
+        entry = json.loads((models / name / "reference.json").read_text())["solver_grids"]["unipc:3"]
+        assert len(entry[direction]) == 4
+    out = _ok(run_cli("translate", str(images / "img001.png"), "--from", "dif", "--to", "gd", "--steps", "3", "--out",
+                      str(tmp_path / "t.png"), *md))  # fmt: skip
+    assert "tuned grid" in out
+    r = run_cli("tune-solver", "--domain", str(root / "dif"), "--steps", "3", "-n", "4", "--val", "2", "--inputs",
+                str(more), *md)  # fmt: skip
+    _one_line_error(r, "ddib models add NAME")
+
+
+def test_foreign_model_errors_are_one_line(foreign, tmp_path):
+    root, models, images = foreign
+    md = ("--models-dir", str(models))
+    _one_line_error(run_cli("translate", str(images), "--from", "google/ddpm-cat-256", "--to", "gd", *md),
+                    "not a local folder", "huggingface-cli download google/ddpm-cat-256")  # fmt: skip
+    _one_line_error(run_cli("train", "--domain", "dif", "--data", str(images), *md), "registered diffusers model",
+                    "trains and resumes only its own format")  # fmt: skip
+    _one_line_error(run_cli("models", "add", "dif", str(root / "dif"), *md), "already holds a registered model")
+    _one_line_error(run_cli("models", "add", "x", str(root / "dif"), "--label", "2", *md), "has no classes")
+    _one_line_error(run_cli("models", "add", "y", str(images), *md), "neither a diffusers folder")
+    bare, _ = save_guided(tmp_path / "bare", "improved-like", flags_beside=False)
+    _one_line_error(run_cli("translate", str(images), "--from", str(bare), "--to", "gd", *md), "needs its model flags")
+    flags = "--image_size 8 --num_channels 32 --num_res_blocks 1 --channel_mult 1,2 --attention_resolutions 8,4"
+    _one_line_error(run_cli("models", "add", "z", str(bare), "--flags", flags, *md), "does not match its flags",
+                    "missing", "unexpected")  # fmt: skip
+    good = "--image_size 8 --num_channels 32 --num_res_blocks 2 --channel_mult 1,2 --attention_resolutions 8,4 " \
+           "--num_heads 4 --use_scale_shift_norm False"  # fmt: skip
+    assert "registered z" in _ok(run_cli("models", "add", "z", str(bare), "--flags", good, *md))
+    _one_line_error(run_cli("translate", str(images), "--from", "dif", "--to", "gd", "--resize", "pad", *md),
+                    "unknown --resize")  # fmt: skip
+
+
+def test_a_class_conditional_checkpoint_gives_one_domain_per_label(tmp_path):
+    path, _ = save_guided(tmp_path, "imagenet-like")
+    images = make_blob_images(tmp_path / "im", 2, (200, 40, 40), seed=5, size=16)
+    models = tmp_path / "models"
+    out = _ok(run_cli("translate", str(images), "--from", f"{path}:260", "--to", f"{path}:261", "--steps", "3",
+                      "--out-dir", str(tmp_path / "o")))  # fmt: skip
+    assert "imagenet-like:260" in out and "imagenet-like:261" in out
+    _ok(run_cli("models", "add", "tabby", str(path), "--label", "281", "--models-dir", str(models)))
+    _one_line_error(
+        run_cli("models", "add", "cls", str(path), "--models-dir", str(models)), "give the class with --label"
+    )
+    _one_line_error(run_cli("translate", str(images), "--from", str(path), "--to", "tabby", "--models-dir", str(models)),
+                    "is class-conditional")  # fmt: skip
