@@ -129,5 +129,5 @@ def test_a_class_conditional_checkpoint_gives_one_domain_per_label(tmp_path):
     _one_line_error(
         run_cli("models", "add", "cls", str(path), "--models-dir", str(models)), "give the class with --label"
     )
-    _one_line_error(run_cli("translate", str(images), "--from", str(path), "--to", "tabby", "--models-dir", str(models)),
-                    "is class-conditional")  # fmt: skip
+    r = run_cli("translate", str(images), "--from", str(path), "--to", "tabby", "--models-dir", str(models))
+    _one_line_error(r, "is class-conditional")

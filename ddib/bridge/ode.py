@@ -22,6 +22,7 @@ Nothing is clipped on the way: clipping x̂0 would make encoding non-invertible.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -48,7 +49,8 @@ DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-4
 
 __all__ = ["ADAPTIVE_SOLVERS", "EVALS_PER_STEP", "FIXED_SOLVERS", "SOLVERS", "ODEOptions", "SolveStats", "decode",
-           "bridge_ends", "encode", "model_steps", "resolve_steps", "sample", "sample_hue", "translate"]  # fmt: skip
+           "bridge_ends", "encode", "expected_nfe", "model_steps", "resolve_steps", "sample", "sample_hue",
+           "translate"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,13 @@ class ODEOptions:
 
 @dataclass
 class SolveStats:
-    """Counts the network evaluations (NFE) of every solve; one evaluation covers a whole batch."""
+    """Counts the network evaluations (NFE) of every solve; one evaluation covers a whole batch. `on_evaluation`,
+    when set, is called after each (a progress display's hook: the library itself never prints)."""
 
     nfe: int = 0
     solves: int = 0
     per_solve: list[int] = field(default_factory=list)
+    on_evaluation: Callable[[], None] | None = None
 
     def add(self, nfe: int) -> None:
         self.nfe += nfe
@@ -105,6 +109,11 @@ def model_steps(model: Diffusion, solver: str) -> int:
     """The step count `model` solves with when none is given: its own default for the solver (set by
     `ddib tune-solver --make-default`), else DEFAULT_STEPS."""
     return model.default_steps.get(model.solver_key(solver), DEFAULT_STEPS)
+
+
+def expected_nfe(options: ODEOptions) -> int:
+    """Network evaluations of one fixed-step solve with a resolved step count (for progress displays)."""
+    return options.steps * EVALS_PER_STEP[options.solver]
 
 
 def resolve_steps(options: ODEOptions, *models: Diffusion) -> ODEOptions:
@@ -175,6 +184,8 @@ def solve(model: Diffusion, x_bar: torch.Tensor, grid: torch.Tensor, options: OD
     learning = grid.requires_grad or any(torch.is_tensor(c) and c.requires_grad for c in corrections or [])
     counter = [0]
     drift = pf_ode_drift(model, counter)
+    if stats is not None and stats.on_evaluation is not None:
+        drift = _announcing(drift, stats.on_evaluation)
     grid = grid.to(device=x_bar.device, dtype=x_bar.dtype)
     # Full fp32 kernels: a solve must not depend on the GPU's default precision.
     with torch.set_grad_enabled(learning and torch.is_grad_enabled()), tf32_kernels(False):
@@ -218,6 +229,17 @@ def decode(model: Diffusion, z: torch.Tensor, options: ODEOptions = ODEOptions()
     grid = step_grid(model, options, "decode") if grid is None else grid.flip(0)
     alpha_0, alpha_1 = _alpha_ends(model, grid)
     return model.to_images(solve(model, z / alpha_1, grid, options, stats, corrections) * alpha_0, hue)
+
+
+def _announcing(drift, on_evaluation: Callable[[], None]):
+    """The drift, calling `on_evaluation` after each evaluation."""
+
+    def announced(sigma_bar: torch.Tensor, x_bar: torch.Tensor) -> torch.Tensor:
+        out = drift(sigma_bar, x_bar)
+        on_evaluation()
+        return out
+
+    return announced
 
 
 def _alpha_ends(model: Diffusion, grid: torch.Tensor) -> tuple[float, float]:

@@ -42,6 +42,9 @@ from .options import (
 from .progress import bar
 from .source_choice import LevelsOpt, MethodOpt
 
+# Images at least this wide take long enough per solve that the progress display shows each network evaluation.
+LARGE_IMAGE = 128
+
 
 def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """[a0, b0, a1, b1, …]: pairs side by side in a grid."""
@@ -147,7 +150,13 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
     t0 = time.perf_counter()
     with bar("translate") as progress:
         task = progress.add_task(f"{src_name} → {to}", total=len(pairs), visible=main)  # rank 0 speaks for all
+        if main and src_model.data_shape[-1] >= LARGE_IMAGE:  # minutes per batch: show each solve's evaluations
+            per_batch = ode.expected_nfe(opts) * 2 if opts.is_fixed else None
+            solve_task = progress.add_task("network evaluations", total=per_batch)
+            stats.on_evaluation = lambda: progress.advance(solve_task)
         for chunk in chunks(indices, batch_size):
+            if stats.on_evaluation is not None:
+                progress.reset(solve_task)
             if noise is None:
                 x = to_unit_range(images.pixels[chunk]).to(dev)
             else:
