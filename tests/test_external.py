@@ -11,6 +11,7 @@ import torch
 
 from ddib.bridge import ode
 from ddib.errors import DDIBError
+from ddib.model.denoiser import Denoiser
 from ddib.model.diffusion import Diffusion, DiffusionConfig
 from ddib.model.external import load_external
 from ddib.model.nets import UNetConfig, build_network
@@ -145,6 +146,7 @@ def test_a_bridge_between_a_diffusers_model_and_a_ddib_model_meets_at_the_shared
     net = build_network(UNetConfig(image_size=SIZE, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
                                    attention_resolutions=(), groups=4))  # fmt: skip
     own = Diffusion(net, DiffusionConfig(prediction="v")).eval()
+    assert isinstance(foreign, Denoiser) and isinstance(own, Denoiser)  # one interface for both
     assert foreign.schedule.sigma_max > own.schedule.sigma_max == 80
     src, tgt = ode.bridge_ends(foreign, own)
     assert src.schedule.sigma_max == tgt.schedule.sigma_max == 80
