@@ -55,7 +55,7 @@ def models_command(ctx: typer.Context, models_dir: str | None = ModelsDirOpt) ->
             data = (member.get("path") or f"digit {member.get('digit')}") if loc.label else ", ".join(members)
         else:
             data = cfg.domain.get("path") or f"digit {cfg.domain.get('digit')}"
-        table.add_row(loc.domain, loc.origin, "ddib", arch, describe_diffusion(cfg.diffusion),
+        table.add_row(loc.domain, loc.where, "ddib", arch, describe_diffusion(cfg.diffusion),
                       str(raw.get("trained_steps", "?")), str(data), str(loc.path))  # fmt: skip
     console.print(table)
 
