@@ -44,7 +44,7 @@ def test_models_lists_format_resolution_schedule_and_parameterisation(foreign):
     _, models, _ = foreign
     out = _ok(run_cli("models", "--models-dir", str(models)))
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.startswith("│")}
-    assert "diffusers" in rows["dif"] and f"{SIZE}×{SIZE}, 3 channels" in rows["dif"] and "v" in rows["dif"]
+    assert f"diffusers {SIZE}×{SIZE}, 3 channels" in rows["dif"] and "linear β × 1000, v" in rows["dif"]
     assert "guided-diffusion" in rows["gd"] and "linear β × 1000" in rows["gd"] and "ε" in rows["gd"]
     ref = json.loads((models / "dif" / "reference.json").read_text())
     assert ref["model_format"] == "diffusers" and not (models / "dif" / "unet").exists()  # a reference, not a copy

@@ -16,6 +16,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 # Off a terminal (logs, pipes) rich would assume 80 columns and truncate tables; give them room.
-_width = None if sys.stdout.isatty() else 160
+_width = None if sys.stdout.isatty() else 200
 console = Console(highlight=False, soft_wrap=True, width=_width)
 console_err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width)

@@ -33,7 +33,7 @@ def models_command(ctx: typer.Context, models_dir: str | None = ModelsDirOpt) ->
         console.print("no models found; train one with `ddib train --domain fives`, or register one with "
                       "`ddib models add NAME PATH`")  # fmt: skip
         return
-    table = Table("domain", "origin", "format", "model", "schedule", "steps", "data", "path")
+    table = Table("domain", "origin", "model", "schedule", "steps", "data", "path")
     for loc in found:
         if loc.reference is not None:
             table.add_row(*_foreign_row(loc, models_dir))
@@ -55,7 +55,7 @@ def models_command(ctx: typer.Context, models_dir: str | None = ModelsDirOpt) ->
             data = (member.get("path") or f"digit {member.get('digit')}") if loc.label else ", ".join(members)
         else:
             data = cfg.domain.get("path") or f"digit {cfg.domain.get('digit')}"
-        table.add_row(loc.domain, loc.where, "ddib", arch, describe_diffusion(cfg.diffusion),
+        table.add_row(loc.domain, loc.where, arch, describe_diffusion(cfg.diffusion),
                       str(raw.get("trained_steps", "?")), str(data), str(loc.path))  # fmt: skip
     console.print(table)
 
@@ -66,11 +66,11 @@ def _foreign_row(loc, models_dir) -> list[str]:
     try:
         model = load_domain_model(loc.domain, models_dir).diffusion
     except DDIBError as exc:
-        return [loc.domain, loc.origin, ref.format, f"unusable: {exc}", "", "", "", str(ref.path)]
-    arch = f"{model.data_shape[1]}×{model.data_shape[2]}, {model.data_shape[0]} channels"
+        return [loc.domain, loc.origin, f"{ref.format}, unusable: {exc}", "", "", "", str(ref.path)]
+    arch = f"{ref.format} {model.data_shape[1]}×{model.data_shape[2]}, {model.data_shape[0]} channels"
     if model.num_classes:
         arch += f", label {ref.label} of {model.num_classes} classes"
-    return [loc.domain, loc.origin, ref.format, arch, describe_diffusion(model.config), "", "", str(ref.path)]
+    return [loc.domain, loc.origin, arch, describe_diffusion(model.config), "", "", str(ref.path)]
 
 
 @models_app.command("add")
