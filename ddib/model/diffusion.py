@@ -6,10 +6,11 @@ Schedule: the cosine schedule of Nichol & Dhariwal (2021) written in its log-SNR
 0.002 and 80, Karras et al. 2022). Why cosine: on 32×32 images the linear-β schedule destroys the signal
 early and spends most of t in near-pure noise; the cosine schedule spreads log-SNR evenly over t, so
 uniform t in training covers the noise levels that matter. The truncation keeps the ODE finite at both
-ends: at σ̄ = 80 the data is 1/80 of the latent's scale, so x_1 is N(0, I) up to 1.3e-2.
+ends: at σ̄ = 80 the data is 1/80 of the latent's scale, so x_1 is N(0, I) up to 1.3e-2. Models trained elsewhere
+bring their discrete DDPM table instead (`schedules.DiscreteSchedule`, `external/`).
 
-Parameterisation (`prediction`): the network outputs ε ("eps", Ho et al. 2020) or v = α·ε − σ·x_0 ("v",
-Salimans & Ho 2022), trained with the plain MSE on its own target; either way the wrapper hands out ε̂, so
+Parameterisation (`prediction`): the network outputs ε ("eps", Ho et al. 2020), v = α·ε − σ·x_0 ("v",
+Salimans & Ho 2022) or x_0 ("sample"), trained with the plain MSE on its own target; the wrapper hands out ε̂, so
 the solvers and likelihoods never see the difference. Why v: with ε the denoised estimate is
 x̂_0 = (x_t − σ·ε̂)/α, which multiplies the network's error by σ̄ = σ/α (up to 80 here), and the ε-MSE weights
 x̂_0's error by 1/σ̄², so at high noise nothing trains it and an ε-model's x̂_0 can be worse than the mean
