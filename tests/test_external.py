@@ -226,3 +226,19 @@ def test_diffusers_folder_errors(tmp_path):
     (folder / "unet" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(DDIBError, match="cannot build its UNet2DModel: .*MysteryDownBlock2D"):
         load_external(folder, "diffusers")
+
+
+def test_the_committed_diffusers_eps_model_round_trips_to_solver_tolerance():
+    """ε-prediction on DDPM's linear table: a trained model (a random ε-network is no score, and its flow is
+    ill-conditioned), on samples of its own."""
+    from pathlib import Path
+
+    model = load_external(Path(__file__).parents[1] / "training" / "diffusers" / "sevens", "diffusers")
+    assert model.config.prediction == "eps" and model.config.schedule == "linear"
+    z = torch.randn((2, 3, 32, 32), generator=torch.Generator().manual_seed(0))
+    x = ode.decode(model, z, ode.ODEOptions(steps=50))
+    errors = []
+    for steps in (25, 100):
+        opts = ode.ODEOptions(steps=steps)
+        errors.append(float((ode.decode(model, ode.encode(model, x, opts), opts) - x).abs().max()))
+    assert errors[1] < 0.05 and errors[1] < errors[0] / 2, errors
