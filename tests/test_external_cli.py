@@ -131,3 +131,28 @@ def test_a_class_conditional_checkpoint_gives_one_domain_per_label(tmp_path):
     )
     r = run_cli("translate", str(images), "--from", str(path), "--to", "tabby", "--models-dir", str(models))
     _one_line_error(r, "is class-conditional")
+
+
+def test_translate_between_tables_of_different_reach_meets_where_both_reach(foreign, tmp_path):
+    """A squaredcos_cap_v2 table (σ̄ up to 2·10⁴) bridged to a linear one (157): the CLI's images are the
+    library's `ode.translate`, which meets at the smaller σ̄_max."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ddib.bridge import ode
+    from ddib.io.images import read_images, to_uint8, to_unit_range
+    from ddib.model.external import load_external
+
+    root, _, images = foreign
+    cos = save_pipeline(tmp_path / "cos", schedule="squaredcos_cap_v2", prediction="v_prediction")
+    gd = root / "gd" / "improved-like.pt"
+    src = images / "img002.png"
+    _ok(run_cli("translate", str(src), "--from", str(cos), "--to", str(gd), "--steps", "6", "--out",
+                str(tmp_path / "o.png")))  # fmt: skip
+    a, b = load_external(cos, "diffusers"), load_external(gd, "guided-diffusion")
+    assert a.schedule.sigma_max > 1e4 and b.schedule.sigma_max < 200
+    x = to_unit_range(read_images([src], SIZE, 3).pixels)
+    expected = to_uint8(ode.translate(a, b, x, ode.ODEOptions(steps=6)))[0]
+    got = torch.from_numpy(np.asarray(Image.open(tmp_path / "o.png")).copy()).permute(2, 0, 1)
+    assert (got.int() - expected.int()).abs().max() <= 1

@@ -232,7 +232,7 @@ def bench_solvers(
     The first setting is the baseline that `speedup_vs_baseline` divides by (the official ddim × 1000).
     `score(sources, outputs, cycled)` adds the `ddib evaluate` metrics named in SCORE_FIELDS (missing keys → None).
     """
-    ode.check_compatible(src, tgt)
+    src, tgt = ode.bridge_ends(src, tgt)
     if isinstance(reference, ode.ODEOptions):
         reference = reference_solve(src, tgt, x, reference)
     latent_ref, reference = reference.latent, reference.translation

@@ -156,7 +156,7 @@ def perturb_command(
         load_domain_model(target, models_dir, dev, symmetry, guidance),
     )
     (src_model, src_loc), (tgt_model, tgt_loc) = (src.diffusion, src.location), (tgt.diffusion, tgt.location)
-    ode.check_compatible(src_model, tgt_model)
+    src_model, tgt_model = ode.bridge_ends(src_model, tgt_model)
     opts = ode.resolve_steps(opts, src_model, tgt_model)
     source, target = src_loc.domain, tgt_loc.domain
     guided = f", guidance w = {guidance:g}" if guidance else ""

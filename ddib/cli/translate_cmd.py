@@ -122,7 +122,8 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
                       batch_size, seed, dev, speed) -> None:  # fmt: skip
     """Images (read beforehand) or sampled sources, in batches; under torchrun each rank translates its share."""
     info, dev = distributed.setup(dev)
-    src_model, tgt_model = src.diffusion.to(dev), tgt.diffusion.to(dev)
+    sampler = src.diffusion.to(dev)  # sources are sampled over the source's whole span
+    src_model, tgt_model = ode.bridge_ends(sampler, tgt.diffusion.to(dev))
     src_name, to = src.name, tgt.name
     if images is not None:
         noise = None
@@ -139,6 +140,7 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
     indices = distributed.shard(list(range(len(pairs))), info)
     batch_size = batch_size or auto_batch_size([src_model, tgt_model], dev, max(len(indices), 1))
     src_fast, tgt_fast = accelerate(src_model, speed), accelerate(tgt_model, speed)
+    sampler_fast = src_fast if sampler is src_model else accelerate(sampler, speed)
     main = info.is_main
     if main and noise is not None:
         console.print(f"sampling {n} {src_name} sources (seed {seed})")
@@ -160,7 +162,7 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
             if noise is None:
                 x = to_unit_range(images.pixels[chunk]).to(dev)
             else:
-                x = ode.decode(src_fast, noise[chunk].to(dev), opts, hue=_pick(noise_hue, chunk, dev))
+                x = ode.decode(sampler_fast, noise[chunk].to(dev), opts, hue=_pick(noise_hue, chunk, dev))
             z = ode.encode(src_fast, x, opts, stats)
             hue = src_model.image_hue(x)  # what a hue-quotient latent leaves out, carried beside it
             y = ode.decode(tgt_fast, z, opts, stats, hue=hue).cpu()
