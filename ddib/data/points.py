@@ -151,12 +151,3 @@ def make_points(name: str, n: int, seed: int = 0, split: str = "train") -> tuple
     points, mean, std = standardize(raw_points(name, n, seed, split))
     return torch.from_numpy(points.astype(np.float32)), mean, std
 
-
-def standardize_with(points: np.ndarray, mean: float, std: float) -> torch.Tensor:
-    """Raw points → a model's space with that model's recorded (mean, std): float32 (n, 2)."""
-    return torch.from_numpy(((np.asarray(points, dtype=np.float64) - mean) / std).astype(np.float32))
-
-
-def unstandardize(points: torch.Tensor, mean: float, std: float) -> np.ndarray:
-    """A model's space → raw coordinates (float64 numpy)."""
-    return points.detach().cpu().double().numpy() * std + mean
