@@ -2,7 +2,7 @@
 × 16 untuned and, where the models carry them, the learned × 16, × 18 (the default) and × 20 decodes; against
 unipc × 200.
 
-Run from the repository root: python bench/translate-quotient-learned/decode_noise.py [MODELS_DIR] > OUT.md
+Run from the repository root: python experiments/learned-solver/decode_noise.py [MODELS_DIR] > OUT.md
 (without MODELS_DIR, the bundled models: decode-noise.md; with copies holding every learned entry,
 `with_entries.py`: decode-noise-all.md)."""
 

@@ -1,6 +1,6 @@
 """How far pixel hues spread around the digit's hue: cone fives samples against held-out 8-bit fives.
 
-PYTHONPATH=. python bench/colour-levers/hue_spread.py ../shared/data > bench/colour-levers/hue_spread.log
+PYTHONPATH=. python experiments/colour-levers/hue_spread.py ../shared/data > experiments/colour-levers/hue_spread.log
 """
 
 import sys
@@ -9,7 +9,7 @@ import torch
 
 from ddib.bridge import ode
 from ddib.color import digit_hue, hue_difference, rgb_to_hue_value
-from ddib.evaluation.evaluate import held_out_digits
+from ddib.data.inputs import held_out_digits
 from ddib.model import checkpoint as ckpt
 
 

@@ -1,8 +1,8 @@
 """Hue error of fives → sevens when the latent's mean chroma vector is set to a fixed length along its own direction
 before decoding (a probe of a latent op; hue only, the first 24 held-out fives, unipc × 20).
 
-PYTHONPATH=. python bench/colour-levers/chroma_anchor.py ../shared/data FIVES_RUN:SEVENS_RUN ... \
-    >> bench/colour-levers/chroma_anchor.log
+PYTHONPATH=. python experiments/colour-levers/chroma_anchor.py ../shared/data FIVES_RUN:SEVENS_RUN ... \
+    >> experiments/colour-levers/chroma_anchor.log
 """
 
 import sys
@@ -11,7 +11,7 @@ import torch
 
 from ddib.bridge import ode
 from ddib.color import digit_hue, hue_difference
-from ddib.evaluation.evaluate import held_out_digits
+from ddib.data.inputs import held_out_digits
 from ddib.model import checkpoint as ckpt
 
 torch.set_num_threads(1)

@@ -1,6 +1,7 @@
 """How strongly a cone model's latent carries the digit's hue: the angle and size of the latent's mean chroma vector.
 
-PYTHONPATH=. python bench/colour-levers/latent_chroma.py ../shared/data RUN... > bench/colour-levers/latent_chroma.log
+PYTHONPATH=. python experiments/colour-levers/latent_chroma.py ../shared/data RUN... \
+    > experiments/colour-levers/latent_chroma.log
 (each RUN a folder with fives/ and sevens/ cone models; 16 held-out digits of each domain, encoded with its model)
 """
 
@@ -10,7 +11,7 @@ import torch
 
 from ddib.bridge import ode
 from ddib.color import chroma_angle, digit_hue, hue_difference
-from ddib.evaluation.evaluate import held_out_digits
+from ddib.data.inputs import held_out_digits
 from ddib.model import checkpoint as ckpt
 
 torch.set_num_threads(1)

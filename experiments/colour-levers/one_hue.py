@@ -1,13 +1,13 @@
 """Hue error of the cone pair on 8-bit coloured fives against the same fives re-coloured in float (exactly one hue).
 
-PYTHONPATH=. python bench/colour-levers/one_hue.py ../shared/data > bench/colour-levers/one_hue.log
+PYTHONPATH=. python experiments/colour-levers/one_hue.py ../shared/data > experiments/colour-levers/one_hue.log
 """
 
 import sys
 
 from ddib.bridge import ode
 from ddib.color import colorize, digit_hue, hue_difference
-from ddib.evaluation.evaluate import held_out_digits
+from ddib.data.inputs import held_out_digits
 from ddib.model import checkpoint as ckpt
 
 x = held_out_digits(sys.argv[1], "fives", 40)

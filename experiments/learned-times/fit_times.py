@@ -2,7 +2,7 @@
 
 Same data, reference, optimiser and validation as `ddib tune-solver --from fives --to sevens` (gradient); each
 direction's k-th network evaluation is told its node's σ̄ shifted by a learned s_k (kept inside the schedule).
-    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/translate-quotient-learned/times/fit_times.py STEPS ITERATIONS \
+    OMP_NUM_THREADS=1 PYTHONPATH=. python experiments/learned-times/fit_times.py STEPS ITERATIONS \
         MODELS_DIR OUT.json [--no-times]
 MODELS_DIR holds exports of the bundled fives and sevens (`ddib export`); MNIST from DDIB_DATA_DIR.
 """
@@ -19,7 +19,7 @@ from ddib.bridge.batching import in_batches
 from ddib.bridge.grids import sigma_grid
 from ddib.bridge.learned_solver import LearnedSolve
 from ddib.bridge.solvers import corrected, exponential_multistep_pc
-from ddib.bridge.tuning import LEVELS, _converged, decode_on, encode_on, rms
+from ddib.bridge.tuning import LEVELS, decode_on, encode_on, rms
 from ddib.cli.tune_cmd import _tuning_data
 from ddib.data.domains import data_dir_or_default
 from ddib.model.registry import load_domain_model
@@ -53,7 +53,7 @@ def main():
     src = load_domain_model("fives", models_dir, "cpu").diffusion
     tgt = load_domain_model("sevens", models_dir, "cpu").diffusion
     data = _tuning_data("fives", src, 128, 32, None, 0, data_dir_or_default(None))
-    ref = _converged(ode.ODEOptions("unipc", 200))
+    ref = ode.ODEOptions("unipc", 200, tuned=False)  # the converged solve, on its untuned grid
     images = {False: data.tune_images, True: data.val_images}
     t0 = time.time()
     with torch.no_grad():

@@ -1,7 +1,7 @@
 """Hue error of fives → sevens for any encoder/decoder pairing of cone checkpoints, on the first 24 held-out fives.
 
-PYTHONPATH=. python bench/colour-levers/pair_probe.py ../shared/data STEPS FIVES_RUN:SEVENS_RUN ... \
-    >> bench/colour-levers/pair_probe.log
+PYTHONPATH=. python experiments/colour-levers/pair_probe.py ../shared/data STEPS FIVES_RUN:SEVENS_RUN ... \
+    >> experiments/colour-levers/pair_probe.log
 """
 
 import sys
@@ -10,7 +10,7 @@ import torch
 
 from ddib.bridge import ode
 from ddib.color import digit_hue, hue_difference
-from ddib.evaluation.evaluate import held_out_digits
+from ddib.data.inputs import held_out_digits
 from ddib.model import checkpoint as ckpt
 
 torch.set_num_threads(1)

@@ -1,7 +1,7 @@
-"""Write every learned fives → sevens entry of learned-entries.json into exported copies of the two models, so
-one `ddib bench translate --grids both` run compares all step counts, learned and not.
+"""Write every learned fives → sevens entry of bench/translate-quotient-learned/learned-entries.json into exported
+copies of the two models, so one `ddib bench translate --grids both` run compares all step counts, learned and not.
     ddib export --domain fives --out DIR/fives; ddib export --domain sevens --out DIR/sevens
-    python bench/translate-quotient-learned/with_entries.py DIR
+    python experiments/learned-solver/with_entries.py DIR
 """
 
 import json
@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 BRIDGE = "fives → sevens"
+ENTRIES = Path(__file__).resolve().parents[2] / "bench" / "translate-quotient-learned" / "learned-entries.json"
 
 
 def main():
     models = Path(sys.argv[1])
-    entries = json.loads((Path(__file__).parent / "learned-entries.json").read_text())
+    entries = json.loads(ENTRIES.read_text())
     for domain in ("fives", "sevens"):
         path = models / domain / "config.json"
         config = json.loads(path.read_text())
