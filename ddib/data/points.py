@@ -150,4 +150,3 @@ def make_points(name: str, n: int, seed: int = 0, split: str = "train") -> tuple
     """(standardised float32 tensor (n, 2), mean, std) of a built-in point domain, shuffled and seeded."""
     points, mean, std = standardize(raw_points(name, n, seed, split))
     return torch.from_numpy(points.astype(np.float32)), mean, std
-
