@@ -21,7 +21,8 @@ def test_train_sample_models_end_to_end(tmp_path, tiny_models):
     cfg = json.loads((tiny_models / "reds" / "config.json").read_text())
     assert cfg["trained_steps"] == 30 and cfg["domain"]["kind"] == "folder" and cfg["model"]["image_size"] == 16
     assert {"torch", "ddib"} <= set(cfg["versions"])
-    assert (tiny_models / "reds" / "train_state.pt").exists()
+    assert {"train_state.safetensors", "train_state.json"} <= {p.name for p in (tiny_models / "reds").iterdir()}
+    assert not (tiny_models / "reds" / "train_state.pt").exists()
 
     r = run_cli("models", "--models-dir", str(tiny_models))
     assert r.returncode == 0 and "reds" in r.stdout and "blues" in r.stdout and "local" in r.stdout

@@ -32,7 +32,7 @@ def export_command(
     """Write a self-contained inference copy of a model (or of a resumable run's EMA): no optimiser state, nothing
     pickled."""
     run = models_dir_or_default(models_dir) / domain
-    if ckpt.is_weightless_run(run):  # e.g. a committed resumable state: its EMA weights are in train_state.pt
+    if ckpt.is_weightless_run(run):  # e.g. a committed resumable state: its EMA weights are in the state
         path, where = run, "training state"
         model, cfg, meta = ckpt.load_model_from_state(run)
     else:

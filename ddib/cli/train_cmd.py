@@ -109,8 +109,8 @@ def train_command(
     init_from: str | None = typer.Option(
         None,
         "--init-from",
-        help="Warm start a new run from this model directory's weights (same domain and network; e.g. to "
-        "fine-tune an eps model into a v model)",
+        help="Warm start a new run from this model directory's weights, or a bundled model's (fives-rgb); same "
+        "domain and network (e.g. to fine-tune an eps model into a v model)",
     ),
     model_size: str | None = typer.Option(
         None, "--model-size", help=f"UNet size (image domains): {', '.join(UNET_SIZES)} [default: small]"

@@ -1,14 +1,14 @@
-"""Checkpoints: `config.json` + `model.safetensors` (EMA weights, for inference) + `train_state.pt` (resume).
+"""Checkpoints: `config.json` + `model.safetensors` (EMA weights, for inference) + the resumable training state
+(`train_state.safetensors` + `train_state.json`, train_state.py).
 
 Every file is written atomically (temp file, fsync, os.replace), in the order train_state → weights →
 config, so a process killed at any moment leaves each file either old or new and always loadable.
-Inference weights never go through pickle; `train_state.pt` is read with `weights_only=True`.
+Nothing is pickled; only a legacy `train_state.pt` is read, once, with `weights_only=True`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +19,13 @@ from ..errors import DDIBError
 from ..io import artifacts
 from ..io.artifacts import CONFIG_FILE, WEIGHTS_FILE, write_json
 
-__all__ = ["CONFIG_FILE", "STATE_FILE", "WEIGHTS_FILE", "RunConfig", "TrainConfig", "is_weightless_run", "load_model",
-           "load_model_from_state", "read_config", "write_json"]  # fmt: skip
-from ..io.atomic import atomic_write
+__all__ = ["CONFIG_FILE", "STATE_FILE", "STATE_JSON", "WEIGHTS_FILE", "RunConfig", "TrainConfig", "has_train_state",
+           "is_weightless_run", "load_model", "load_model_from_state", "load_train_state", "read_config",
+           "save_train_state", "write_json"]  # fmt: skip
 from .diffusion import Diffusion, DiffusionConfig
 from .nets import ModelConfig, build_network, model_config_from_dict
+from .train_state import LEGACY_FILE, STATE_FILE, STATE_JSON, has_train_state, load_train_state, save_train_state
 
-STATE_FILE = "train_state.pt"
 FORMAT = "ddib-checkpoint"
 FORMAT_VERSION = 1
 
@@ -109,36 +109,20 @@ def save_weights(run_dir: Path, model: Diffusion, metadata: dict[str, str], dtyp
     artifacts.save_weights(run_dir, model.net.state_dict(), metadata, dtype)
 
 
-def save_train_state(run_dir: Path, state: dict[str, Any]) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write(Path(run_dir) / STATE_FILE, lambda f: f.write(buf.getbuffer()))
-
-
-def load_train_state(run_dir: Path) -> dict[str, Any] | None:
-    """The resumable state of a run, or None when it has none."""
-    path = Path(run_dir) / STATE_FILE
-    if not path.exists():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, wrong pickle: all mean the same to the user
-        raise DDIBError(f"{path} is corrupt or incompatible ({type(exc).__name__}); remove it to start over") from None
-
-
 def is_weightless_run(run_dir: Path) -> bool:
     """A run directory with a resumable state and its config but no model.safetensors (e.g. a committed state)."""
     run_dir = Path(run_dir)
-    has = [(run_dir / name).is_file() for name in (STATE_FILE, CONFIG_FILE, WEIGHTS_FILE)]
+    has = [has_train_state(run_dir), *((run_dir / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE))]
     return has == [True, True, False]
 
 
 def load_model_from_state(run_dir: Path) -> tuple[Diffusion, RunConfig, dict[str, str]]:
-    """The EMA model held in a run's train_state.pt (for a run saved without model.safetensors), in eval mode."""
+    """The EMA model held in a run's training state (for a run saved without model.safetensors), in eval mode."""
     run_dir = Path(run_dir)
     cfg, _ = read_config(run_dir)
     state = load_train_state(run_dir)
-    model = _inference_model(cfg, state.get("ema", {}), run_dir / STATE_FILE)
+    source = run_dir / (STATE_FILE if (run_dir / STATE_JSON).exists() else LEGACY_FILE)
+    model = _inference_model(cfg, state.get("ema", {}), source)
     return model, cfg, {"step": str(state["step"]), "domain": cfg.domain["name"]}
 
 

@@ -190,7 +190,7 @@ def _train(run_dir, run_cfg, data, opts, callback, init_weights, labels) -> Diff
 
     state = ckpt.load_train_state(run_dir)
     if state is not None:
-        saved = ckpt.RunConfig.from_dict(state["config"], str(run_dir / ckpt.STATE_FILE))
+        saved = ckpt.RunConfig.from_dict(state["config"], str(run_dir / ckpt.STATE_JSON))
         check_resumable(saved, run_cfg, run_dir)
         run_cfg = dataclasses.replace(run_cfg, init=saved.init)  # a warm start's provenance outlives resumes
         net.load_state_dict(state["net"])
@@ -347,7 +347,7 @@ def check_resumable(saved: ckpt.RunConfig, requested: ckpt.RunConfig, run_dir: P
 
 
 def save(run_dir: Path, run_cfg: ckpt.RunConfig, net, ema, optimizer, step: int) -> None:
-    """Atomically write train_state.pt, then model.safetensors (EMA), then config.json."""
+    """Atomically write the training state (tensors, then JSON), then model.safetensors (EMA), then config.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {
         "step": step,

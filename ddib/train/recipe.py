@@ -168,7 +168,7 @@ def plan_run(request: TrainRequest, run_dir: Path, data_dir: str) -> TrainPlan:
         domain=source.to_dict(),
     )
     init_weights = None
-    if r.init_from is not None and not (run_dir / ckpt.STATE_FILE).exists():
+    if r.init_from is not None and not ckpt.has_train_state(run_dir):
         config, init_weights = warm_start(config, r.init_from)
     notes = [f"{config.diffusion.prediction}-prediction"]
     notes += [] if embedding == "ddpm" else [f"{embedding} time embedding"]
@@ -185,7 +185,7 @@ def warm_start(run_cfg: ckpt.RunConfig, init_from: str) -> tuple[ckpt.RunConfig,
     if detect_format(Path(init_from)) is not None:
         raise DDIBError(f"--init-from {init_from} is a {detect_format(Path(init_from))} model; ddib warm-starts only "
                         "from its own models (the networks differ)")  # fmt: skip
-    model, init_cfg, metadata = ckpt.load_model(Path(init_from))
+    model, init_cfg, metadata = ckpt.load_model(_init_path(init_from))
     if init_cfg.domain != run_cfg.domain:
         # A model of another domain would carry that domain's data into this one: the two DDIB models must
         # never see each other's data.
@@ -201,6 +201,16 @@ def warm_start(run_cfg: ckpt.RunConfig, init_from: str) -> tuple[ckpt.RunConfig,
         "trained_steps": metadata.get("step"),
     }
     return dataclasses.replace(run_cfg, init=init), model.net.state_dict()
+
+
+def _init_path(init_from: str) -> Path:
+    """--init-from: a model directory, or the name of a bundled model (`fives-rgb`)."""
+    from ..model.registry import BUNDLED_DIR, is_model_path
+
+    path, bundled = Path(init_from), BUNDLED_DIR / init_from
+    if not path.exists() and not is_model_path(init_from) and (bundled / ckpt.CONFIG_FILE).is_file():
+        return bundled
+    return path
 
 
 def saved_config(run_dir: Path) -> ckpt.RunConfig | None:
