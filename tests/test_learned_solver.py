@@ -57,17 +57,18 @@ def test_gradient_fit_finds_a_nearly_exact_three_step_solve_on_an_isotropic_gaus
     data = _data(3, 64)
     entry = fit_solver(model, UNIPC3, EXACT, data, iterations=150, batch_size=16, lr=0.1)
     for direction in ("encode", "decode"):
-        errors = entry["errors"][direction]
-        assert errors["method"] == "gradient" and errors["kept"] == "tuned"
-        assert errors["val_tuned"] < errors["val_default"] / 20, errors
-        assert len(entry[direction]) == 4 and len(entry[f"{direction}_corrections"]) == 3
-    model.solver_grids[model.grid_key("unipc", 3)] = entry
+        part = entry.direction(direction)
+        errors = part.errors
+        assert errors.method == "gradient" and errors.kept == "tuned"
+        assert errors.val_tuned < errors.val_default / 20, errors
+        assert len(part.grid) == 4 and len(part.corrections) == 3
+    model.solver_grids[model.grid_key("unipc", 3)] = entry.to_json()
     exact = gaussian_flow(model, data.val_images, MEAN, STD, 0.0, 1.0)
     assert ode.describe_solve(UNIPC3, model) == "unipc × 3 steps, tuned grid and coefficients"
-    tuned = entry["errors"]["encode"]["val_tuned"]
+    tuned = entry.encode.errors.val_tuned
     assert rms(ode.encode(model, data.val_images, UNIPC3), exact) == pytest.approx(tuned)
     nodes_only = fit_solver(model, UNIPC3, EXACT, data, ("encode",), iterations=20, batch_size=16, coefficients=False)
-    assert "encode_corrections" not in nodes_only and "decode" not in nodes_only
+    assert nodes_only.encode.corrections is None and nodes_only.decode is None
 
 
 def test_the_fit_keeps_the_start_when_nothing_beats_it_on_validation():
@@ -86,17 +87,17 @@ def test_a_bridge_is_fitted_jointly_on_the_translation_and_translate_uses_it():
     source, target = gaussian_model(MEAN, STD), gaussian_model(TARGET_MEAN, TARGET_STD)
     data = _data(6, 48)
     encode, decode = tune_bridge(source, target, UNIPC3, EXACT, data, iterations=60, batch_size=16)
-    errors = encode["errors"]["encode"]
-    assert errors == decode["errors"]["decode"] and errors["unit"] == "8-bit levels RMS of the translation"
-    assert errors["val_tuned"] < errors["val_default"] / 5
-    assert set(encode) >= {"encode", "encode_corrections"} and "decode" not in encode
-    assert set(decode) >= {"decode", "decode_corrections"} and "encode" not in decode
+    errors = encode.encode.errors
+    assert errors == decode.decode.errors and errors.unit == "8-bit levels RMS of the translation"
+    assert errors.val_tuned < errors.val_default / 5
+    assert encode.encode.corrections is not None and encode.decode is None
+    assert decode.decode.corrections is not None and decode.encode is None
     # The recorded error is the translation's with the stored grids, against the exact bridge.
-    source.solver_grids[source.grid_key("unipc", 3)] = encode
-    target.solver_grids[target.grid_key("unipc", 3)] = decode
+    source.solver_grids[source.grid_key("unipc", 3)] = encode.to_json()
+    target.solver_grids[target.grid_key("unipc", 3)] = decode.to_json()
     x = data.val_images
     exact = gaussian_flow(target, gaussian_flow(source, x, MEAN, STD, 0.0, 1.0), TARGET_MEAN, TARGET_STD, 1.0, 0.0)
-    assert LEVELS * rms(ode.translate(source, target, x, UNIPC3), exact) == pytest.approx(errors["val_tuned"], 1e-6)
+    assert LEVELS * rms(ode.translate(source, target, x, UNIPC3), exact) == pytest.approx(errors.val_tuned, 1e-6)
     assert ode.describe_solve(UNIPC3, source, target) == "unipc × 3 steps, tuned grid and coefficients"
     with pytest.raises(DDIBError, match="learns unipc"):
         tune_bridge(source, target, ode.ODEOptions("dpm2m", 3), EXACT, data, iterations=1)

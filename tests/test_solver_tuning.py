@@ -10,6 +10,7 @@ import torch
 
 from ddib.bridge import ode
 from ddib.bridge.grids import sigma_grid, tuned_corrections, tuned_grid
+from ddib.bridge.tuned import ImageCounts, TunedDirection, TunedSolve, TuningErrors, stored
 from ddib.bridge.tuning import (
     LEVELS,
     TuningData,
@@ -86,14 +87,14 @@ def test_tune_solver_improves_both_directions_and_solves_use_the_tuned_grid():
     options = ode.ODEOptions("dpm2m", 3)
     entry = tune_solver(model, options, ode.ODEOptions("dopri5", rtol=1e-10, atol=1e-10), data, budget=40)
     for direction in ("encode", "decode"):
-        errors = entry["errors"][direction]
-        assert errors["val_tuned"] < errors["val_default"] and errors["kept"] == "tuned"
-    model.solver_grids[model.grid_key("dpm2m", 3)] = entry
+        errors = entry.direction(direction).errors
+        assert errors.val_tuned < errors.val_default and errors.kept == "tuned"
+    model.solver_grids[model.grid_key("dpm2m", 3)] = entry.to_json()
     x = images[24:]
-    tuned = torch.tensor(entry["encode"], dtype=torch.float64)
+    tuned = torch.tensor(entry.encode.grid, dtype=torch.float64)
     torch.testing.assert_close(ode.encode(model, x, options), encode_on(model, x, DPM2M, tuned), rtol=0, atol=0)
     z = noise[24:]
-    decoded = decode_on(model, z, DPM2M, torch.tensor(entry["decode"], dtype=torch.float64))
+    decoded = decode_on(model, z, DPM2M, torch.tensor(entry.decode.grid, dtype=torch.float64))
     torch.testing.assert_close(ode.decode(model, z, options), decoded, rtol=0, atol=0)
     assert ode.describe_solve(options, model) == "dpm2m × 3 steps, tuned grid"
     untuned = ode.ODEOptions("dpm2m", 3, rho=math.inf, tuned=False)
@@ -147,17 +148,17 @@ def test_tune_solver_keeps_corrections_that_help_and_solves_use_them():
     options = ode.ODEOptions("unipc", 3)
     entry = tune_solver(model, options, ode.ODEOptions("dopri5", rtol=1e-10, atol=1e-10), data, budget=10)
     for direction in ("encode", "decode"):
-        errors = entry["errors"][direction]
-        assert errors["corrections"] == "kept" and errors["val_corrected"] < errors["val_tuned"] / 2
-    model.solver_grids[model.grid_key("unipc", 3)] = entry
+        errors = entry.direction(direction).errors
+        assert errors.corrections == "kept" and errors.val_corrected < errors.val_tuned / 2
+    model.solver_grids[model.grid_key("unipc", 3)] = entry.to_json()
     x = images[24:]
-    tuned = torch.tensor(entry["encode"], dtype=torch.float64)
-    expected = encode_on(model, x, UNIPC, tuned, corrections=entry["encode_corrections"])
+    tuned = torch.tensor(entry.encode.grid, dtype=torch.float64)
+    expected = encode_on(model, x, UNIPC, tuned, corrections=entry.encode.corrections)
     torch.testing.assert_close(ode.encode(model, x, options), expected, rtol=0, atol=0)
     assert ode.describe_solve(options, model) == "unipc × 3 steps, tuned grid and coefficients"
     plain = tune_solver(model, options, ode.ODEOptions("dopri5", rtol=1e-10, atol=1e-10), data, budget=4,
                         coefficients=False)  # fmt: skip
-    assert "encode_corrections" not in plain and "corrections" not in plain["errors"]["encode"]
+    assert plain.encode.corrections is None and plain.encode.errors.corrections is None
 
 
 def test_one_direction_tunes_alone_and_keeps_the_other_directions_grid():
@@ -166,11 +167,11 @@ def test_one_direction_tunes_alone_and_keeps_the_other_directions_grid():
     options, ref = ode.ODEOptions("dpm2m", 3), ode.ODEOptions("dopri5", rtol=1e-10, atol=1e-10)
     both = tune_solver(model, options, ref, data, budget=10)
     decode_only = tune_solver(model, options, ref, data, budget=30, directions=("decode",))
-    assert "encode" not in decode_only and set(decode_only["errors"]) == {"decode"}
+    assert decode_only.encode is None and decode_only.decode.errors is not None
     merged = merge_entry(both, decode_only)
-    assert merged["encode"] == both["encode"] and merged["errors"]["encode"] == both["errors"]["encode"]
-    assert merged["decode"] == decode_only["decode"] and merged["errors"]["decode"] == decode_only["errors"]["decode"]
-    model.solver_grids[model.grid_key("dpm2m", 3)] = decode_only
+    assert merged.encode == both.encode and merged.decode == decode_only.decode  # nodes, corrections and errors
+    assert set(merged.to_json()["errors"]) == {"encode", "decode"}
+    model.solver_grids[model.grid_key("dpm2m", 3)] = decode_only.to_json()
     default = sigma_grid(model, 3, math.inf)
     torch.testing.assert_close(ode.encode(model, images, options), encode_on(model, images, DPM2M, default))
 
@@ -189,18 +190,18 @@ def test_bridge_tuning_measures_each_end_on_what_the_translation_feeds_it():
              - gaussian_flow(target, zero, target_mean, target_std, 1.0, 0.0))[0, 0].item()  # fmt: skip
     for key in ("val_default", "tune_default"):
         assert math.isclose(
-            bridged["errors"]["encode"][key], LEVELS * slope * own["errors"]["encode"][key], rel_tol=1e-6
+            getattr(bridged.encode.errors, key), LEVELS * slope * getattr(own.encode.errors, key), rel_tol=1e-6
         )
-    assert bridged["errors"]["encode"]["unit"].startswith("8-bit levels")
+    assert bridged.encode.errors.unit.startswith("8-bit levels")
 
     decode = tune_solver(target, options, ref, data, budget=1, directions=("decode",), source=source)
     z = torch.cat([_exact_latents(source, data.val_images), data.val_noise])
     default = sigma_grid(target, 3, math.inf)
     expected = LEVELS * rms(decode_on(target, z, DPM2M, default),
                             gaussian_flow(target, z, target_mean, target_std, 1.0, 0.0))  # fmt: skip
-    assert math.isclose(decode["errors"]["decode"]["val_default"], expected, rel_tol=1e-6)
+    assert math.isclose(decode.decode.errors.val_default, expected, rel_tol=1e-6)
     own_latents = tune_solver(target, options, ref, data, budget=1, directions=("decode",))
-    assert not math.isclose(own_latents["errors"]["decode"]["val_default"], expected, rel_tol=1e-2)
+    assert not math.isclose(own_latents.decode.errors.val_default, expected, rel_tol=1e-2)
     with pytest.raises(ValueError, match="decode only"):
         tune_solver(target, options, ref, data, budget=1, directions=("encode",), source=source)
 
@@ -295,4 +296,19 @@ def test_bundled_pair_default_solve_is_learned_for_each_bridge():
                 grid = tuned_grid(model, "unipc", count, direction)
                 assert grid is not None and len(grid) == count + 1 and bool((grid.diff() > 0).all())
                 assert len(tuned_corrections(model, "unipc", count, direction)) == count
-                assert entry["errors"][direction]["bridge"] == bridge
+                assert stored(model, "unipc", count).direction(direction).errors.bridge == bridge
+            assert TunedSolve.from_json(entry).to_json() == entry  # the stored format, read and written back
+
+
+def test_a_tuned_solve_is_read_as_it_is_written():
+    part = TunedDirection.of([0.1, 1.0, 10.0], [[], [0.5]], TuningErrors("tuned", 2.0, 1.0, 2.5, 1.5, "ref", "unit",
+                                                                        evaluations=7))  # fmt: skip
+    entry = TunedSolve(encode=part, reference="ref", images=ImageCounts(4, 4, 4))
+    raw = entry.to_json()
+    assert list(raw) == ["encode", "encode_corrections", "reference", "images", "errors"]
+    assert list(raw["errors"]["encode"]) == ["kept", "tune_default", "tune_tuned", "val_default", "val_tuned",
+                                             "evaluations", "reference", "unit"]  # fmt: skip
+    assert TunedSolve.from_json(json.loads(json.dumps(raw))) == entry
+    assert TunedSolve.from_json({"decode": [0.1, 10.0]}).to_json() == {"decode": [0.1, 10.0]}  # nodes alone solve
+    with pytest.raises(ValueError):
+        TunedSolve.from_json({"encode_corrections": [[]]})

@@ -16,7 +16,7 @@ from ..bridge import ode
 from ..model.diffusion import Diffusion
 from ..model.nets import build_network, unet_config
 from ..model.speed import SpeedOptions, accelerate
-from .translate import LEVELS, _sync
+from .translate import _rms_max, _sync
 
 SETTINGS = [
     SpeedOptions(),
@@ -120,8 +120,7 @@ def bench_translate_speed(
         first, seconds, y = _timed(lambda: ode.translate(s, t, x, options), device, repeats)
         if not reference:  # fp32 eager at the first thread count, when it runs first
             reference.append(y)
-        d = (y.double() - reference[0].double()) * LEVELS
-        return first, seconds, d.pow(2).mean().sqrt().item(), d.abs().max().item()
+        return first, seconds, *_rms_max(y, reference[0])
 
     on_device = lambda s: device.type == "cuda" or not any(getattr(s, n) for n in CUDA_ONLY)  # noqa: E731
     chosen = [s for s in settings if not (s.bf16 and device.type == "mps") and on_device(s)]

@@ -2,9 +2,10 @@
 
 Fixed-step solvers step on EDM's grid σ̄_i = (σ̄_min^{1/ρ} + i/N·(σ̄_max^{1/ρ} − σ̄_min^{1/ρ}))^ρ (Karras et al. 2022),
 which spends steps where ε̂ changes fastest (low noise); ρ = ∞ is its limit, the grid uniform in log σ̄ (half the
-log-SNR), as in DPM-Solver (Lu et al. 2022). `ddim` steps on σ̄(i/N), uniform in t (on a DDPM table, the nearest
-integer timesteps, as DDIM's respacing of the official DDIB: at most T − 1 steps). A model may also carry grids
-tuned for it (`tuning.py`), per solver, step count and direction.
+log-SNR), as in DPM-Solver (Lu et al. 2022). DDIM's grid is σ̄(i/N), uniform in t (on a DDPM table, the nearest
+integer timesteps, as DDIM's respacing of the official DDIB: at most T − 1 steps). Which grid a solver steps on by
+default is in its spec (`solvers.SolverSpec`). A model may also carry grids tuned for it (`tuning`, kept as
+`tuned.TunedSolve`), per solver, step count and direction.
 """
 
 from __future__ import annotations
@@ -15,15 +16,9 @@ import torch
 
 from ..errors import DDIBError
 from ..model.diffusion import Diffusion
+from .tuned import stored
 
 DEFAULT_RHO = 7.0
-# Solvers whose default grid is uniform in log-SNR: exponential integrators, whose steps are spans of λ = −log σ̄.
-LOG_SNR_SOLVERS = ("dpm2m", "unipc")
-
-
-def default_rho(solver: str) -> float:
-    """The grid a solver steps on unless told otherwise (measured in `ddib bench translate`)."""
-    return math.inf if solver in LOG_SNR_SOLVERS else DEFAULT_RHO
 
 
 def grid_name(rho: float) -> str:
@@ -51,15 +46,16 @@ def sigma_grid(model: Diffusion, steps: int, rho: float = DEFAULT_RHO, uniform_t
 
 def tuned_grid(model: Diffusion, solver: str, steps: int, direction: str) -> torch.Tensor | None:
     """The model's tuned σ̄ grid (increasing, float64) for `solver` × `steps` and direction ("encode" or "decode")."""
-    entry = model.solver_grids.get(model.grid_key(solver, steps))
-    nodes = None if entry is None else entry.get(direction)
-    return None if nodes is None else torch.tensor(nodes, dtype=torch.float64)
+    tuned = stored(model, solver, steps)
+    part = None if tuned is None else tuned.direction(direction)
+    return None if part is None else torch.tensor(part.grid, dtype=torch.float64)
 
 
 def tuned_corrections(model: Diffusion, solver: str, steps: int, direction: str) -> list[list[float]] | None:
     """The model's tuned per-step solver corrections (`solvers.corrected`) for `solver` × `steps` and direction."""
-    entry = model.solver_grids.get(model.grid_key(solver, steps))
-    corrections = None if entry is None else entry.get(f"{direction}_corrections")
+    tuned = stored(model, solver, steps)
+    part = None if tuned is None else tuned.direction(direction)
+    corrections = None if part is None or part.corrections is None else [list(c) for c in part.corrections]
     if corrections is not None and len(corrections) != steps:
         raise DDIBError(f"the {direction} corrections of {model.grid_key(solver, steps)} have {len(corrections)} steps")
     return corrections

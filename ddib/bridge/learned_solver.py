@@ -4,8 +4,8 @@ coefficients of DPM-Solver-v3, Zheng et al. 2023).
 
 The nodes are σ̄_i = σ̄_min·(σ̄_max/σ̄_min)^{u_i} with u = cumsum(softmax(ℓ)), so every step stays positive and the
 ends stay put; the coefficients are `solvers.corrected`'s, one per x̂0 difference a step uses. A bridge's two solves
-are fitted jointly on the translation's error (`tuning.tune_bridge`): what the target's decode shows is what the
-source's encode is fitted to, and the decode sees the latents the encode actually makes.
+are fitted jointly on the translation's error (`tuning.gradient.tune_bridge`): what the target's decode shows is
+what the source's encode is fitted to, and the decode sees the latents the encode actually makes.
 """
 
 from __future__ import annotations

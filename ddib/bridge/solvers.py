@@ -12,22 +12,30 @@ the σ̄ grid it is given; the grid's order is the direction (increasing: encode
   quadratic through the last three x̂0 (DPM-Solver++(3M)); the corrector redoes the step with the cubic that also
   passes through x̂0 at the predicted point, an evaluation the next step needs anyway, so the order rises by one at
   no cost, at one evaluation per step (the last step, whose evaluation nothing would reuse, is not corrected).
-  Its per-step coefficients can be tuned to one model (`corrected`, fitted in `tuning.py`).
+  Its per-step coefficients can be tuned to one model (`corrected`, fitted in `tuning`).
 
 Adaptive solvers are torchdiffeq's, through `adaptive_odeint`.
+
+Each solver is one `SolverSpec` in `SOLVERS`: how it steps, what a step costs, the grid it steps on by default, and
+which tuning applies. Callers ask the table (`spec`) rather than test names, so adding a solver is one function and
+one spec.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torchdiffeq import odeint
 
 from ..errors import DDIBError
+from .grids import DEFAULT_RHO
 
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Adjust = Callable[[int, torch.Tensor, list[torch.Tensor]], torch.Tensor]
+FixedStep = Callable[..., torch.Tensor]  # (drift, x̄, grid[, adjust=]) → x̄ at grid[-1]
 
 
 def runge_kutta(method: str) -> Callable[[Drift, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -112,20 +120,68 @@ def corrected(coefficients: list[list[float]] | list[torch.Tensor]) -> Adjust:
     return adjust
 
 
-# Fixed-step solvers by name, and their network evaluations per step.
-FIXED_SOLVERS: dict[str, Callable[[Drift, torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "euler": runge_kutta("euler"),
-    "ddim": runge_kutta("euler"),  # on the uniform-in-t grid (`grids.sigma_grid`)
-    "dpm2m": dpm_solver_2m,
-    "unipc": exponential_multistep_pc,
-    "midpoint": runge_kutta("midpoint"),
-    "heun2": runge_kutta("heun2"),
-    "heun3": runge_kutta("heun3"),
-    "rk4": runge_kutta("rk4"),
-}
-EVALS_PER_STEP = {"euler": 1, "ddim": 1, "dpm2m": 1, "unipc": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4}
-ADAPTIVE_SOLVERS = ("dopri5", "bosh3", "adaptive_heun", "fehlberg2", "dopri8")
-SOLVERS = tuple(FIXED_SOLVERS) + ADAPTIVE_SOLVERS
+# `ddib tune-solver --method`s: node-by-node grid search (then, where a solver takes them, least-squares
+# corrections), or nodes and corrections together by gradient through the solver (`learned_solver`).
+SEARCH, GRADIENT = "search", "gradient"
+TUNING_METHODS = (GRADIENT, SEARCH)
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """Everything the package knows about one solver; `SOLVERS` is the only place a solver's name is looked up."""
+
+    name: str
+    step: FixedStep | None  # (drift, x̄, grid) → x̄ through every node; None: torchdiffeq's adaptive method `name`
+    order: int  # order of accuracy (a predictor–corrector's: its predictor's)
+    evals_per_step: int = 1  # network evaluations per step (fixed-step solvers)
+    rho: float = DEFAULT_RHO  # its default grid: EDM's ρ-spaced one (`grids.sigma_grid`); math.inf: log-SNR uniform
+    uniform_t: bool = False  # steps on σ̄(i/N) instead, uniform in t (DDIM's grid), whatever ρ
+    corrections: bool = False  # `step` takes adjust=…: per-step corrections along its x̂0 differences (`corrected`)
+    tuning: tuple[str, ...] = ()  # the tuning methods that apply (`TUNING_METHODS`), its default first
+
+    @property
+    def fixed(self) -> bool:
+        return self.step is not None
+
+
+SOLVERS: dict[str, SolverSpec] = {
+    s.name: s
+    for s in (
+        SolverSpec("euler", runge_kutta("euler"), order=1, tuning=(SEARCH,)),
+        SolverSpec("ddim", runge_kutta("euler"), order=1, uniform_t=True, tuning=(SEARCH,)),
+        # Exponential integrators step in spans of λ = −log σ̄: by default on the grid uniform in it.
+        SolverSpec("dpm2m", dpm_solver_2m, order=2, rho=math.inf, tuning=(SEARCH,)),
+        SolverSpec("unipc", exponential_multistep_pc, order=3, rho=math.inf, corrections=True,
+                   tuning=(GRADIENT, SEARCH)),
+        SolverSpec("midpoint", runge_kutta("midpoint"), order=2, evals_per_step=2, tuning=(SEARCH,)),
+        SolverSpec("heun2", runge_kutta("heun2"), order=2, evals_per_step=2, tuning=(SEARCH,)),
+        SolverSpec("heun3", runge_kutta("heun3"), order=3, evals_per_step=3, tuning=(SEARCH,)),
+        SolverSpec("rk4", runge_kutta("rk4"), order=4, evals_per_step=4, tuning=(SEARCH,)),
+        SolverSpec("dopri5", None, order=5),
+        SolverSpec("bosh3", None, order=3),
+        SolverSpec("adaptive_heun", None, order=2),
+        SolverSpec("fehlberg2", None, order=2),
+        SolverSpec("dopri8", None, order=8),
+    )
+}  # fmt: skip
+
+
+def spec(name: str) -> SolverSpec:
+    """The solver called `name`."""
+    if name not in SOLVERS:
+        raise DDIBError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
+    return SOLVERS[name]
+
+
+def solvers_with(method: str) -> list[str]:
+    """The solvers a tuning method applies to."""
+    return [name for name, s in SOLVERS.items() if method in s.tuning]
+
+
+# Views of the table by kind, for option help and membership tests.
+FIXED_SOLVERS: dict[str, FixedStep] = {name: s.step for name, s in SOLVERS.items() if s.fixed}
+EVALS_PER_STEP: dict[str, int] = {name: s.evals_per_step for name, s in SOLVERS.items() if s.fixed}
+ADAPTIVE_SOLVERS: tuple[str, ...] = tuple(name for name, s in SOLVERS.items() if not s.fixed)
 
 
 def per_sample_rms_max(err: torch.Tensor) -> torch.Tensor:

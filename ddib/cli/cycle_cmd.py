@@ -107,7 +107,7 @@ def cycle_table_command(
     for name in {d for p in chosen for d in p}:  # fail fast on a missing model, before hours of solving
         load(name)
     per_eval = time_one_eval(load(chosen[0][0]).diffusion, n, batch_size)
-    evals = len(chosen) * sum(4 * (o.steps * ode.EVALS_PER_STEP[o.solver]) for o in settings)
+    evals = len(chosen) * sum(4 * ode.expected_nfe(o) for o in settings)
     console.print(
         f"one network evaluation on {n} points: {1000 * per_eval:.1f} ms; {evals} evaluations in all → about "
         f"{evals * per_eval / 60:.0f} min"

@@ -1,4 +1,5 @@
-"""Translation metrics: digit read-out, hue preservation, cycle error, Fréchet distance on classifier features."""
+"""Translation metrics: errors in 8-bit levels, digit read-out, hue preservation, cycle error, Fréchet distance on
+classifier features."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import math
 import torch
 
 from ..color import digit_hue, hue_difference
+
+LEVELS = 127.5  # pixel errors in 8-bit levels: [-1, 1] pixels × 127.5 (1.0 = 1/255 of the range)
 
 
 def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
@@ -34,6 +37,16 @@ def hue_errors(sources: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
 
 def quantile(values: torch.Tensor, q: float) -> float:
     return values.float().quantile(q).item() if len(values) else math.nan
+
+
+def rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Root mean square difference in float64, in the inputs' own units."""
+    return (a.double() - b.double()).pow(2).mean().sqrt().item()
+
+
+def rms_levels(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Root mean square difference of [-1, 1] images in 8-bit levels."""
+    return LEVELS * rms(a, b)
 
 
 def rmse(a: torch.Tensor, b: torch.Tensor) -> float:

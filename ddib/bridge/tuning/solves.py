@@ -1,0 +1,60 @@
+"""What every tuning method measures with: the tuning data, a solve through given nodes over many images, and the
+converged solves its errors are distances to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ...model.diffusion import Diffusion
+from .. import ode
+from ..batching import in_batches
+
+
+@dataclass(frozen=True)
+class TuningData:
+    """Images of the domain in [-1, 1] for tuning and for validation, and N(0, I) latents for each."""
+
+    tune_images: torch.Tensor
+    val_images: torch.Tensor
+    tune_noise: torch.Tensor
+    val_noise: torch.Tensor
+
+
+def encode_on(model: Diffusion, x: torch.Tensor, options: ode.ODEOptions, grid: torch.Tensor | None = None,
+              corrections: list[list[float]] | None = None, batch_size: int = 64) -> torch.Tensor:  # fmt: skip
+    """Latents of images x by the solve `options`, in batches; with `grid` (increasing σ̄), a fixed-step solve
+    through those nodes with per-step `corrections`."""
+    encode = lambda c: ode.encode(model, c, options, grid=grid, corrections=corrections)  # noqa: E731
+    return in_batches(encode, x, batch_size).to(x.device)
+
+
+def decode_on(model: Diffusion, z: torch.Tensor, options: ode.ODEOptions, grid: torch.Tensor | None = None,
+              corrections: list[list[float]] | None = None, batch_size: int = 64) -> torch.Tensor:  # fmt: skip
+    """Images of latents z by the solve `options`, in batches; with `grid` (given increasing), a fixed-step solve
+    back through those nodes with per-step `corrections` (in solve order)."""
+    decode = lambda c: ode.decode(model, c, options, grid=grid, corrections=corrections)  # noqa: E731
+    return in_batches(decode, z, batch_size).to(z.device)
+
+
+@torch.no_grad()
+def converged_solves(model: Diffusion, encoder: Diffusion, data: TuningData, ref: ode.ODEOptions, decode: bool):
+    """Keyed by validation (False/True): the encoder's converged latents of the images, those latents with the
+    N(0, I) draws appended, and (with `decode`) the model's converged decodes of the latter."""
+    images = {False: data.tune_images, True: data.val_images}
+    ref_latents = {v: encode_on(encoder, x, ref) for v, x in images.items()}
+    latents = {v: torch.cat([ref_latents[v], n]) for v, n in ((False, data.tune_noise), (True, data.val_noise))}
+    ref_images = {v: decode_on(model, z, ref) for v, z in latents.items()} if decode else {}
+    return ref_latents, latents, ref_images
+
+
+def untuned(options: ode.ODEOptions) -> ode.ODEOptions:
+    """The options' solve on its untuned grid."""
+    return ode.ODEOptions(options.solver, options.steps, rho=options.rho, tuned=False)
+
+
+def converged(reference: ode.ODEOptions) -> ode.ODEOptions:
+    """The reference solve, never on a tuned grid."""
+    r = reference
+    return ode.ODEOptions(r.solver, r.steps, r.rtol, r.atol, r.rho, tuned=False)
