@@ -108,13 +108,13 @@ def test_bench_identify_confusion_and_bits_matrices(tiny_models, tmp_path):
 
 
 def test_bench_identify_settings_parse_bands_and_refuse_bad_ones():
-    from ddib.cli.bench_cmd import _identify_setting
+    from ddib.bench.identify import parse_setting
     from ddib.likelihood.source_inference import BAND
 
-    assert _identify_setting("band:16", 1e-3) == ("band", {"levels": 16, "band": BAND})
-    assert _identify_setting("band:4:-4:4.5", 1e-3) == ("band", {"levels": 4, "band": (-4.0, 4.5)})
-    assert _identify_setting("elbo:8", 1e-3) == ("elbo", {"levels": 8})
-    assert _identify_setting("ode:2", 1e-2) == ("ode", {"probes": 2, "rtol": 1e-2, "atol": 1e-2})
+    assert parse_setting("band:16", 1e-3) == ("band", {"levels": 16, "band": BAND})
+    assert parse_setting("band:4:-4:4.5", 1e-3) == ("band", {"levels": 4, "band": (-4.0, 4.5)})
+    assert parse_setting("elbo:8", 1e-3) == ("elbo", {"levels": 8})
+    assert parse_setting("ode:2", 1e-2) == ("ode", {"probes": 2, "rtol": 1e-2, "atol": 1e-2})
     for bad in ("band:0", "band:4:2:-2", "band:4:1", "elbo:4:-1:1", "ode", "guess:4", "band:x"):
         with pytest.raises(DDIBError, match="bad setting"):
-            _identify_setting(bad, 1e-3)
+            parse_setting(bad, 1e-3)

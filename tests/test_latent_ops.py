@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from ddib.bridge.latent import Latent
 from ddib.errors import DDIBError
 from ddib.perturb import latent_ops as lo
 from ddib.perturb.runner import REPORT_PRESET, ks_normal_distance, latent_stats, neighbour_correlation, skew_kurtosis
@@ -233,6 +234,21 @@ def test_plan_separates_image_and_latent_steps():
     assert torch.equal(plan.apply(x, x, 1.0), lo.rotate2x2(x))  # apply: latent steps only
     with pytest.raises(DDIBError, match="acts on the image before encoding"):
         lo.Perturbation.of("rotate2x2", "blur-image")
+
+
+def test_each_image_op_applies_only_itself(monkeypatch):
+    negate = lo.OpSpec("negate-image", "x' = -x", "image", apply=lambda x, _, c, plan, eps: -x)
+    monkeypatch.setitem(lo.OPS, "negate-image", negate)
+    x = torch.randn(1, 3, 6, 6, generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(lo.Perturbation.of("blur-image", "negate-image").apply_image(x, 1.0), -lo.blur(x, 1.0))
+    assert torch.equal(lo.Perturbation.of("negate-image").apply_image(x), -x)
+
+
+def test_a_latent_object_keeps_what_travels_beside_z():
+    z, hue = torch.randn(3, 3, 4, 4, generator=torch.Generator().manual_seed(8)), torch.tensor([0.1, 2.0, 4.0])
+    out = lo.Perturbation.of("rotate2x2").apply(Latent(z, hue, meta={"source": "fives"}), None)
+    assert isinstance(out, Latent) and torch.equal(out.z, lo.rotate2x2(z))
+    assert torch.equal(out.hue, hue) and out.meta == {"source": "fives"}
 
 
 def test_plan_coefficients():

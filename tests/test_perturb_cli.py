@@ -146,7 +146,7 @@ def test_runner_encodes_once_and_rejects_mismatched_shapes(tiny_models):
     assert [len(r.rows) for r in results] == [2, 1, 1] and results[1].rows[0].coef is None
     assert results[0].outputs[0].shape == x.shape
     ref_images, ref_row = runner.reference
-    sheet = figure(results[0], x, runner.latent, ref_images, title="noise")
+    sheet = figure(results[0], x, runner.latent.z, ref_images, title="noise")
     assert sheet.size[1] > 5 * ROW_PX
     with pytest.raises(DDIBError, match=r"inputs have shape \(2, 3, 8, 8\)"):
         PerturbRunner(src, tgt, torch.zeros(2, 3, 8, 8))

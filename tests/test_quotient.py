@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from ddib.bridge import ode
-from ddib.bridge.batching import in_batches
+from ddib.bridge.latent import Latent
 from ddib.color import colorize, digit_hue, hue_angle, hue_difference, rotate_hue
 from ddib.errors import DDIBError
-from ddib.io.latents import load_latents, save_latents
 from ddib.likelihood.source_inference import score_images
 from ddib.model import checkpoint as ckpt
 from ddib.model.diffusion import Diffusion, DiffusionConfig
@@ -129,22 +128,28 @@ def test_sampling_draws_the_hue_uniformly_and_deterministically():
     g = torch.Generator().manual_seed(3)
     z = torch.randn((6, *model.data_shape), generator=g)
     hue = ode.sample_hue(model, 6, g)
-    assert torch.equal(a, ode.decode(model, z, OPTS, hue=hue))
+    assert torch.equal(a, ode.decode(model, ode.Latent(z, hue), OPTS))
     many = ode.sample_hue(model, 20000, torch.Generator().manual_seed(0))
     assert 0 <= many.min() and many.max() < 2 * math.pi
     assert torch.histc(many, bins=8, min=0, max=2 * math.pi).div(20000).sub(1 / 8).abs().max() < 0.01
     assert ode.sample_hue(Diffusion(build_network(unet_config("tiny", image_size=8))), 3) is None
 
 
-def test_latent_files_carry_the_hue_and_batches_keep_it_aligned(tmp_path):
-    z, hue = torch.randn(5, 3, 4, 4), torch.rand(5)
-    save_latents(tmp_path / "z.safetensors", z, {"source": "fives"}, hue)
-    z2, meta, hue2 = load_latents(tmp_path / "z.safetensors")
-    assert torch.equal(z2, z) and torch.equal(hue2, hue) and meta["source"] == "fives"
-    save_latents(tmp_path / "plain.safetensors", z, {})
-    assert load_latents(tmp_path / "plain.safetensors")[2] is None
-    out = in_batches(lambda a, h: a.flatten(1)[:, 0] + h, z, 2, aligned=hue)
-    assert torch.equal(out, z.flatten(1)[:, 0] + hue)
+def test_latent_files_carry_the_hue_and_label_and_batches_keep_them_aligned(tmp_path):
+    z, hue, label = torch.randn(5, 3, 4, 4), torch.rand(5), torch.arange(5)
+    Latent(z, hue, label, {"source": "fives"}).save(tmp_path / "z.safetensors")
+    back = Latent.load(tmp_path / "z.safetensors")
+    assert torch.equal(back.z, z) and torch.equal(back.hue, hue) and torch.equal(back.label, label)
+    assert back.meta["source"] == "fives"
+    Latent(z).save(tmp_path / "plain.safetensors")
+    plain = Latent.load(tmp_path / "plain.safetensors")
+    assert plain.hue is None and plain.label is None
+    joined = Latent.cat([back[3:], back[:3]])
+    assert torch.equal(joined.hue, hue[[3, 4, 0, 1, 2]]) and torch.equal(joined.label, label[[3, 4, 0, 1, 2]])
+    with pytest.raises(DDIBError, match="with and without hues"):
+        Latent.cat([back, plain])
+    with pytest.raises(DDIBError, match="hues of shape"):
+        Latent(z, hue[:3])
 
 
 def _cfg(quotient):
@@ -208,7 +213,7 @@ def test_cli_trains_translates_and_decodes_with_the_hue_carried(tmp_path):
     r = run_cli("translate", str(src), "--to", "sevens", "--from", "fives", "--models-dir", m, "--steps", "3",
                 "--out", str(tmp_path / "out.png"), "--save-latent", str(tmp_path / "z.safetensors"))  # fmt: skip
     assert r.returncode == 0 and "with each image's hue" in r.stdout and "each hue carried" in r.stdout, r.stderr
-    z, _, hue = load_latents(tmp_path / "z.safetensors")
+    hue = Latent.load(tmp_path / "z.safetensors").hue
     assert abs(math.degrees(hue.item()) - 130) < 0.5
     r = run_cli("decode", str(tmp_path / "z.safetensors"), "--to", "sevens", "--models-dir", m, "--steps", "3",
                 "--out", str(tmp_path / "back.png"))  # fmt: skip

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from ..bridge.batching import chunks
-from ..likelihood.source_inference import rank, score_images
+from ..errors import DDIBError
+from ..likelihood.source_inference import BAND, rank, score_images
 from ..model.diffusion import Diffusion
 
 
@@ -83,3 +84,21 @@ def matrix_markdown(matrix: dict[str, dict[str, float]], corner: str, fmt: str) 
     lines = [f"| {corner} | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
     lines += [f"| {r} | " + " | ".join(format(v[c], fmt) for c in columns) + " |" for r, v in matrix.items()]
     return "\n".join(lines) + "\n"
+
+
+def parse_setting(item: str, tol: float) -> tuple[str, dict]:
+    """ "band:16" / "band:16:-4:4" (log-SNR band) / "elbo:16" / "ode:1" → (method, score_images kwargs)."""
+    method, *fields = item.split(":")
+    arity = {"band": (1, 3), "elbo": (1,), "ode": (1,)}
+    try:
+        if method not in arity or len(fields) not in arity[method]:
+            raise ValueError
+        count = int(fields[0])
+        band = (float(fields[1]), float(fields[2])) if len(fields) == 3 else BAND
+        if count < 1 or not band[0] < band[1]:
+            raise ValueError
+    except ValueError:
+        raise DDIBError(f"bad setting {item!r}: use band:LEVELS[:LO:HI], elbo:LEVELS or ode:PROBES") from None
+    if method == "ode":
+        return method, {"probes": count, "rtol": tol, "atol": tol}
+    return method, {"levels": count, **({"band": band} if method == "band" else {})}

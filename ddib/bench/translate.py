@@ -17,17 +17,17 @@ import torch
 from ..bridge import ode
 from ..bridge.grids import grid_name
 from ..errors import DDIBError
+from ..evaluation.metrics import LEVELS, rms_levels
 from ..model.diffusion import Diffusion
 from ..model.nets import UNET_SIZES, build_network, unet_config
 
-# Pixel errors are reported in 8-bit grey levels: RMS over [-1, 1] pixels × 127.5.
-LEVELS = 127.5
+OFFICIAL = ("ddim", 1000)  # the official DDIB sampler and step count, the baseline row
 
 # (solver, steps[, ρ | "tuned"]) rows of the solver benchmark; the official DDIB setting is ddim × 1000. ρ = ∞ is the
-# grid uniform in log-SNR (DPM-Solver's); without ρ each solver uses its default grid (`grids.default_rho`); "tuned"
+# grid uniform in log-SNR (DPM-Solver's); without ρ each solver uses its default grid (`SolverSpec.rho`); "tuned"
 # uses the models' tuned grids (`ddib tune-solver`).
 TRANSLATE_GRID: list[tuple] = [
-    ("ddim", 1000),
+    OFFICIAL,
     ("ddim", 10), ("ddim", 20), ("ddim", 50), ("ddim", 100),
     ("euler", 10), ("euler", 20), ("euler", 50),
     ("midpoint", 5), ("midpoint", 10), ("midpoint", 20),
@@ -76,7 +76,7 @@ class Reference:
     (8-bit levels) of the same solve at half the budget (`coarser`), None where not checked."""
 
     options: ode.ODEOptions
-    latent: torch.Tensor
+    latent: ode.Latent
     translation: torch.Tensor
     check_rms: float | None = None
     check_max: float | None = None
@@ -93,8 +93,8 @@ class Reference:
 def reference_solve(src: Diffusion, tgt: Diffusion, x: torch.Tensor, options: ode.ODEOptions = REFERENCE,
                     check: bool = False) -> Reference:  # fmt: skip
     """Translate x with the reference solver; with `check`, also at half its budget to measure its convergence."""
-    latent = ode.encode(src, x, options)
-    translation = ode.decode(tgt, latent, options, hue=src.image_hue(x))
+    latent = ode.encode_latent(src, x, options)
+    translation = ode.decode(tgt, latent, options)
     if not check:
         return Reference(options, latent, translation)
     half = ode.translate(src, tgt, x, coarser(options))
@@ -205,8 +205,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _rms_max(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
-    d = (a.double() - b.double()) * LEVELS
-    return d.pow(2).mean().sqrt().item(), d.abs().max().item()
+    return rms_levels(a, b), LEVELS * (a.double() - b.double()).abs().max().item()
 
 
 def per_image_rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -241,16 +240,15 @@ def bench_solvers(
     settings = [_fixed_setting(entry) for entry in grid]
     settings += [ode.ODEOptions(s, rtol=tol, atol=tol) for s, tol in adaptive]
     rows: list[SolverBenchRow] = []
-    hue = src.image_hue(x)  # carried beside the latent between hue-quotient models
     for opts in settings:
         enc, dec = ode.SolveStats(), ode.SolveStats()
         _sync(x.device)
         t0 = time.perf_counter()
-        z = ode.encode(src, x, opts, enc)
-        y = ode.decode(tgt, z, opts, dec, hue=hue)
+        z = ode.encode_latent(src, x, opts, enc)  # with the hue a hue-quotient latent carries beside it
+        y = ode.decode(tgt, z, opts, dec)
         _sync(x.device)
         seconds = time.perf_counter() - t0
-        back = ode.decode(src, z, opts, hue=hue)
+        back = ode.decode(src, z, opts)
         rt_rms, rt_max = _rms_max(back, x)
         ref_rms, ref_max = _rms_max(y, reference)
         # A batch RMS hides whether the error is spread thin or lands on a few images near a decision boundary.
@@ -259,12 +257,12 @@ def bench_solvers(
         squares = per_image.double().square()
         but_worst = ((squares.sum() - squares.max()) / (len(squares) - 1)).sqrt().item() if len(squares) > 1 else None
         # Which half of the bridge the distance comes from: the latent (z ≈ N(0, I) units) and a decode alone.
-        latent_rms = (z.double() - latent_ref.double()).pow(2).mean().sqrt().item()
-        decode_only_rms, _ = _rms_max(ode.decode(tgt, latent_ref, opts, hue=hue), reference)
+        latent_rms = (z.z.double() - latent_ref.z.double()).pow(2).mean().sqrt().item()
+        decode_only_rms, _ = _rms_max(ode.decode(tgt, latent_ref, opts), reference)
         cycled = ode.translate(tgt, src, y, opts) if cycle else None
         cyc_rms, cyc_max = _rms_max(cycled, x) if cycle else (None, None)
         steps = str(opts.steps) if opts.is_fixed else f"tol {opts.rtol:g}"
-        grid_kind = "uniform t" if opts.solver == "ddim" else grid_name(opts.rho) if opts.is_fixed else "adaptive"
+        grid_kind = "uniform t" if opts.spec.uniform_t else grid_name(opts.rho) if opts.is_fixed else "adaptive"
         if opts.tuned:
             grid_kind = "tuned" if ode.uses_tuned_grid(opts, src, tgt) else f"{grid_kind} (no tuned grid)"
             if "coefficients" in ode.describe_solve(opts, src, tgt):
@@ -330,7 +328,8 @@ def solver_chart(rows: list[SolverBenchRow], title: str):
 
     series: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
-        name = "ddim x1000 (official)" if r.solver == "ddim" and r.steps == "1000" else r.solver
+        official = (r.solver, r.steps) == (OFFICIAL[0], str(OFFICIAL[1]))
+        name = f"{r.solver} x{r.steps} (official)" if official else r.solver
         name += (
             " (log-SNR grid)" if r.grid == grid_name(math.inf) else f" ({r.grid})" if r.grid.startswith("tuned") else ""
         )

@@ -15,7 +15,8 @@ translate: decode(target, encode(source, x))       (DDIB Algorithm 1)
 
 Hue-quotient models (`Diffusion.hue_quotient`) model their domain's hue-0 slice: the latent is the pair (z, θ),
 encode takes the image's hue θ out before solving (`Diffusion.image_hue`, `to_model_space`) and decode turns its
-hue-0 image to θ afterwards (`hue=`), so a bridge of two of them carries every image's hue exactly.
+hue-0 image to θ afterwards, so a bridge of two of them carries every image's hue exactly. `encode_latent` returns
+z with what travels beside it (`Latent`); `decode` takes either.
 
 Nothing is clipped on the way: clipping x̂0 would make encoding non-invertible.
 """
@@ -30,16 +31,18 @@ import torch
 from ..errors import DDIBError
 from ..model.diffusion import Diffusion
 from ..utils import tf32_kernels
-from .grids import default_rho, grid_name, sigma_grid, tuned_corrections, tuned_grid
+from .grids import grid_name, sigma_grid, tuned_corrections, tuned_grid
+from .latent import Latent
 from .solvers import (
     ADAPTIVE_SOLVERS,
     EVALS_PER_STEP,
     FIXED_SOLVERS,
     SOLVERS,
+    SolverSpec,
     adaptive_odeint,
     corrected,
-    exponential_multistep_pc,
     per_sample_rms_max,
+    spec,
 )
 
 # Defaults chosen from `ddib bench translate` (docs/solvers.md).
@@ -48,9 +51,9 @@ DEFAULT_STEPS = 20  # for models without a default of their own (`Diffusion.defa
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-4
 
-__all__ = ["ADAPTIVE_SOLVERS", "EVALS_PER_STEP", "FIXED_SOLVERS", "SOLVERS", "ODEOptions", "SolveStats", "decode",
-           "bridge_ends", "encode", "expected_nfe", "model_steps", "resolve_steps", "sample", "sample_hue",
-           "translate"]  # fmt: skip
+__all__ = ["ADAPTIVE_SOLVERS", "EVALS_PER_STEP", "FIXED_SOLVERS", "SOLVERS", "Latent", "ODEOptions", "SolveStats",
+           "bridge_ends", "decode", "encode", "encode_latent", "expected_nfe", "model_steps", "resolve_steps",
+           "sample", "sample_hue", "sample_latent", "translate"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -61,14 +64,12 @@ class ODEOptions:
     steps: int | None = None  # None: the model's default for the solver (`model_steps`)
     rtol: float = DEFAULT_RTOL
     atol: float = DEFAULT_ATOL
-    rho: float | None = None  # None: the solver's default grid (`default_rho`)
+    rho: float | None = None  # None: the solver's default grid (`SolverSpec.rho`)
     tuned: bool = True  # use a model's tuned grid for this solver and step count when it has one (`tuned_grid`)
 
     def __post_init__(self):
         if self.rho is None:
-            object.__setattr__(self, "rho", default_rho(self.solver))
-        if self.solver not in SOLVERS:
-            raise DDIBError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
+            object.__setattr__(self, "rho", spec(self.solver).rho)  # an unknown solver is a DDIBError
         if self.is_fixed and self.steps is not None and not (isinstance(self.steps, int) and self.steps >= 1):
             raise DDIBError(f"--steps must be a positive integer, got {self.steps}")
         if not (self.rtol > 0 and self.atol > 0):
@@ -78,11 +79,15 @@ class ODEOptions:
 
     @property
     def is_fixed(self) -> bool:
-        return self.solver in FIXED_SOLVERS
+        return self.spec.fixed
+
+    @property
+    def spec(self) -> SolverSpec:
+        return spec(self.solver)
 
     def describe(self) -> str:
         if self.is_fixed:
-            default = self.rho == default_rho(self.solver) or self.solver == "ddim"
+            default = self.spec.uniform_t or self.rho == self.spec.rho
             grid = "" if default else f", {grid_name(self.rho)} grid"
             steps = "the model's default" if self.steps is None else self.steps
             return f"{self.solver} × {steps} steps{grid}"
@@ -113,7 +118,7 @@ def model_steps(model: Diffusion, solver: str) -> int:
 
 def expected_nfe(options: ODEOptions) -> int:
     """Network evaluations of one fixed-step solve with a resolved step count (for progress displays)."""
-    return options.steps * EVALS_PER_STEP[options.solver]
+    return options.steps * options.spec.evals_per_step
 
 
 def resolve_steps(options: ODEOptions, *models: Diffusion) -> ODEOptions:
@@ -144,7 +149,7 @@ def step_grid(model: Diffusion, options: ODEOptions, direction: str) -> torch.Te
         options = resolve_steps(options, model)
         grid = tuned_grid(model, options.solver, options.steps, direction) if options.tuned else None
         if grid is None:
-            grid = sigma_grid(model, options.steps, options.rho, uniform_t=options.solver == "ddim")
+            grid = sigma_grid(model, options.steps, options.rho, uniform_t=options.spec.uniform_t)
     return grid if direction == "encode" else grid.flip(0)
 
 
@@ -190,11 +195,12 @@ def solve(model: Diffusion, x_bar: torch.Tensor, grid: torch.Tensor, options: OD
     # Full fp32 kernels: a solve must not depend on the GPU's default precision.
     with torch.set_grad_enabled(learning and torch.is_grad_enabled()), tf32_kernels(False):
         if corrections is not None:
-            if options.solver != "unipc":
-                raise DDIBError(f"solver corrections are for unipc, not {options.solver}")
-            out = exponential_multistep_pc(drift, x_bar, grid, adjust=corrected(corrections))
+            if not options.spec.corrections:
+                takers = " and ".join(name for name, s in SOLVERS.items() if s.corrections)
+                raise DDIBError(f"solver corrections are for {takers}, not {options.solver}")
+            out = options.spec.step(drift, x_bar, grid, adjust=corrected(corrections))
         elif options.is_fixed:
-            out = FIXED_SOLVERS[options.solver](drift, x_bar, grid)
+            out = options.spec.step(drift, x_bar, grid)
         else:
             rtol, atol = options.rtol, options.atol
             out = adaptive_odeint(drift, x_bar, grid[[0, -1]], options.solver, rtol, atol, per_sample_rms_max)[-1]
@@ -216,15 +222,24 @@ def encode(model: Diffusion, x: torch.Tensor, options: ODEOptions = ODEOptions()
     return solve(model, model.to_model_space(x) / alpha_0, grid, options, stats, corrections) * alpha_1
 
 
-def decode(model: Diffusion, z: torch.Tensor, options: ODEOptions = ODEOptions(), stats: SolveStats | None = None,
-           grid: torch.Tensor | None = None, corrections: list | None = None,
-           hue: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-    """x = ODESolve(z; model, 1 → 0): the data point whose latent is z (unclipped); a hue-quotient model's turned to
-    `hue` (radians, per image; None: its own hue 0).
+def encode_latent(model: Diffusion, x: torch.Tensor, options: ODEOptions = ODEOptions(),
+                  stats: SolveStats | None = None) -> Latent:  # fmt: skip
+    """(z, what travels beside it) for images x: z = encode(model, x), with each image's hue θ for a hue-quotient
+    model and the class label of a conditional one."""
+    label = None if model.label is None else torch.full((len(x),), model.label, dtype=torch.long, device=x.device)
+    return Latent(encode(model, x, options, stats), model.image_hue(x), label)
+
+
+def decode(model: Diffusion, latent: Latent | torch.Tensor, options: ODEOptions = ODEOptions(),
+           stats: SolveStats | None = None, grid: torch.Tensor | None = None,
+           corrections: list | None = None) -> torch.Tensor:  # fmt: skip
+    """x = ODESolve(z; model, 1 → 0): the data point whose latent is z (unclipped); a `Latent`'s hues turn a
+    hue-quotient model's images (a bare z: its own hue 0).
 
     `grid` (increasing σ̄ nodes, walked backwards) overrides the grid a fixed-step solver would use, with
     `corrections` (in solve order) in place of the model's tuned ones.
     """
+    z, hue = (latent.z, latent.hue) if isinstance(latent, Latent) else (latent, None)
     corrections = step_corrections(model, options, "decode") if grid is None else corrections
     grid = step_grid(model, options, "decode") if grid is None else grid.flip(0)
     alpha_0, alpha_1 = _alpha_ends(model, grid)
@@ -255,11 +270,11 @@ def translate(
     options: ODEOptions = ODEOptions(),
     stats: SolveStats | None = None,
 ) -> torch.Tensor:
-    """DDIB (Su et al. 2023, Alg. 1): decode(target, encode(source, x)), with x's hue θ carried beside the latent
-    between hue-quotient models."""
+    """DDIB (Su et al. 2023, Alg. 1): decode(target, encode(source, x)), with what travels beside the latent (a
+    hue-quotient image's θ) carried through."""
     source, target = bridge_ends(source, target)
     options = resolve_steps(options, source, target)
-    return decode(target, encode(source, x, options, stats), options, stats, hue=source.image_hue(x))
+    return decode(target, encode_latent(source, x, options, stats), options, stats)
 
 
 def sample(
@@ -272,9 +287,13 @@ def sample(
 ) -> torch.Tensor:
     """x = decode(model, z) with z ~ N(0, I) (and a hue-quotient model's θ ~ U[0, 2π)): deterministic given the
     generator's seed."""
-    z = torch.randn((n, *model.data_shape), generator=generator, device="cpu").to(device)
-    hue = sample_hue(model, n, generator)
-    return decode(model, z, options, stats, hue=None if hue is None else hue.to(device))
+    return decode(model, sample_latent(model, n, generator).to(device), options, stats)
+
+
+def sample_latent(model: Diffusion, n: int, generator: torch.Generator | None = None) -> Latent:
+    """z ~ N(0, I) on the CPU, then (after all of z, so z does not depend on it) a hue-quotient model's θ."""
+    z = torch.randn((n, *model.data_shape), generator=generator)
+    return Latent(z, sample_hue(model, n, generator))
 
 
 def sample_hue(model: Diffusion, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:

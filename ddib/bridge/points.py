@@ -22,7 +22,7 @@ from ..data.points import POINT_DOMAINS, raw_points
 from ..errors import DDIBError
 from ..model.diffusion import Diffusion
 from ..model.registry import DomainModel, load_domain_model
-from . import ode
+from . import ode, pipeline
 from .batching import batch_count, in_batches
 
 # Points per ODE solve: where the per-point cost on CPU bottoms out (docs/points-2d.md).
@@ -66,20 +66,17 @@ def test_points(point: DomainModel, n: int, seed: int = 0) -> torch.Tensor:
 test_points.__test__ = False  # not a pytest test, despite its name
 
 
-def _device(model: Diffusion) -> torch.device:
-    return next(model.parameters()).device
-
-
 def encode_points(
     model: Diffusion, x: torch.Tensor, opts: ode.ODEOptions, stats=None, batch_size=DEFAULT_POINT_BATCH
 ) -> torch.Tensor:
-    return in_batches(lambda c: ode.encode(model, c, opts, stats), x, batch_size or len(x), _device(model))
+    (latent,) = pipeline.collect(pipeline.encode_batches(model, x, opts, batch_size or len(x), stats=stats))
+    return latent.z
 
 
 def decode_points(
     model: Diffusion, z: torch.Tensor, opts: ode.ODEOptions, stats=None, batch_size=DEFAULT_POINT_BATCH
 ) -> torch.Tensor:
-    return in_batches(lambda c: ode.decode(model, c, opts, stats), z, batch_size or len(z), _device(model))
+    return pipeline.collect(pipeline.decode_batches(model, z, opts, batch_size or len(z), stats=stats))[0]
 
 
 @dataclass
@@ -103,8 +100,9 @@ def translate_points(
     stats = ode.SolveStats()
     t0 = time.perf_counter()
     x = src.to_model(raw)
-    z = encode_points(src.diffusion, x, opts, stats, batch_size)
-    y = decode_points(tgt.diffusion, z, opts, stats, batch_size)
+    batches = pipeline.translate_batches(src.diffusion, tgt.diffusion, x, opts, batch_size or len(x), stats=stats)
+    latent, y = pipeline.collect(batches)
+    z = latent.z
     seconds = time.perf_counter() - t0
     batches = batch_count(len(x), batch_size or len(x))
     return PointTranslation(z, y, tgt.to_raw(y), stats.nfe / batches, seconds)
@@ -212,7 +210,7 @@ def cycle_table(
 
 def time_one_eval(model: Diffusion, n: int, batch_size: int | None = DEFAULT_POINT_BATCH, repeats: int = 2) -> float:
     """Seconds for one network evaluation on n points (in chunks of batch_size), after a warm-up."""
-    dev = _device(model)
+    dev = next(model.parameters()).device
     x = torch.randn(n, *model.data_shape)
     t = torch.tensor(0.5)
 

@@ -12,10 +12,10 @@ from ..bench import translate as bench
 from ..bridge import ode
 from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS
+from ..data.inputs import held_out_digits, source_images
 from ..errors import DDIBError
-from ..evaluation.evaluate import held_out_digits
 from ..io.atomic import atomic_write
-from ..io.images import save_png, to_unit_range
+from ..io.images import save_png
 from ..likelihood.source_inference import BAND
 from ..model.nets import UNET_SIZES
 from ..model.registry import load_domain_model
@@ -23,7 +23,7 @@ from ..model.speed import accelerate, accelerate_for, check_speed, default_speed
 from ..model.symmetry import describe_averaging
 from ..utils import resolve_device
 from .app import app, console
-from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt, SymmetryOpt, read_inputs
+from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt, SymmetryOpt
 
 bench_app = typer.Typer(help="Benchmarks that print numbers and write results tables.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -99,16 +99,10 @@ def bench_translate_command(
         raise DDIBError("--steps-list needs --solvers (the solvers to run at those step counts)")
     dev = resolve_device(device)
     src_dm = load_domain_model(source, models_dir, dev, symmetry)
-    src, src_cfg = src_dm.diffusion, src_dm.config
+    src = src_dm.diffusion
     tgt = load_domain_model(target, models_dir, dev, symmetry).diffusion
     src, tgt = accelerate_for(src, dev), accelerate_for(tgt, dev)  # what `ddib translate` runs
-    if inputs:
-        images = read_inputs(inputs, src_cfg.model.image_size, src_cfg.model.channels, skip_bad=False, limit=n)
-        x = to_unit_range(images.pixels).to(dev)
-    elif source in DIGIT_DOMAINS:
-        x = held_out_digits(data_dir_or_default(data_dir), source, n, seed=0).to(dev)
-    else:
-        raise DDIBError(f"{source} is not a digit domain: give the benchmark images with --inputs")
+    x = source_images(source, src, n, files=inputs, data_dir=data_dir).x.to(dev)
     grid = [("ddim", 20), ("heun2", 5)] if quick else None
     adaptive = [("dopri5", 1e-3)] if quick else None
     if reference_spec:
@@ -130,7 +124,8 @@ def bench_translate_command(
     if grids != "default":  # each (solver, steps) row on the models' tuned grids: instead of, or after, its own
         rows = []
         for row in grid if grid is not None else bench.TRANSLATE_GRID:
-            tunable = len(row) == 2 and row[0] != "ddim"
+            # A solver whose grid is its definition (DDIM's, uniform in t) has no tuned rows.
+            tunable = len(row) == 2 and not ode.ODEOptions(row[0], row[1]).spec.uniform_t
             # With both, a tuned row only where a model has a tuned grid (otherwise it would repeat the row).
             has_grid = tunable and ode.uses_tuned_grid(ode.ODEOptions(row[0], row[1]), src, tgt)
             rows += ([row] if grids == "both" else []) + ([(*row, "tuned")] if has_grid or grids == "tuned" else [])
@@ -296,7 +291,7 @@ def bench_identify_command(
         raise DDIBError(f"--domains needs two or more digit domains ({', '.join(DIGIT_DOMAINS)})")
     parsed = []
     for item in settings.split(","):
-        parsed.append(_identify_setting(item.strip(), tol))
+        parsed.append(bench_identify.parse_setting(item.strip(), tol))
     dev = resolve_device(device)
     models = {d: load_domain_model(d, models_dir, dev, symmetry).diffusion for d in names}
     images = {}
@@ -331,24 +326,6 @@ def bench_identify_command(
     text = "\n".join(parts)
     atomic_write(out_dir / f"identify-matrices-{dev.type}.md", lambda f: f.write(text.encode()))
     console.print(f"confusion and bits/dim matrices: {out_dir / f'identify-matrices-{dev.type}.md'}")
-
-
-def _identify_setting(item: str, tol: float) -> tuple[str, dict]:
-    """ "band:16" / "band:16:-4:4" (log-SNR band) / "elbo:16" / "ode:1" → (method, score_images kwargs)."""
-    method, *fields = item.split(":")
-    arity = {"band": (1, 3), "elbo": (1,), "ode": (1,)}
-    try:
-        if method not in arity or len(fields) not in arity[method]:
-            raise ValueError
-        count = int(fields[0])
-        band = (float(fields[1]), float(fields[2])) if len(fields) == 3 else BAND
-        if count < 1 or not band[0] < band[1]:
-            raise ValueError
-    except ValueError:
-        raise DDIBError(f"bad setting {item!r}: use band:LEVELS[:LO:HI], elbo:LEVELS or ode:PROBES") from None
-    if method == "ode":
-        return method, {"probes": count, "rtol": tol, "atol": tol}
-    return method, {"levels": count, **({"band": band} if method == "band" else {})}
 
 
 def _int_list(text: str, option: str) -> list[int]:

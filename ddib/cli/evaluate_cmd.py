@@ -13,11 +13,12 @@ from rich.table import Table
 from ..bridge import ode
 from ..data import data_dir_or_default
 from ..data.colored_mnist import DIGIT_DOMAINS
+from ..data.inputs import held_out_digits, source_images
 from ..errors import DDIBError
 from ..evaluation.classifier import load_classifier
-from ..evaluation.evaluate import EvalReport, evaluate_pair, held_out_digits
+from ..evaluation.evaluate import EvalReport, evaluate_pair
 from ..io.atomic import atomic_write
-from ..io.images import image_grid, save_png, to_unit_range
+from ..io.images import image_grid, interleave, save_png
 from ..model.registry import load_domain_model
 from ..model.speed import accelerate_for
 from ..utils import resolve_device
@@ -29,7 +30,6 @@ from .options import (
     ModelsDirOpt,
     SkipBadOpt,
     SymmetryOpt,
-    read_inputs,
     report_skipped,
     solve_options,
 )
@@ -97,8 +97,8 @@ def evaluate_command(
         load_domain_model(source, models_dir, dev, symmetry),
         load_domain_model(target, models_dir, dev, symmetry),
     )
-    (src_model, src_cfg, src_loc), (tgt_model, tgt_loc) = (
-        (src.diffusion, src.config, src.location),
+    (src_model, src_loc), (tgt_model, tgt_loc) = (
+        (src.diffusion, src.location),
         (tgt.diffusion, tgt.location),
     )
     if (src_loc.path.resolve(), src_loc.label) == (tgt_loc.path.resolve(), tgt_loc.label):
@@ -107,15 +107,10 @@ def evaluate_command(
     opts = ode.resolve_steps(opts, src_model, tgt_model)
     if guidance and tgt_loc.label is None:
         raise DDIBError(f"--guidance needs a label of a conditional model as --to; {target} is not one")
-    if not inputs and source not in DIGIT_DOMAINS:
-        raise DDIBError(f"--from {source} is not a digit domain: give its held-out images with --inputs")
     src_model, tgt_model = accelerate_for(src_model, dev), accelerate_for(tgt_model, dev)
     data_dir = data_dir_or_default(data_dir)
-    if inputs:
-        images = read_inputs(inputs, src_cfg.model.image_size, src_cfg.model.channels, skip_bad, limit=n)
-        sources = to_unit_range(images.pixels)
-    else:
-        sources = held_out_digits(data_dir, source, n, seed)
+    chosen = source_images(source, src_model, n, files=inputs, seed=seed, data_dir=data_dir, skip_bad=skip_bad)
+    sources = chosen.x
     digits = target in DIGIT_DOMAINS
     classifier = load_classifier(device=dev) if digits or source in DIGIT_DOMAINS else None
     reals = held_out_digits(data_dir, target, 10_000, seed) if digits else None
@@ -146,9 +141,7 @@ def evaluate_command(
         atomic_write(json_out, lambda f: f.write(text.encode()))
         console.print(f"report: {json_out}")
     if grid is not None:
-        from .translate_cmd import interleave
-
         save_png(image_grid(interleave(sources[:32], outputs[:32]), nrow=8), grid)
         console.print(f"grid: {grid}")
-    if inputs:
-        report_skipped(images)
+    if chosen.files is not None:
+        report_skipped(chosen.files)

@@ -11,13 +11,14 @@ import typer
 from rich.table import Table
 
 from ..bridge.batching import chunks
+from ..data.inputs import read_inputs
 from ..errors import DDIBError
 from ..io.atomic import atomic_write
 from ..likelihood.source_inference import LIKELIHOODS, check_method, rank, score_images
 from ..model.registry import available_models, find_model, load_domain_model, model_labels
 from ..utils import resolve_device
 from .app import app, console
-from .options import DeviceOpt, ModelsDirOpt, SkipBadOpt, SymmetryOpt, read_inputs, report_skipped
+from .options import DeviceOpt, ModelsDirOpt, SkipBadOpt, SymmetryOpt, report_skipped
 from .source_choice import LevelsOpt, MethodOpt
 
 ProbesOpt = typer.Option(4, "--probes", min=1, help="Rademacher probes of the Hutchinson divergence estimate")

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..bridge import ode
-from ..io.images import ImageBatch, expand_inputs, read_images
+from ..io.images import ImageBatch
 from ..model.speed import SpeedOptions, check_speed, default_speed
 from .app import console
 
@@ -70,12 +70,6 @@ ResizeOpt = typer.Option(
 )
 
 __all__ = ["Optional"]
-
-
-def read_inputs(inputs, size: int, channels: int, skip_bad: bool, limit: int | None = None,
-                resize: str = "crop") -> ImageBatch:  # fmt: skip
-    """Every input image (files and folders' contents, the first `limit`), decoded before any work starts."""
-    return read_images(expand_inputs(inputs)[:limit], size, channels, skip_bad, resize)
 
 
 def report_skipped(images: ImageBatch) -> None:

@@ -6,17 +6,15 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 from rich.table import Table
 
 from ..bridge import ode
 from ..data import data_dir_or_default
-from ..data.colored_mnist import DIGIT_DOMAINS
+from ..data.inputs import source_images
 from ..errors import DDIBError
 from ..evaluation.classifier import load_classifier
-from ..evaluation.evaluate import digit_of, held_out_digits
-from ..io.images import ImageBatch, to_unit_range
+from ..evaluation.evaluate import digit_of
 from ..model.registry import describe_bridge, load_domain_model
 from ..perturb.latent_ops import BASES, OPS, OTHERS
 from ..perturb.report import write_experiment, write_preset
@@ -26,7 +24,6 @@ from ..perturb.runner import (
     PerturbRunner,
     RowResult,
     experiment_from_ops,
-    mnist_available,
     noise_seed,
     preset,
 )
@@ -39,7 +36,6 @@ from .options import (
     ModelsDirOpt,
     SkipBadOpt,
     SymmetryOpt,
-    read_inputs,
     report_skipped,
     solve_options,
 )
@@ -68,23 +64,6 @@ def numbers_table(rows: list[RowResult], title: str, target: str, with_experimen
         ]
         t.add_row(*(([r.experiment] if with_experiment else []) + cells))
     return t
-
-
-def _load_inputs(
-    inputs: list[Path] | None, source: str, n: int, seed: int, data_dir: str, src_model, opts, dev, skip_bad: bool
-) -> tuple[torch.Tensor, str, ImageBatch | None]:
-    """(inputs in [-1, 1], what they are, the files read when inputs were given)."""
-    channels, size = src_model.data_shape[0], src_model.data_shape[-1]
-    if inputs:
-        images = read_inputs(inputs, size, channels, skip_bad)
-        return to_unit_range(images.pixels), f"{len(images.files)} input images", images
-    if source in DIGIT_DOMAINS and channels == 3 and mnist_available(data_dir):
-        x = held_out_digits(data_dir, source, n, seed, image_size=size)
-        return x, f"{len(x)} held-out {source} (MNIST test split, seed {seed})", None
-    gen = torch.Generator().manual_seed(seed)
-    x = ode.sample(src_model, n, gen, opts, device=dev).cpu()
-    why = f"no MNIST in {data_dir}" if source in DIGIT_DOMAINS else "not a digit domain"
-    return x, f"{n} {source} sampled from the {source} model (seed {seed}; {why})", None
 
 
 @app.command("perturb")
@@ -163,7 +142,9 @@ def perturb_command(
     solve = ode.describe_solve(opts, src_model, tgt_model)
     console.print(f"models: {describe_bridge(source, src_loc, target, tgt_loc)}; {solve}{guided}")
     data_dir = data_dir_or_default(data_dir)
-    x, inputs_text, images = _load_inputs(inputs, source, n, seed, data_dir, src_model, opts, dev, skip_bad)
+    chosen = source_images(source, src_model, None if inputs else n, files=inputs, seed=seed, data_dir=data_dir,
+                           samples=True, sample_options=opts, skip_bad=skip_bad)  # fmt: skip
+    x, inputs_text, images = chosen.x, chosen.about, chosen.files
     console.print(f"inputs: {inputs_text}")
 
     classifier, target_digit = None, digit_of(target)
@@ -182,7 +163,7 @@ def perturb_command(
             results.append(runner.run(spec))
     seconds = time.perf_counter() - t0
     ref_images, ref_row = runner.reference
-    latent = runner.latent
+    latent = runner.latent.z
     input_label = f"inputs\n({source})"
 
     about = {"source": source, "target": target, "inputs": inputs_text, "n": len(x), "solver": opts.describe(),

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 import typer
 
-from ..bridge import ode
-from ..bridge.batching import batch_count, in_batches
+from ..bridge import ode, pipeline
+from ..bridge.batching import batch_count
 from ..bridge.points import DEFAULT_POINT_BATCH, require_points, sample_points
 from ..errors import DDIBError
 from ..io.images import image_grid, save_png, to_pil
@@ -27,6 +27,7 @@ from .options import (
     SymmetryOpt,
     solve_options,
 )
+from .progress import bar
 
 
 @app.command("sample")
@@ -66,13 +67,14 @@ def sample_command(
         return
     n = n or 64
     batch_size = batch_size or 256
-    gen = torch.Generator().manual_seed(seed)
     stats = ode.SolveStats()
     t0 = time.perf_counter()
     # Noise is drawn for all n at once so the images do not depend on --batch-size.
-    z = torch.randn((n, *model.data_shape), generator=gen)
-    hue = ode.sample_hue(model, n, gen)  # a hue-quotient model's θ ~ U[0, 2π), drawn after all of z
-    x = in_batches(lambda c, h=None: ode.decode(model, c, opts, stats, hue=h), z, batch_size, dev, aligned=hue)
+    latent = ode.sample_latent(model, n, torch.Generator().manual_seed(seed))
+    with bar("sample") as progress:
+        task = progress.add_task(domain, total=n)
+        on_progress = lambda p: progress.update(task, completed=p.done)  # noqa: E731
+        (x,) = pipeline.collect(pipeline.decode_batches(model, latent, opts, batch_size, on_progress, stats))
     seconds = time.perf_counter() - t0
     if out_dir is not None:
         for i, img in enumerate(x):

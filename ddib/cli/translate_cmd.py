@@ -8,12 +8,12 @@ from pathlib import Path
 import torch
 import typer
 
-from ..bridge import ode
-from ..bridge.batching import CPU_BATCH, auto_batch_size, batch_count, chunks, in_batches
+from ..bridge import ode, pipeline
+from ..bridge.batching import CPU_BATCH, auto_batch_size, batch_count
+from ..bridge.latent import Latent
 from ..bridge.points import DEFAULT_POINT_BATCH, decode_points, require_points, sample_points, translate_points
 from ..errors import DDIBError
-from ..io.images import image_grid, read_images, save_png, to_pil, to_unit_range
-from ..io.latents import load_latents, save_latents
+from ..io.images import image_grid, interleave, read_images, save_png, to_pil, to_unit_range
 from ..io.outputs import check_outputs, plan_outputs
 from ..io.point_figures import transport_figure
 from ..io.points import is_point_file, read_points, write_points
@@ -44,11 +44,6 @@ from .source_choice import LevelsOpt, MethodOpt
 
 # Images at least this wide take long enough per solve that the progress display shows each network evaluation.
 LARGE_IMAGE = 128
-
-
-def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """[a0, b0, a1, b1, …]: pairs side by side in a grid."""
-    return torch.stack([a, b], dim=1).flatten(0, 1)
 
 
 @app.command("translate")
@@ -125,60 +120,56 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
     sampler = src.diffusion.to(dev)  # sources are sampled over the source's whole span
     src_model, tgt_model = ode.bridge_ends(sampler, tgt.diffusion.to(dev))
     src_name, to = src.name, tgt.name
-    if images is not None:
-        noise = None
-    else:
+    if images is None:
         if out is not None:
             raise DDIBError("--out needs one input image; with no inputs use --out-dir or --grid")
         folder = out_dir or Path(f"{src_name}-to-{to}")
         pairs = [(Path(f"sample-{i:04d}"), folder / f"{src_name}-{i:04d}-to-{to}.png") for i in range(n)]
         check_outputs(pairs)
-        # All of the noise on every rank (cheap), so sample i is the same whatever the number of processes.
-        gen = torch.Generator().manual_seed(seed)
-        noise = torch.randn((n, *src_model.data_shape), generator=gen)
-        noise_hue = ode.sample_hue(src_model, n, gen)
     indices = distributed.shard(list(range(len(pairs))), info)
     batch_size = batch_size or auto_batch_size([src_model, tgt_model], dev, max(len(indices), 1))
     src_fast, tgt_fast = accelerate(src_model, speed), accelerate(tgt_model, speed)
-    sampler_fast = src_fast if sampler is src_model else accelerate(sampler, speed)
     main = info.is_main
-    if main and noise is not None:
+    if main and images is None:
         console.print(f"sampling {n} {src_name} sources (seed {seed})")
     if main and info.enabled:
         console.print(f"{info.world_size} processes: {len(pairs)} images sharded, {batch_size} per batch per process")
 
     stats = ode.SolveStats()
-    sources, results, latents, hues = [], [], [], []
+    sources, results, latents = [], [], []
     t0 = time.perf_counter()
     with bar("translate") as progress:
+        if images is None:
+            # All of the noise on every rank (cheap), so sample i is the same whatever the number of processes.
+            noise = ode.sample_latent(sampler, n, torch.Generator().manual_seed(seed))[indices]
+            sampler_fast = src_fast if sampler is src_model else accelerate(sampler, speed)
+            task = progress.add_task(f"sampling {src_name}", total=len(indices), visible=main)
+            on_sample = lambda p: progress.update(task, completed=p.done)  # noqa: E731
+            (x,) = pipeline.collect(pipeline.decode_batches(sampler_fast, noise, opts, batch_size, on_sample))
+        else:
+            x = to_unit_range(images.pixels[indices])
         task = progress.add_task(f"{src_name} → {to}", total=len(pairs), visible=main)  # rank 0 speaks for all
-        if main and src_model.data_shape[-1] >= LARGE_IMAGE:  # minutes per batch: show each solve's evaluations
-            per_batch = ode.expected_nfe(opts) * 2 if opts.is_fixed else None
-            solve_task = progress.add_task("network evaluations", total=per_batch)
-            stats.on_evaluation = lambda: progress.advance(solve_task)
-        for chunk in chunks(indices, batch_size):
-            if stats.on_evaluation is not None:
-                progress.reset(solve_task)
-            if noise is None:
-                x = to_unit_range(images.pixels[chunk]).to(dev)
-            else:
-                x = ode.decode(sampler_fast, noise[chunk].to(dev), opts, hue=_pick(noise_hue, chunk, dev))
-            z = ode.encode(src_fast, x, opts, stats)
-            hue = src_model.image_hue(x)  # what a hue-quotient latent leaves out, carried beside it
-            y = ode.decode(tgt_fast, z, opts, stats, hue=hue).cpu()
-            for i, img in zip(chunk, y, strict=True):
+        # Large images take minutes per batch: show each network evaluation too.
+        per_eval = main and src_model.data_shape[-1] >= LARGE_IMAGE
+        solve_task = progress.add_task("network evaluations", total=None, visible=per_eval)
+
+        def on_progress(p: pipeline.Progress) -> None:
+            progress.update(task, completed=p.done * info.world_size)
+            if per_eval:
+                progress.update(solve_task, completed=p.batch_nfe, total=p.per_batch)
+
+        for span, latent, y in pipeline.translate_batches(src_fast, tgt_fast, x, opts, batch_size, on_progress,
+                                                          stats):  # fmt: skip
+            for i, img in zip(indices[span], y, strict=True):
                 save_png(to_pil(img), pairs[i][1])
             if grid is not None:
-                sources += list(x.cpu())
+                sources += list(x[span])
                 results += list(y)
             if save_latent is not None:
-                latents += list(z.cpu())
-                hues += [] if hue is None else list(hue.cpu())
-            if main:
-                progress.advance(task, len(chunk) * info.world_size)
+                latents += [latent[k : k + 1] for k in range(len(latent))]
     seconds = time.perf_counter() - t0
     nfe = stats.nfe / batch_count(len(indices), batch_size)
-    sources, results, latents, hues = (distributed.gather_in_order(v, info) for v in (sources, results, latents, hues))
+    sources, results, latents = (distributed.gather_in_order(v, info) for v in (sources, results, latents))
     written = distributed.sum_across(len(indices), info, dev)
     distributed.teardown(info)
     if not main:
@@ -188,8 +179,9 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
         console.print(f"grid: {grid}")
     if save_latent is not None:
         meta = {"source": src_name, "solver": opts.describe(), "names": [str(p) for p, _ in pairs]}
-        save_latents(save_latent, torch.stack(latents), meta, torch.stack(hues) if hues else None)
-        console.print(f"latents: {save_latent}" + (" (with each image's hue)" if hues else ""))
+        latent = Latent.cat(latents).with_meta(**meta)
+        latent.save(save_latent)
+        console.print(f"latents: {save_latent}" + (" (with each image's hue)" if latent.hue is not None else ""))
     where = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
     procs = f" on {info.world_size} processes" if info.enabled else ""
     console.print(
@@ -279,7 +271,7 @@ def _translate_points(src: DomainModel, tgt: DomainModel, inputs, out, out_dir, 
         console.print(f"figure: {grid}")
     if save_latent is not None:
         meta = {"source": src.name, "solver": opts.describe(), "names": [str(p) for p, _ in pairs]}
-        save_latents(save_latent, torch.cat([r.latent for r in results]), meta)
+        Latent(torch.cat([r.latent for r in results]), meta=meta).save(save_latent)
         console.print(f"latents: {save_latent}")
     where = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
     console.print(
@@ -315,7 +307,8 @@ def decode_command(
     """Decode saved latents with a domain's model (ODE t 1→0)."""
     if out is not None and out_dir is not None:
         raise DDIBError("give either --out or --out-dir, not both")
-    z, meta, hue = load_latents(latent)
+    saved = Latent.load(latent)
+    z, meta = saved.z, saved.meta or {}
     dev = resolve_device(device)
     target = load_domain_model(to, models_dir, dev, symmetry, guidance)
     model, loc, to = target.diffusion, target.location, target.name
@@ -336,11 +329,13 @@ def decode_command(
             f"{opts.describe()}, {time.perf_counter() - t0:.1f}s → {out} (raw {to} coordinates)"
         )
         return
-    if hue is not None and not model.hue_quotient:
+    if saved.hue is not None and not model.hue_quotient:
         raise DDIBError(f"{latent} carries hues (from a hue-quotient encoder); decode it with a hue-quotient model")
     batch_size = batch_size or auto_batch_size([model], dev, len(z))
-    decode = lambda c, h=None: ode.decode(model, c, opts, stats, hue=h)  # noqa: E731
-    x = in_batches(decode, z, batch_size, dev, aligned=hue)
+    with bar("decode") as progress:
+        task = progress.add_task(f"decode with {to}", total=len(z))
+        on_progress = lambda p: progress.update(task, completed=p.done)  # noqa: E731
+        (x,) = pipeline.collect(pipeline.decode_batches(model, saved, opts, batch_size, on_progress, stats))
     seconds = time.perf_counter() - t0
     if out_dir is not None:
         for i, img in enumerate(x):
@@ -356,10 +351,5 @@ def decode_command(
         f"{ode.describe_solve(opts, model)}"
         f"{guided(model)}: "
         f"{stats.nfe / batches:.0f} NFE per image{averaging(model)}, {seconds:.1f}s → {where}"
-        + (" (the file carries no hues: hue 0)" if model.hue_quotient and hue is None else "")
+        + (" (the file carries no hues: hue 0)" if model.hue_quotient and saved.hue is None else "")
     )
-
-
-def _pick(values: torch.Tensor | None, index: list[int], device: torch.device) -> torch.Tensor | None:
-    """values[index] on `device`, or None when there are none."""
-    return None if values is None else values[index].to(device)

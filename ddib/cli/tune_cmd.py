@@ -6,23 +6,20 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 
 from ..bench import translate as bench
 from ..bridge import ode
-from ..bridge.tuning import DIRECTIONS, TuningData, fit_solver, merge_entry, tune_bridge, tune_solver
-from ..data import data_dir_or_default
-from ..data.colored_mnist import DIGIT_DOMAINS, colored_mnist
+from ..bridge.solvers import GRADIENT, SEARCH, TUNING_METHODS, solvers_with, spec
+from ..bridge.tuned import DIRECTIONS, TunedSolve, load_entry, merge_entry, stored
+from ..bridge.tuning import TuningData, fit_solver, tune_bridge, tune_solver, tuning_data
 from ..errors import DDIBError
-from ..evaluation.evaluate import held_out_digits
-from ..io.images import to_unit_range
 from ..model import checkpoint as ckpt
 from ..model.references import REFERENCE_FILE, is_reference_dir, read_reference
 from ..model.registry import load_domain_model
 from ..utils import resolve_device
 from .app import app, console
-from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, read_inputs
+from .options import DataDirOpt, DeviceOpt, ModelsDirOpt
 from .progress import bar
 
 
@@ -88,13 +85,16 @@ def tune_solver_command(
     if bridge == (domain is not None) or (bridge and (source is None or target is None)):
         raise DDIBError("give --domain D (one model) or --from SOURCE --to TARGET (one bridge), not both")
     if method == "auto":
-        method = "gradient" if solver == "unipc" else "search"
-    if method not in ("gradient", "search"):
+        method = spec(solver).tuning[0]
+    if method not in TUNING_METHODS:
         raise DDIBError(f"--method {method}: choose gradient, search or auto")
-    if method == "gradient" and solver != "unipc":
-        raise DDIBError(f"--method gradient learns unipc's nodes and coefficients; use --method search for {solver}")
+    if method not in spec(solver).tuning:
+        learners = " and ".join(solvers_with(GRADIENT))
+        raise DDIBError(
+            f"--method gradient learns {learners}'s nodes and coefficients; use --method search for {solver}"
+        )
     directions = DIRECTIONS if direction == "both" else (direction,)
-    if method == "gradient" and bridge and direction != "both":
+    if method == GRADIENT and bridge and direction != "both":
         raise DDIBError(
             "--method gradient fits a bridge's encode and decode together: drop --direction, or use --method search"
         )
@@ -110,8 +110,8 @@ def tune_solver_command(
     if make_default:  # checked before the long part: a default needs grids in both directions
         for loaded, tuned_here in jobs:
             _check_default(loaded, solver, min(counts), tuned_here)
-    data = _tuning_data(data_domain.location.domain, data_domain.diffusion, n, val, inputs, seed, data_dir)
-    if method == "gradient" and bridge:
+    data = tuning_data(data_domain.location.domain, data_domain.diffusion, n, val, inputs, seed, data_dir)
+    if method == GRADIENT and bridge:
         _fit_bridge(src, tgt, solver, counts, ref, data, iterations, batch_size, coefficients, lr)
         for loaded, _ in jobs if make_default else ():
             _make_default(loaded, solver, min(counts))
@@ -120,7 +120,7 @@ def tune_solver_command(
         loc = loaded.location
         extra = partners.get(tuned_here[0], {})
         seen_by = f" for the bridge {src.location.domain} → {tgt.location.domain}" if bridge else ""
-        effort = f"{budget} evaluations" if method == "search" else f"{iterations} gradient steps"
+        effort = f"{budget} evaluations" if method == SEARCH else f"{iterations} gradient steps"
         console.print(
             f"tuning {solver} {' and '.join(tuned_here)} grids of {loc.domain} ({loc.where}){seen_by} against "
             f"{ref.describe()}: {n} training images of {data_domain.location.domain} + {n} N(0, I) latents to tune, "
@@ -128,7 +128,7 @@ def tune_solver_command(
         )
         for count in counts:
             options = ode.ODEOptions(solver, count)
-            if method == "gradient":  # one model
+            if method == GRADIENT:  # one model
                 with bar("", "best validation {task.fields[best]}") as progress:
                     task = progress.add_task(f"{solver} × {count} gradient fit", total=iterations, best="-")
                     advance = lambda name, k, best, t=task, p=progress: p.update(t, completed=k, best=f"{best:.4g}")  # noqa: E731
@@ -149,8 +149,7 @@ def tune_solver_command(
                     loaded.diffusion, options, ref, data, budget, on_eval, tuned_here, coefficients, **extra
                 )  # fmt: skip
             if bridge:
-                for name in tuned_here:
-                    entry["errors"][name]["bridge"] = f"{src.location.domain} → {tgt.location.domain}"
+                entry = entry.for_bridge(f"{src.location.domain} → {tgt.location.domain}")
             _save_entry(loaded, solver, count, entry)
             _report(entry, solver, count, tuned_here)
         if make_default:
@@ -174,9 +173,8 @@ def _fit_bridge(src, tgt, solver: str, counts: list[int], ref: ode.ODEOptions, d
             advance = lambda k, best, t=task, p=progress: p.update(t, completed=k, best=f"{best:.4g}")  # noqa: E731
             encode, decode = tune_bridge(src.diffusion, tgt.diffusion, ode.ODEOptions(solver, count), ref, data,
                                          iterations, batch_size, advance, coefficients, lr)  # fmt: skip
-        for loaded, entry, name in ((src, encode, "encode"), (tgt, decode, "decode")):
-            entry["errors"][name]["bridge"] = bridge
-            _save_entry(loaded, solver, count, entry)
+        for loaded, entry in ((src, encode), (tgt, decode)):
+            _save_entry(loaded, solver, count, entry.for_bridge(bridge))
         _report(encode, solver, count, ("encode",), what="translation (encode and decode)")
     for loaded in (src, tgt):
         _saved(loaded)
@@ -225,8 +223,8 @@ def _tunable(domain: str, models_dir, dev):
 
 
 def _check_default(loaded, solver: str, steps: int, tuned_here: tuple[str, ...]) -> None:
-    have = loaded.diffusion.solver_grids.get(loaded.diffusion.grid_key(solver, steps), {})
-    missing = [d for d in DIRECTIONS if d not in tuned_here and d not in have]
+    have = stored(loaded.diffusion, solver, steps)
+    missing = [d for d in DIRECTIONS if d not in tuned_here and (have is None or have.direction(d) is None)]
     if missing:
         raise DDIBError(
             f"--make-default: {loaded.location.domain}'s {solver} × {steps} would have no {missing[0]} grid; a "
@@ -234,49 +232,25 @@ def _check_default(loaded, solver: str, steps: int, tuned_here: tuple[str, ...])
         )
 
 
-def _save_entry(loaded, solver: str, count: int, entry: dict) -> None:
+def _save_entry(loaded, solver: str, count: int, entry: TunedSolve) -> None:
     path, raw = _settings(loaded)
     grids, key = raw.setdefault("solver_grids", {}), loaded.diffusion.grid_key(solver, count)
-    grids[key] = merge_entry(grids.get(key), entry)
+    grids[key] = merge_entry(load_entry(grids[key], key) if key in grids else None, entry).to_json()
     ckpt.write_json(path, raw)
 
 
-def _report(entry: dict, solver: str, count: int, directions: tuple[str, ...], what: str | None = None) -> None:
+def _report(entry: TunedSolve, solver: str, count: int, directions: tuple[str, ...], what: str | None = None) -> None:
     for name in directions:
-        e = entry["errors"][name]
-        unit = e["unit"]
-        effort = f"{e['evaluations']} evaluations" if "evaluations" in e else f"{e['iterations']} gradient steps"
-        fitted = "grid and coefficients" if e.get("method") == "gradient" and f"{name}_corrections" in entry else "grid"
+        part = entry.direction(name)
+        e = part.errors
+        effort = f"{e.evaluations} evaluations" if e.evaluations is not None else f"{e.iterations} gradient steps"
+        fitted = "grid and coefficients" if e.method == GRADIENT and part.corrections is not None else "grid"
         console.print(
-            f"{solver} × {count} {what or name}: validation {e['val_default']:.4g} → {e['val_tuned']:.4g} {unit} "
-            f"(tuning data {e['tune_default']:.4g} → {e['tune_tuned']:.4g}; {effort}); kept the {e['kept']} {fitted}"
+            f"{solver} × {count} {what or name}: validation {e.val_default:.4g} → {e.val_tuned:.4g} {e.unit} "
+            f"(tuning data {e.tune_default:.4g} → {e.tune_tuned:.4g}; {effort}); kept the {e.kept} {fitted}"
         )
-        if "corrections" in e:
+        if e.corrections is not None:
             console.print(
-                f"{solver} × {count} {name} with per-step corrections: validation {e['val_corrected']:.4g} "
-                f"(tuning data {e['tune_corrected']:.4g}); {e['corrections']}"
+                f"{solver} × {count} {name} with per-step corrections: validation {e.val_corrected:.4g} "
+                f"(tuning data {e.tune_corrected:.4g}); {e.corrections}"
             )
-
-
-def _tuning_data(domain, model, n, val, inputs, seed, data_dir) -> TuningData:
-    """Training-split images to tune on and held-out ones to validate on, with N(0, I) latents for each."""
-    channels, size = model.data_shape[0], model.data_shape[-1]
-    if inputs:
-        images = read_inputs(inputs, size, channels, skip_bad=False, limit=n + val)
-        if len(images.files) < n + val:
-            raise DDIBError(f"--inputs holds {len(images.files)} images; -n {n} + --val {val} are needed")
-        x = to_unit_range(images.pixels)
-        tune_x, val_x = x[:n], x[n : n + val]
-    elif domain in DIGIT_DOMAINS:
-        data_dir = data_dir_or_default(data_dir)
-        train_u8, _ = colored_mnist(data_dir, DIGIT_DOMAINS.index(domain), "train", size)
-        order = torch.randperm(len(train_u8), generator=torch.Generator().manual_seed(seed))[:n]
-        tune_x = to_unit_range(train_u8[order])
-        # The far end of the held-out split: `ddib bench translate` measures on its first images.
-        val_x = held_out_digits(data_dir, domain, 1_000_000, seed, image_size=size)[-val:]
-    else:
-        raise DDIBError(f"{domain} is not a digit domain: give images of it with --inputs")
-    gen = torch.Generator().manual_seed(seed + 1)
-    noise = torch.randn((n + val, *model.data_shape), generator=gen)
-    dev = next(model.net.parameters()).device
-    return TuningData(tune_x.to(dev), val_x.to(dev), noise[:n].to(dev), noise[n:].to(dev))

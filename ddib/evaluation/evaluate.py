@@ -10,8 +10,7 @@ import torch
 
 from ..bridge import ode
 from ..bridge.batching import batch_count, in_batches
-from ..data.colored_mnist import DIGIT_DOMAINS, colored_mnist
-from ..io.images import to_unit_range
+from ..data.colored_mnist import DIGIT_DOMAINS
 from ..model.diffusion import Diffusion
 from .classifier import DigitClassifier, extract_features, predict
 from .metrics import frechet_distance, hue_errors, quantile, rmse
@@ -46,13 +45,6 @@ class EvalReport:
 
 def digit_of(domain: str) -> int | None:
     return DIGIT_DOMAINS.index(domain) if domain in DIGIT_DOMAINS else None
-
-
-def held_out_digits(data_dir: str, domain: str, n: int, seed: int = 0, image_size: int = 32) -> torch.Tensor:
-    """A fixed, seeded set of n MNIST *test* images of a digit domain, coloured, in [-1, 1]."""
-    images, _ = colored_mnist(data_dir, DIGIT_DOMAINS.index(domain), "test", image_size)
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
-    return to_unit_range(images[order])
 
 
 def translate_batched(

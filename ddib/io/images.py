@@ -215,6 +215,11 @@ def to_pil(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr, mode="L" if arr.shape[2] == 1 else "RGB")
 
 
+def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[a0, b0, a1, b1, …]: pairs side by side in a grid."""
+    return torch.stack([a, b], dim=1).flatten(0, 1)
+
+
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> Image.Image:
     """A grid of (B, C, H, W) images in [-1, 1] as one PIL image."""
     from torchvision.utils import make_grid

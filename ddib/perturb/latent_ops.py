@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from ..bridge.latent import Latent
 from ..errors import DDIBError
 
 BASES = ("source", "normalized")
@@ -221,6 +222,8 @@ class OpSpec:
     lo: float | None = None
     hi: float | None = None
     sweep: tuple[float, ...] = ()
+    # (value, image, coef, plan, fixed noise) -> value': z for latent ops, the image itself for image ops.
+    apply: Callable[..., torch.Tensor] | None = field(default=None, compare=False, repr=False)
 
     @property
     def takes_coef(self) -> bool:
@@ -242,6 +245,7 @@ OPS: dict[str, OpSpec] = {
             0.0,
             None,
             (0.5, 1.0, 1.5, 2.0),
+            apply=lambda z, x, c, plan, eps: normalize(z, c),
         ),
         OpSpec(
             "noise",
@@ -252,6 +256,7 @@ OPS: dict[str, OpSpec] = {
             0.0,
             None,
             (0.01, 0.1, 0.3, 0.7),
+            apply=lambda z, x, c, plan, eps: mix_noise(z, c, noise=eps),
         ),
         OpSpec(
             "blend",
@@ -262,6 +267,7 @@ OPS: dict[str, OpSpec] = {
             0.0,
             1.0,
             (0.1, 0.3, 0.5, 0.7, 0.9),
+            apply=lambda z, x, c, plan, eps: blend(z, x, c),
         ),
         OpSpec(
             "checkerboard",
@@ -272,8 +278,14 @@ OPS: dict[str, OpSpec] = {
             0.0,
             1.0,
             (0.1, 0.3, 0.5, 0.7, 1.0),
+            apply=lambda z, x, c, plan, eps: checkerboard(z, x if plan.other == "image" else eps, c, plan.cell),
         ),
-        OpSpec("rotate2x2", "[[a, b], [c, d]] -> [[c, a], [d, b]] per 2x2 block", "latent"),
+        OpSpec(
+            "rotate2x2",
+            "[[a, b], [c, d]] -> [[c, a], [d, b]] per 2x2 block",
+            "latent",
+            apply=lambda z, x, c, plan, eps: rotate2x2(z),
+        ),  # fmt: skip
         OpSpec(
             "blur",
             "z' = G_sigma * z per channel",
@@ -283,6 +295,7 @@ OPS: dict[str, OpSpec] = {
             0.0,
             None,
             (0.5, 1.0, 1.5, 2.0),
+            apply=lambda z, x, c, plan, eps: blur(z, c),
         ),
         OpSpec(
             "blur-image",
@@ -293,6 +306,7 @@ OPS: dict[str, OpSpec] = {
             0.0,
             None,
             (0.5, 1.0, 1.5, 2.0),
+            apply=lambda x, _, c, plan, eps: blur_image(x, c),
         ),
     )
 }
@@ -440,11 +454,15 @@ class Perturbation:
         _check_latent(x, "image")
         coef = self.check_coef(coef)
         for s in self.image_steps:
-            x = blur_image(x, self._coef(s, coef))
+            x = s.spec.apply(x, None, self._coef(s, coef), self, None)
         return x
 
-    def apply(self, z: torch.Tensor, x: torch.Tensor | None, coef: float | None = None) -> torch.Tensor:
-        """z' = the latent steps applied in order to base(z); image steps are `apply_image`'s, before encoding."""
+    def apply(self, latent: Latent | torch.Tensor, x: torch.Tensor | None, coef: float | None = None):
+        """z' = the latent steps applied in order to base(z); image steps are `apply_image`'s, before encoding. A
+        `Latent` comes back as one, with the hues and labels that travel beside z unchanged."""
+        if isinstance(latent, Latent):
+            return latent.with_z(self.apply(latent.z, x, coef))
+        z = latent
         _check_latent(z)
         coef = self.check_coef(coef)
         steps = self.latent_steps
@@ -458,7 +476,7 @@ class Perturbation:
             noise = _noise_like(z, self.noise, self.seed)
         out = choose_base(z, self.base, self.scale)
         for s in steps:
-            out = _LATENT_APPLY[s.op](out, x, self._coef(s, coef), self, noise)
+            out = s.spec.apply(out, x, self._coef(s, coef), self, noise)
         return out
 
     def ops_text(self) -> str:
@@ -489,14 +507,3 @@ class Perturbation:
         if self.base == "normalized":
             extras.append("normalized")
         return head + ("\n" + ", ".join(extras) if extras else "")
-
-
-# (z, x, coef, plan, fixed noise) -> z' for each latent-space op.
-_LATENT_APPLY: dict[str, Callable[..., torch.Tensor]] = {
-    "normalize": lambda z, x, c, plan, eps: normalize(z, c),
-    "noise": lambda z, x, c, plan, eps: mix_noise(z, c, noise=eps),
-    "blend": lambda z, x, c, plan, eps: blend(z, x, c),
-    "checkerboard": lambda z, x, c, plan, eps: checkerboard(z, x if plan.other == "image" else eps, c, plan.cell),
-    "rotate2x2": lambda z, x, c, plan, eps: rotate2x2(z),
-    "blur": lambda z, x, c, plan, eps: blur(z, c),
-}

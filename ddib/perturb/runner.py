@@ -30,12 +30,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 
-from ..bridge import ode
-from ..bridge.batching import in_batches
+from ..bridge import ode, pipeline
+from ..bridge.latent import Latent
 from ..errors import DDIBError
 from ..evaluation.classifier import DigitClassifier, predict
 from ..evaluation.metrics import hue_errors, quantile
@@ -314,7 +313,7 @@ class PerturbRunner:
         self.batch_size = batch_size
         self.on_images = on_images
         self.encode_stats, self.decode_stats = ode.SolveStats(), ode.SolveStats()
-        self._latent: torch.Tensor | None = None
+        self._latent: Latent | None = None
         self._reference: tuple[torch.Tensor, RowResult] | None = None
 
     # -- cost accounting, so a caller can size a progress bar
@@ -331,18 +330,31 @@ class PerturbRunner:
         if self.on_images is not None:
             self.on_images(k)
 
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        encode = lambda c: ode.encode(self.source, c, self.options, self.encode_stats)  # noqa: E731
-        return in_batches(encode, x, self.batch_size, self.device, self._tick).to(self.device)
+    def _batches(self, model: Diffusion) -> tuple[Diffusion, Callable[[pipeline.Progress], None] | None]:
+        """The model on the runner's device, and a progress hook that ticks per finished batch."""
+        seen = [0]
 
-    def _decode(self, z: torch.Tensor, hue: torch.Tensor | None) -> torch.Tensor:
-        """decode(target, z), turned to `hue` (the encoded images' hues) between hue-quotient models."""
-        decode = lambda c, h=None: ode.decode(self.target, c, self.options, self.decode_stats, hue=h)  # noqa: E731
-        return in_batches(decode, z, self.batch_size, self.device, self._tick, aligned=hue)
+        def hook(p: pipeline.Progress) -> None:
+            if p.done > seen[0]:
+                self._tick(p.done - seen[0])
+                seen[0] = p.done
+
+        return model.to(self.device), hook
+
+    def _encode(self, x: torch.Tensor) -> Latent:
+        model, hook = self._batches(self.source)
+        batches = pipeline.encode_batches(model, x, self.options, self.batch_size, hook, self.encode_stats)
+        return pipeline.collect(batches)[0].to(self.device)
+
+    def _decode(self, latent: Latent) -> torch.Tensor:
+        """decode(target, z), turned to the hues that travel beside z between hue-quotient models."""
+        model, hook = self._batches(self.target)
+        return pipeline.collect(pipeline.decode_batches(model, latent, self.options, self.batch_size, hook,
+                                                        self.decode_stats))[0]  # fmt: skip
 
     @property
-    def latent(self) -> torch.Tensor:
-        """z = encode(source, inputs), computed once (on the runner's device)."""
+    def latent(self) -> Latent:
+        """encode(source, inputs) with what travels beside z, computed once (on the runner's device)."""
         if self._latent is None:
             self._latent = self._encode(self.inputs)
         return self._latent
@@ -376,9 +388,8 @@ class PerturbRunner:
     def reference(self) -> tuple[torch.Tensor, RowResult]:
         """(decode(target, z) of the unperturbed latent, its numbers), computed once."""
         if self._reference is None:
-            z = self.latent
-            y = self._decode(z, self.source.image_hue(self.inputs))
-            self._reference = (y, self._row("reference", REFERENCE_LABEL, None, None, z, y))
+            y = self._decode(self.latent)
+            self._reference = (y, self._row("reference", REFERENCE_LABEL, None, None, self.latent.z, y))
         return self._reference
 
     def run(self, spec: ExperimentSpec) -> ExperimentResult:
@@ -392,24 +403,16 @@ class PerturbRunner:
         perturbed_inputs = None
         if plan.acts_on_image:
             perturbed_inputs = [plan.apply_image(x, c) for c in coefs]
-            encoded = torch.cat(perturbed_inputs)
-            z_all = self._encode(encoded)
-            latents = [z_all[i * n : (i + 1) * n] for i in range(len(coefs))]
+            encoded = self._encode(torch.cat(perturbed_inputs))
+            latents = [encoded[i * n : (i + 1) * n] for i in range(len(coefs))]
         else:
-            encoded = x.repeat(len(coefs), *(1,) * (x.ndim - 1))
             latents = [self.latent] * len(coefs)
         xd = self.source.to_model_space(x.to(self.device))  # what blends into a latent: the image where it lives
         perturbed = [plan.apply(z, xd, c) for z, c in zip(latents, coefs, strict=True)]
-        decoded = self._decode(torch.cat(perturbed), self.source.image_hue(encoded))
+        decoded = self._decode(Latent.cat(perturbed))
         outputs = [decoded[i * n : (i + 1) * n] for i in range(len(coefs))]
         rows = [
-            self._row(spec.key, plan.label(c), plan, c, zp, y)
+            self._row(spec.key, plan.label(c), plan, c, zp.z, y)
             for c, zp, y in zip(coefs, perturbed, outputs, strict=True)
         ]
         return ExperimentResult(spec, ref_row, rows, outputs, perturbed_inputs)
-
-
-def mnist_available(data_dir: str | Path) -> bool:
-    """Whether MNIST's test split is in data_dir/MNIST/raw (what held-out inputs need)."""
-    raw = Path(data_dir) / "MNIST" / "raw"
-    return (raw / "t10k-images-idx3-ubyte").is_file() and (raw / "t10k-labels-idx1-ubyte").is_file()

@@ -19,8 +19,7 @@ from ddib.bridge.batching import in_batches
 from ddib.bridge.grids import sigma_grid
 from ddib.bridge.learned_solver import LearnedSolve
 from ddib.bridge.solvers import corrected, exponential_multistep_pc
-from ddib.bridge.tuning import LEVELS, decode_on, encode_on, rms
-from ddib.cli.tune_cmd import _tuning_data
+from ddib.bridge.tuning import LEVELS, decode_on, encode_on, rms, tuning_data
 from ddib.data.domains import data_dir_or_default
 from ddib.model.registry import load_domain_model
 
@@ -52,7 +51,7 @@ def main():
     torch.set_num_threads(1)
     src = load_domain_model("fives", models_dir, "cpu").diffusion
     tgt = load_domain_model("sevens", models_dir, "cpu").diffusion
-    data = _tuning_data("fives", src, 128, 32, None, 0, data_dir_or_default(None))
+    data = tuning_data("fives", src, 128, 32, None, 0, data_dir_or_default(None))
     ref = ode.ODEOptions("unipc", 200, tuned=False)  # the converged solve, on its untuned grid
     images = {False: data.tune_images, True: data.val_images}
     t0 = time.time()

@@ -16,8 +16,8 @@ from ..tuned import DIRECTIONS, TunedSolve, merge_entry
 from .coefficients import fit_corrections, refine_corrections
 from .gradient import fit_solver, tune_bridge
 from .search import coordinate_search, grid_from_positions, positions_of, tune_direction, tune_solver
-from .solves import TuningData, decode_on, encode_on
+from .solves import TuningData, decode_on, encode_on, tuning_data
 
 __all__ = ["DIRECTIONS", "LEVELS", "TunedSolve", "TuningData", "coordinate_search", "decode_on", "encode_on",
            "fit_corrections", "fit_solver", "grid_from_positions", "merge_entry", "positions_of",
-           "refine_corrections", "rms", "tune_bridge", "tune_direction", "tune_solver"]  # fmt: skip
+           "refine_corrections", "rms", "tune_bridge", "tune_direction", "tune_solver", "tuning_data"]  # fmt: skip

@@ -4,9 +4,11 @@ converged solves its errors are distances to."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from ...data.inputs import tuning_images
 from ...model.diffusion import Diffusion
 from .. import ode
 from ..batching import in_batches
@@ -20,6 +22,16 @@ class TuningData:
     val_images: torch.Tensor
     tune_noise: torch.Tensor
     val_noise: torch.Tensor
+
+
+def tuning_data(domain: str, model: Diffusion, n: int, val: int, files: list[Path] | None = None, seed: int = 0,
+                data_dir: str | Path | None = None) -> TuningData:  # fmt: skip
+    """n images to tune on and `val` to validate on (`inputs.tuning_images`), on the model's device, with N(0, I)
+    latents for each."""
+    tune_x, val_x = tuning_images(domain, model, n, val, files, seed, data_dir)
+    noise = torch.randn((n + val, *model.data_shape), generator=torch.Generator().manual_seed(seed + 1))
+    dev = next(model.parameters()).device
+    return TuningData(tune_x.to(dev), val_x.to(dev), noise[:n].to(dev), noise[n:].to(dev))
 
 
 def encode_on(model: Diffusion, x: torch.Tensor, options: ode.ODEOptions, grid: torch.Tensor | None = None,

@@ -1,0 +1,136 @@
+"""The Python API of ddib: `load` a domain's model, `encode` images to a `Latent`, `decode` it, `translate` (DDIB,
+Su et al. 2023, Alg. 1: decode(target, encode(source, x))), `sample`. Every `ddib` command stands on these.
+
+Images are a float tensor (N, C, H, W) in [-1, 1], or a list of PIL images (then PIL images come back); point
+domains take and give (N, 2) raw coordinates. The solve keywords (`solver`, `steps`, `rtol`, `atol`, `rho`,
+`tuned`, `batch_size`, `progress`) are those of the command line's options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .bridge import ode, pipeline
+from .bridge.latent import Latent
+from .bridge.pipeline import Progress, ProgressFn
+from .bridge.points import DEFAULT_POINT_BATCH
+from .errors import DDIBError
+from .io.images import check_resize, convert_image, to_pil, to_unit_range
+from .model.diffusion import Diffusion
+from .model.registry import DomainModel, load_domain_model
+from .model.speed import accelerate_for
+
+__all__ = ["Latent", "Progress", "decode", "encode", "load", "sample", "translate"]
+
+Model = DomainModel | str | Path
+_OPTION_NAMES = {f.name for f in fields(ode.ODEOptions)}
+
+
+def load(name_or_path: str | Path, device: torch.device | str = "cpu", *, models_dir: str | Path | None = None,
+         symmetry: str = "auto", guidance: float = 0.0) -> DomainModel:  # fmt: skip
+    """A domain's model: a bundled or trained domain's name ("fives"), `NAME:LABEL` of a conditional model, or a
+    path (a ddib run folder, a diffusers folder, a guided-diffusion `.pt`), on `device`."""
+    return load_domain_model(str(name_or_path), models_dir, device, symmetry, guidance)
+
+
+def encode(model: Model, images, *, batch_size: int | None = None, progress: ProgressFn | None = None,
+           resize: str = "crop", **solve: Any) -> Latent:  # fmt: skip
+    """z = ODESolve(x; model, t 0 → 1) (DDIB eq. 5) with what travels beside it (a hue-quotient image's hue)."""
+    model = _model(model)
+    x, _ = _as_model_input(model, images, resize)
+    batches = pipeline.encode_batches(_fast(model), x, _options(solve), _batch(model, batch_size), progress)
+    (latent,) = pipeline.collect(batches)
+    return latent.with_meta(source=model.name)
+
+
+def decode(model: Model, latent: Latent | torch.Tensor, *, batch_size: int | None = None,
+           progress: ProgressFn | None = None, pil: bool = False, **solve: Any):  # fmt: skip
+    """x = ODESolve(z; model, t 1 → 0), turned to the latent's hues: a (N, C, H, W) tensor in [-1, 1] (a list of
+    PIL images with `pil=True`; (N, 2) raw coordinates for a point domain)."""
+    model = _model(model)
+    latent = latent if isinstance(latent, Latent) else Latent(latent)
+    if tuple(latent.z.shape[1:]) != tuple(model.data_shape):
+        raise DDIBError(f"latents have shape {tuple(latent.z.shape[1:])} but the {model.name} model expects "
+                        f"{tuple(model.data_shape)}")  # fmt: skip
+    if latent.hue is not None and not model.diffusion.hue_quotient:
+        raise DDIBError(f"the latent carries hues (a hue-quotient encoder's); decode it with a hue-quotient model, "
+                        f"not {model.name}")  # fmt: skip
+    batches = pipeline.decode_batches(_fast(model), latent, _options(solve), _batch(model, batch_size), progress)
+    (y,) = pipeline.collect(batches)
+    return _as_output(model, y, pil)
+
+
+def translate(images, source: Model, target: Model, *, batch_size: int | None = None,
+              progress: ProgressFn | None = None, resize: str = "crop", device: torch.device | str = "cpu",
+              **solve: Any):  # fmt: skip
+    """DDIB (Su et al. 2023, Alg. 1): decode(target, encode(source, x)), the latent's hue carried between
+    hue-quotient models; the result is of the input's kind (tensor, PIL list, point coordinates)."""
+    src, tgt = _model(source, device), _model(target, device)
+    ode.check_compatible(src.diffusion, tgt.diffusion)
+    x, was_pil = _as_model_input(src, images, resize)
+    batches = pipeline.translate_batches(_fast(src), _fast(tgt), x, _options(solve), _batch(src, batch_size), progress)
+    _, y = pipeline.collect(batches)
+    return _as_output(tgt, y, was_pil)
+
+
+def sample(model: Model, n: int, *, seed: int = 0, batch_size: int | None = None,
+           progress: ProgressFn | None = None, pil: bool = False, **solve: Any):  # fmt: skip
+    """decode(model, z) with z ~ N(0, I) (and a hue-quotient model's θ ~ U[0, 2π)), deterministic given `seed`."""
+    model = _model(model)
+    latent = ode.sample_latent(model.diffusion, n, torch.Generator().manual_seed(seed))
+    return decode(model, latent, batch_size=batch_size, progress=progress, pil=pil, **solve)
+
+
+def _options(solve: dict[str, Any]) -> ode.ODEOptions:
+    unknown = sorted(set(solve) - _OPTION_NAMES)
+    if unknown:
+        raise TypeError(f"unknown solve option(s) {', '.join(unknown)}; use {', '.join(sorted(_OPTION_NAMES))}")
+    return ode.ODEOptions(**solve)
+
+
+def _model(model: Model | Diffusion, device: torch.device | str = "cpu") -> DomainModel:
+    if isinstance(model, DomainModel):
+        return model
+    if isinstance(model, Diffusion):
+        raise DDIBError("pass a domain model from ddib.load (it knows its domain's data), not a bare Diffusion")
+    return load(model, device)
+
+
+def _as_model_input(model: DomainModel, images, resize: str) -> tuple[torch.Tensor, bool]:
+    """(x in model space on the CPU, whether the input was PIL images)."""
+    if model.is_points:
+        return model.to_model(images.detach().cpu().numpy() if torch.is_tensor(images) else images), False
+    if isinstance(images, Image.Image):
+        raise DDIBError("pass a list of PIL images, not a single image")
+    if isinstance(images, Sequence) and images and all(isinstance(i, Image.Image) for i in images):
+        check_resize(resize)
+        size, channels = model.data_shape[-1], model.data_shape[0]
+        return to_unit_range(torch.stack([convert_image(i, size, channels, resize) for i in images])), True
+    if not torch.is_tensor(images) or images.ndim != 4 or not images.is_floating_point():
+        raise DDIBError("images must be a float tensor (N, C, H, W) in [-1, 1] or a list of PIL images")
+    if tuple(images.shape[1:]) != tuple(model.data_shape):
+        raise DDIBError(f"images of shape {tuple(images.shape[1:])} do not fit the {model.name} model's "
+                        f"{tuple(model.data_shape)}; pass PIL images to have them resized")  # fmt: skip
+    return images.detach().cpu().float(), False
+
+
+def _as_output(model: DomainModel, y: torch.Tensor, pil: bool):
+    if model.is_points:
+        return model.to_raw(y)
+    return [to_pil(img) for img in y] if pil else y
+
+
+def _fast(model: DomainModel) -> Diffusion:
+    """The model's diffusion with its device's default kernels: what the command line runs."""
+    return accelerate_for(model.diffusion, next(model.diffusion.parameters()).device)
+
+
+def _batch(model: DomainModel, batch_size: int | None) -> int | None:
+    """The batch size asked for; point domains solve many points at once, images as fits the device."""
+    return batch_size or (DEFAULT_POINT_BATCH if model.is_points else None)

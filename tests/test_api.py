@@ -1,0 +1,75 @@
+"""The Python API: the docs' example runs, and `ddib.translate` gives what `ddib translate` writes."""
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ddib
+from ddib.errors import DDIBError
+
+from .conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+FIVE = ROOT / "docs" / "figures" / "api-five.png"
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return ddib.load("fives"), ddib.load("sevens")
+
+
+def test_the_docs_example_runs(tmp_path, monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "api.md").read_text(), re.S)
+    assert len(blocks) >= 3
+    (tmp_path / "docs" / "figures").mkdir(parents=True)
+    shutil.copy(FIVE, tmp_path / "docs" / "figures")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/api.md", "exec"), scope)
+    assert isinstance(scope["seven"], Image.Image) and scope["seven"].size == (32, 32)
+    assert scope["latent"].hue is not None and scope["latent"].meta["source"] == "fives"
+    assert np.array_equal(np.asarray(scope["again"][0]), np.asarray(scope["seven"]))
+    assert scope["samples"].shape == (4, 3, 32, 32) and (tmp_path / "five.safetensors").is_file()
+
+
+def test_translate_gives_the_png_the_command_writes(tmp_path, pair):
+    out = tmp_path / "seven.png"
+    r = run_cli("translate", str(FIVE), "--from", "fives", "--to", "sevens", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    (api_png,) = ddib.translate([Image.open(FIVE)], "fives", "sevens")
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(api_png))
+    x = torch.from_numpy(np.asarray(Image.open(FIVE))).permute(2, 0, 1)[None].float() / 127.5 - 1
+    y = ddib.translate(x, *pair)
+    assert torch.equal(ddib.io.images.to_uint8(y[0]).permute(1, 2, 0), torch.from_numpy(np.asarray(api_png)))
+
+
+def test_encode_then_decode_is_translate_and_progress_counts(pair):
+    fives, sevens = pair
+    x = ddib.sample(fives, 3, seed=2, steps=6)
+    events = []
+    y = ddib.translate(x, fives, sevens, steps=6, batch_size=2, progress=events.append)
+    latent = ddib.encode(fives, x, steps=6, batch_size=2)
+    assert torch.equal(ddib.decode(sevens, latent, steps=6, batch_size=2), y)
+    assert events[-1].done == 3 and events[-1].total == 3
+    assert events[-1].nfe == 2 * (6 + 6) and events[-1].per_batch == 12  # two batches, encode + decode each
+    assert [e.done for e in events if e.batch_nfe == 12] == [0, 2, 2, 3]  # last evaluation, then the batch's end
+
+
+def test_bad_input_is_a_one_line_error(pair):
+    fives, sevens = pair
+    with pytest.raises(DDIBError, match=r"images of shape \(3, 16, 16\) do not fit"):
+        ddib.translate(torch.zeros(1, 3, 16, 16), fives, sevens)
+    with pytest.raises(DDIBError, match="float tensor"):
+        ddib.encode(fives, np.zeros((1, 3, 32, 32)))
+    with pytest.raises(DDIBError, match=r"latents have shape \(3, 8, 8\)"):
+        ddib.decode(sevens, torch.zeros(1, 3, 8, 8))
+    with pytest.raises(TypeError, match="unknown solve option"):
+        ddib.translate(torch.zeros(1, 3, 32, 32), fives, sevens, stepz=3)
+    with pytest.raises(DDIBError, match="unknown solver"):
+        ddib.translate(torch.zeros(1, 3, 32, 32), fives, sevens, solver="magic")
