@@ -136,7 +136,7 @@ def test_torchrun_translate_shards_inputs_and_writes_each_output_once(tmp_path, 
     import numpy as np
     from PIL import Image
 
-    from ddib.io.latents import load_latents
+    from ddib.bridge.latent import Latent
 
     src = make_blob_images(tmp_path / "in", 5, (230, 30, 30), seed=7)  # 5 inputs: uneven shares of 3 and 2
     common = ["translate", str(src), "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
@@ -156,8 +156,7 @@ def test_torchrun_translate_shards_inputs_and_writes_each_output_once(tmp_path, 
         a = np.asarray(Image.open(tmp_path / "two" / name), dtype=np.int16)
         b = np.asarray(Image.open(tmp_path / "one" / name), dtype=np.int16)
         assert np.abs(a - b).max() <= 1  # same images (batch composition may move a pixel across a rounding edge)
-    z2, meta2, _ = load_latents(tmp_path / "z2.safetensors")
-    z1, meta1, _ = load_latents(tmp_path / "z1.safetensors")
-    assert meta2["names"] == meta1["names"]
-    torch.testing.assert_close(z2, z1, atol=1e-4, rtol=1e-4)  # gathered back in input order
+    two, one = Latent.load(tmp_path / "z2.safetensors"), Latent.load(tmp_path / "z1.safetensors")
+    assert two.meta["names"] == one.meta["names"]
+    torch.testing.assert_close(two.z, one.z, atol=1e-4, rtol=1e-4)  # gathered back in input order
     assert (tmp_path / "g2.png").exists()
