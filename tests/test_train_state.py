@@ -56,7 +56,7 @@ def test_a_save_killed_at_any_point_leaves_the_old_or_the_new_state(tmp_path, mo
         ckpt.save_train_state(run, old)
         calls = {"n": 0}
 
-        def dying(name, *args, cut=cut):
+        def dying(name, *args, cut=cut, calls=calls):
             calls["n"] += 1
             if calls["n"] == cut:
                 raise KeyboardInterrupt("killed mid-save")

@@ -22,8 +22,9 @@ for step in $MILESTONES; do
   last=$step
 done
 cool="$ROOT/$NAME@$last+cool$COOLDOWN"
-if [ ! -e "$cool/$DOMAIN/train_state.pt" ]; then
-  mkdir -p "$cool/$DOMAIN" && cp "$ROOT/$NAME/$DOMAIN/"{config.json,model.safetensors,train_state.pt} "$cool/$DOMAIN/"
+if [ ! -e "$cool/$DOMAIN/train_state.json" ] && [ ! -e "$cool/$DOMAIN/train_state.pt" ]; then  # .pt: older ddib
+  mkdir -p "$cool/$DOMAIN"
+  cp "$ROOT/$NAME/$DOMAIN/"{config.json,model.safetensors,train_state.safetensors,train_state.json} "$cool/$DOMAIN/"
 fi
 OMP_NUM_THREADS=${THREADS:-1} $PY -m ddib train "${COMMON[@]}" --models-dir "$cool" --steps $((last + COOLDOWN)) \
   --cooldown "$COOLDOWN"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.colored_mnist import DIGIT_DOMAINS
 from ..errors import DDIBError
 from ..io.images import to_uint8, to_unit_range
 from . import checkpoint as ckpt
@@ -191,6 +192,14 @@ class DomainModel:
         return self.location.where
 
     @property
+    def digits(self) -> str | None:
+        """The colored-MNIST digit domain whose data the model learned (`fives` for the bundled fives-rgb), if any."""
+        domain = self.config.domain
+        if self.location.label is None and domain.get("kind") == "mnist" and isinstance(domain.get("digit"), int):
+            return DIGIT_DOMAINS[domain["digit"]]
+        return self.name if self.name in DIGIT_DOMAINS else None
+
+    @property
     def data_shape(self) -> tuple[int, ...]:
         return tuple(self.diffusion.data_shape)
 
@@ -303,14 +312,29 @@ def _identity(loc: ModelLocation) -> tuple:
     return loc.path.resolve(), loc.label, None if loc.reference is None else loc.reference.label
 
 
+def data_name(loc: ModelLocation) -> str:
+    """The name of the data a model learned: its config's domain (`fives` for the bundled fives-rgb), else its own."""
+    if loc.reference is not None or loc.label is not None:
+        return loc.domain
+    try:
+        return str(ckpt.read_config(loc.path)[0].domain.get("name") or loc.domain)
+    except DDIBError:
+        return loc.domain
+
+
 def source_candidates(target: ModelLocation, source: str | None, models_dir: str | Path | None = None) -> list[str]:
-    """--from alone, else every available domain but the target (the caller infers among several)."""
+    """--from alone, else every available domain but the target (the caller infers among several). Models of the
+    target's data, and alternate models of a domain that has its own (fives-rgb beside fives), are named, not
+    inferred."""
     if source is not None:
         src = find_model(source, models_dir)
         if _identity(src) == _identity(target):
             raise DDIBError(f"--from and --to are both {target.domain!r}; translate between two different models")
         return [source]
-    others = [m.domain for m in available_models(models_dir) if m.domain != target.domain and not m.is_union]
+    found = [m for m in available_models(models_dir) if not m.is_union]
+    names, own = {m.domain for m in found}, data_name(target)
+    others = [m.domain for m in found if m.domain != target.domain and data_name(m) != own
+              and (data_name(m) == m.domain or data_name(m) not in names)]  # fmt: skip
     if not others:
         raise DDIBError(f"no trained domain besides {target.domain} to translate from; train one with `ddib train`")
     return others
