@@ -29,6 +29,20 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
+def per_batch(on_batch: Callable[[int], None] | None) -> ProgressFn | None:
+    """A ProgressFn that calls on_batch(k) with the k items of each finished batch (for counting displays)."""
+    if on_batch is None:
+        return None
+    seen = [0]
+
+    def hook(p: Progress) -> None:
+        if p.done > seen[0]:
+            on_batch(p.done - seen[0])
+            seen[0] = p.done
+
+    return hook
+
+
 class _Tracker:
     """Counts evaluations into a SolveStats and reports each, and each finished batch, to a ProgressFn."""
 

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..bridge import ode
-from ..bridge.batching import batch_count, in_batches
+from ..bridge import ode, pipeline
+from ..bridge.batching import batch_count
 from ..data.colored_mnist import DIGIT_DOMAINS
 from ..model.diffusion import Diffusion
 from .classifier import DigitClassifier, extract_features, predict
@@ -47,17 +47,12 @@ def digit_of(domain: str) -> int | None:
     return DIGIT_DOMAINS.index(domain) if domain in DIGIT_DOMAINS else None
 
 
-def translate_batched(
-    src: Diffusion,
-    tgt: Diffusion,
-    x: torch.Tensor,
-    opts: ode.ODEOptions,
-    batch_size: int,
-    stats: ode.SolveStats,
-    device: torch.device,
-    on_batch: Callable[[int], None] | None = None,
-) -> torch.Tensor:
-    return in_batches(lambda c: ode.translate(src, tgt, c, opts, stats), x, batch_size, device, on_batch)
+def translate_batched(src: Diffusion, tgt: Diffusion, x: torch.Tensor, opts: ode.ODEOptions, batch_size: int,
+                      stats: ode.SolveStats, on_batch: Callable[[int], None] | None = None,
+                      ) -> torch.Tensor:  # fmt: skip
+    """decode(tgt, encode(src, x)) in batches on the models' device, back on the CPU; on_batch(k) after each."""
+    batches = pipeline.translate_batches(src, tgt, x, opts, batch_size, pipeline.per_batch(on_batch), stats)
+    return pipeline.collect(batches)[1]
 
 
 def evaluate_pair(
@@ -83,12 +78,12 @@ def evaluate_pair(
     stats = ode.SolveStats()
     t0 = time.perf_counter()
     tgt_decoder, src_decoder = (guided(m, guidance) for m in (tgt_model, src_model))
-    outputs = translate_batched(src_model, tgt_decoder, sources, opts, batch_size, stats, device, on_batch)
+    outputs = translate_batched(src_model, tgt_decoder, sources, opts, batch_size, stats, on_batch)
     seconds = time.perf_counter() - t0
     nfe = stats.nfe / batch_count(len(sources), batch_size)
     back = None
     if cycle:
-        back = translate_batched(tgt_model, src_decoder, outputs, opts, batch_size, ode.SolveStats(), device, on_batch)
+        back = translate_batched(tgt_model, src_decoder, outputs, opts, batch_size, ode.SolveStats(), on_batch)
     real_feats = None
     if classifier is not None and target_reals is not None:
         real_feats = extract_features(classifier, target_reals)

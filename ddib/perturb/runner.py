@@ -332,14 +332,7 @@ class PerturbRunner:
 
     def _batches(self, model: Diffusion) -> tuple[Diffusion, Callable[[pipeline.Progress], None] | None]:
         """The model on the runner's device, and a progress hook that ticks per finished batch."""
-        seen = [0]
-
-        def hook(p: pipeline.Progress) -> None:
-            if p.done > seen[0]:
-                self._tick(p.done - seen[0])
-                seen[0] = p.done
-
-        return model.to(self.device), hook
+        return model.to(self.device), pipeline.per_batch(self._tick)
 
     def _encode(self, x: torch.Tensor) -> Latent:
         model, hook = self._batches(self.source)
