@@ -1,5 +1,8 @@
 """The bundled RGB pair (fives-rgb, sevens-rgb): a model of the fives and of the sevens, beside the hue pair."""
 
+import json
+import re
+
 import torch
 
 from ddib.bridge import ode
@@ -57,3 +60,20 @@ def test_the_rgb_pair_translates_held_out_fives_into_sevens_that_keep_their_colo
     assert (y - y_hue).abs().mean() > 0.01  # another pair of models, another translation
     labels, _ = predict(load_classifier(), y)
     assert (labels == 7).sum() >= 3
+
+
+@needs_mnist
+def test_perturb_and_evaluate_read_the_rgb_pair_as_fives_and_sevens(tmp_path):
+    common = ["--from", "fives-rgb", "--to", "sevens-rgb", "--steps", "4", "--symmetry", "none"]
+    env = {"DDIB_DATA_DIR": mnist_dir()}
+    r = run_cli("perturb", *common, "-n", "2", "--op", "noise", "--coef", "0.1", "--out", str(tmp_path / "p.png"),
+                cwd=tmp_path, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "2 held-out fives (MNIST test split" in r.stdout and "read as sevens-rgb" in r.stdout
+    assert re.search(r"translation \(no perturbation\).*\d+%", r.stdout)  # the classifier reads the outputs
+    r = run_cli("evaluate", *common, "-n", "2", "--no-cycle", "--json", str(tmp_path / "e.json"), cwd=tmp_path,
+                env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["source"] == "fives-rgb" and report["target_accuracy"] is not None
+    assert report["frechet_distance"] is not None and report["source_share"] is not None

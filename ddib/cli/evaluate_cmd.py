@@ -12,7 +12,6 @@ from rich.table import Table
 
 from ..bridge import ode
 from ..data import data_dir_or_default
-from ..data.colored_mnist import DIGIT_DOMAINS
 from ..data.inputs import held_out_digits, source_images
 from ..errors import DDIBError
 from ..evaluation.classifier import load_classifier
@@ -109,11 +108,13 @@ def evaluate_command(
         raise DDIBError(f"--guidance needs a label of a conditional model as --to; {target} is not one")
     src_model, tgt_model = accelerate_for(src_model, dev), accelerate_for(tgt_model, dev)
     data_dir = data_dir_or_default(data_dir)
-    chosen = source_images(source, src_model, n, files=inputs, seed=seed, data_dir=data_dir, skip_bad=skip_bad)
+    src_digits, tgt_digits = src.digits, tgt.digits  # `fives` for the model fives-rgb
+    chosen = source_images(src_digits or source, src_model, n, files=inputs, seed=seed, data_dir=data_dir,
+                           skip_bad=skip_bad)  # fmt: skip
     sources = chosen.x
-    digits = target in DIGIT_DOMAINS
-    classifier = load_classifier(device=dev) if digits or source in DIGIT_DOMAINS else None
-    reals = held_out_digits(data_dir, target, 10_000, seed) if digits else None
+    digits = tgt_digits is not None
+    classifier = load_classifier(device=dev) if digits or src_digits is not None else None
+    reals = held_out_digits(data_dir, tgt_digits, 10_000, seed) if digits else None
     if not digits:
         console.print(f"{target} is not a digit domain: no classifier reads it, so no target accuracy and no FD")
     total = len(sources) * (1 if no_cycle else 2)
@@ -133,6 +134,7 @@ def evaluate_command(
             cycle=not no_cycle,
             on_batch=lambda k: progress.advance(task, k),
             guidance=guidance,
+            digits=(src_digits, tgt_digits),
         )
     report = dataclasses.replace(report, source_model=src_loc.where, target_model=tgt_loc.where)
     console.print(report_table(report))

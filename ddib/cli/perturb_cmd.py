@@ -142,12 +142,12 @@ def perturb_command(
     solve = ode.describe_solve(opts, src_model, tgt_model)
     console.print(f"models: {describe_bridge(source, src_loc, target, tgt_loc)}; {solve}{guided}")
     data_dir = data_dir_or_default(data_dir)
-    chosen = source_images(source, src_model, None if inputs else n, files=inputs, seed=seed, data_dir=data_dir,
-                           samples=True, sample_options=opts, skip_bad=skip_bad)  # fmt: skip
+    chosen = source_images(src.digits or source, src_model, None if inputs else n, files=inputs, seed=seed,
+                           data_dir=data_dir, samples=True, sample_options=opts, skip_bad=skip_bad)  # fmt: skip
     x, inputs_text, images = chosen.x, chosen.about, chosen.files
     console.print(f"inputs: {inputs_text}")
 
-    classifier, target_digit = None, digit_of(target)
+    classifier, target_digit = None, digit_of(tgt.digits)  # 7 for the model sevens-rgb
     if target_digit is not None:
         classifier = load_classifier(device=dev)
         if classifier.config.image_size != tgt_model.data_shape[-1] or tgt_model.data_shape[0] not in (1, 3):

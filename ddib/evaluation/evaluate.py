@@ -43,7 +43,7 @@ class EvalReport:
         return asdict(self)
 
 
-def digit_of(domain: str) -> int | None:
+def digit_of(domain: str | None) -> int | None:
     return DIGIT_DOMAINS.index(domain) if domain in DIGIT_DOMAINS else None
 
 
@@ -69,11 +69,13 @@ def evaluate_pair(
     cycle: bool = True,
     on_batch: Callable[[int], None] | None = None,
     guidance: float = 0.0,
+    digits: tuple[str | None, str | None] | None = None,
 ) -> tuple[EvalReport, torch.Tensor]:
     """Translate `sources` and score the outputs; returns (report, translations).
 
     `guidance` w applies where a label of a conditional model decodes (the target, and the source on the way
-    back); encoding always solves the plain probability-flow ODE."""
+    back); encoding always solves the plain probability-flow ODE. `digits`: the digit domains of source and
+    target where their names are not ones (`fives` for the model fives-rgb)."""
     device = torch.device(device)
     stats = ode.SolveStats()
     t0 = time.perf_counter()
@@ -87,7 +89,7 @@ def evaluate_pair(
     real_feats = None
     if classifier is not None and target_reals is not None:
         real_feats = extract_features(classifier, target_reals)
-    scores = score_translations(sources, outputs, back, source, target, classifier, real_feats)
+    scores = score_translations(sources, outputs, back, source, target, classifier, real_feats, digits)
     report = EvalReport(
         source=source,
         target=target,
@@ -116,6 +118,7 @@ def score_translations(
     target: str,
     classifier: DigitClassifier | None,
     target_features: torch.Tensor | None,
+    digits: tuple[str | None, str | None] | None = None,
 ) -> dict:
     """The quality metrics of `EvalReport` for translations (and their translations back, `cycled`, if any).
 
@@ -124,7 +127,8 @@ def score_translations(
     """
     sources, outputs = sources.cpu(), outputs.cpu()
     hue = hue_errors(sources, outputs)
-    tgt_digit, src_digit = digit_of(target), digit_of(source)
+    src_name, tgt_name = digits or (source, target)
+    tgt_digit, src_digit = digit_of(tgt_name), digit_of(src_name)
     scores = dict(target_accuracy=None, source_share=None, hue_error_median=quantile(hue, 0.5),
                   hue_error_p90=quantile(hue, 0.9), cycle_rmse=None, cycle_source_accuracy=None,
                   frechet_distance=None)  # fmt: skip
