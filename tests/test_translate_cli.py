@@ -1,5 +1,7 @@
 """`ddib translate` / `ddib decode` end to end with tiny models."""
 
+from pathlib import Path
+
 import safetensors.torch
 from PIL import Image
 
@@ -123,11 +125,9 @@ def test_translate_errors(tmp_path, tiny_models):
 
 
 def test_source_is_inferred_by_likelihood_and_refused_when_undecided(tmp_path, tiny_models):
-    import shutil
-
     models = tmp_path / "models"
     for src, dst in (("reds", "reds"), ("blues", "blues"), ("blues", "bluecopy")):
-        shutil.copytree(tiny_models / src, models / dst)
+        _copy_as(tiny_models / src, models / dst)
     red = make_blob_images(tmp_path / "in", 3, (230, 30, 30), seed=5)
     m = str(models)
     r = run_cli("translate", str(red), "--to", "bluecopy", "--models-dir", m, "--steps", "1", "--out-dir",
@@ -138,10 +138,37 @@ def test_source_is_inferred_by_likelihood_and_refused_when_undecided(tmp_path, t
                   "--probes", "2")  # fmt: skip
     assert ode.returncode == 0, ode.stderr
     assert ode.stdout.count(": reds; margin") == 3  # every red blob is decisively a red under the exact likelihood
-    shutil.copytree(tiny_models / "reds", models / "redcopy")  # two identical candidates: no margin at all
+    _copy_as(tiny_models / "reds", models / "redcopy")  # two identical candidates: no margin at all
     _one_line_error(run_cli("translate", str(red), "--to", "blues", "--models-dir", m, "--steps", "1"),
                     "cannot tell the source domain")  # fmt: skip
     _one_line_error(run_cli("translate", "--to", "blues", "--models-dir", m), "inferred from input images only")
+
+
+def test_a_second_model_of_the_same_data_is_named_not_inferred(tmp_path, tiny_models):
+    import shutil
+
+    models = tmp_path / "models"
+    for name in ("reds", "blues"):
+        shutil.copytree(tiny_models / name, models / name)
+    shutil.copytree(tiny_models / "reds", models / "reds-alt")  # its config still says it learned reds
+    red = make_blob_images(tmp_path / "in", 1, (230, 30, 30), seed=5)
+    r = run_cli("translate", str(red), "--to", "blues", "--models-dir", str(models), "--steps", "1", "--out-dir",
+                str(tmp_path / "o"))  # fmt: skip
+    assert r.returncode == 0 and "using reds, the only other trained domain of this shape" in r.stdout, r.stderr
+    r = run_cli("translate", str(red), "--from", "reds-alt", "--to", "blues", "--models-dir", str(models), "--steps",
+                "1", "--out-dir", str(tmp_path / "o2"))  # fmt: skip
+    assert r.returncode == 0 and "reds-alt" in r.stdout, r.stderr
+
+
+def _copy_as(src: Path, dst: Path) -> None:
+    """A copy of a trained model that calls its data `dst.name`: a domain of its own, not a second model of src's."""
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    config["domain"]["name"] = dst.name
+    (dst / "config.json").write_text(json.dumps(config))
 
 
 def test_mismatched_models_are_refused(tmp_path, tiny_models):
