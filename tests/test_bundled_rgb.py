@@ -32,6 +32,15 @@ def test_source_inference_keeps_to_the_pair_of_the_target():
     assert registry.source_candidates(registry.find_model("sevens", "/nonexistent"), "fives-rgb") == ["fives-rgb"]
 
 
+def test_likelihoods_weigh_the_rgb_pair_only_where_named():
+    from ddib.cli.likelihood_cmd import _load_models
+
+    named = {m.domain for m in registry.domain_models("/nonexistent")}
+    assert {"fives", "sevens"} <= named and not {"fives-rgb", "sevens-rgb"} & named
+    assert set(_load_models(None, "/nonexistent", "cpu")) == {"fives", "sevens"}  # one quotient, no mixing
+    assert set(_load_models(["fives-rgb", "sevens-rgb"], "/nonexistent", "cpu")) == {"fives-rgb", "sevens-rgb"}
+
+
 def test_models_lists_the_rgb_pair(tmp_path):
     r = run_cli("models", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -15,7 +15,7 @@ from ..data.inputs import read_inputs
 from ..errors import DDIBError
 from ..io.atomic import atomic_write
 from ..likelihood.source_inference import LIKELIHOODS, check_method, rank, score_images
-from ..model.registry import available_models, find_model, load_domain_model, model_labels
+from ..model.registry import domain_models, find_model, load_domain_model, model_labels
 from ..utils import resolve_device
 from .app import app, console
 from .options import DeviceOpt, ModelsDirOpt, SkipBadOpt, SymmetryOpt, report_skipped
@@ -27,7 +27,7 @@ TolOpt = typer.Option(1e-4, "--tol", help="rtol = atol of the dopri5 solve")
 
 def _load_models(domains: Optional[list[str]], models_dir, dev, symmetry: str = "auto"):
     """The scoring models by domain; a conditional model named with --domain stands for all of its labels."""
-    names = domains or [m.domain for m in available_models(models_dir) if not m.is_union]
+    names = domains or [m.domain for m in domain_models(models_dir)]
     expanded = {}
     for name in names:
         loc = find_model(name, models_dir)

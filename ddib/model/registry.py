@@ -322,19 +322,25 @@ def data_name(loc: ModelLocation) -> str:
         return loc.domain
 
 
+def domain_models(models_dir: str | Path | None = None) -> list[ModelLocation]:
+    """The available models that stand for their domains, as commands that weigh every domain use them: not
+    conditional models as a whole, nor alternate models of a domain that has its own (fives-rgb beside fives),
+    which are used where named."""
+    found = [m for m in available_models(models_dir) if not m.is_union]
+    names = {m.domain for m in found}
+    return [m for m in found if data_name(m) == m.domain or data_name(m) not in names]
+
+
 def source_candidates(target: ModelLocation, source: str | None, models_dir: str | Path | None = None) -> list[str]:
-    """--from alone, else every available domain but the target (the caller infers among several). Models of the
-    target's data, and alternate models of a domain that has its own (fives-rgb beside fives), are named, not
-    inferred."""
+    """--from alone, else every domain model (domain_models) but the target and other models of its data (the
+    caller infers among several)."""
     if source is not None:
         src = find_model(source, models_dir)
         if _identity(src) == _identity(target):
             raise DDIBError(f"--from and --to are both {target.domain!r}; translate between two different models")
         return [source]
-    found = [m for m in available_models(models_dir) if not m.is_union]
-    names, own = {m.domain for m in found}, data_name(target)
-    others = [m.domain for m in found if m.domain != target.domain and data_name(m) != own
-              and (data_name(m) == m.domain or data_name(m) not in names)]  # fmt: skip
+    own = data_name(target)
+    others = [m.domain for m in domain_models(models_dir) if m.domain != target.domain and data_name(m) != own]
     if not others:
         raise DDIBError(f"no trained domain besides {target.domain} to translate from; train one with `ddib train`")
     return others
