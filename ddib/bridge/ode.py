@@ -31,6 +31,7 @@ import torch
 from ..errors import DDIBError
 from ..model.diffusion import Diffusion
 from ..utils import tf32_kernels
+from . import presets
 from .grids import grid_name, sigma_grid, tuned_corrections, tuned_grid
 from .latent import Latent
 from .solvers import (
@@ -52,8 +53,8 @@ DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-4
 
 __all__ = ["ADAPTIVE_SOLVERS", "EVALS_PER_STEP", "FIXED_SOLVERS", "SOLVERS", "Latent", "ODEOptions", "SolveStats",
-           "bridge_ends", "decode", "encode", "encode_latent", "expected_nfe", "model_steps", "resolve_steps",
-           "sample", "sample_hue", "sample_latent", "translate"]  # fmt: skip
+           "bridge_ends", "decode", "encode", "encode_latent", "expected_nfe", "model_steps", "preset_followed",
+           "resolve_steps", "sample", "sample_hue", "sample_latent", "translate"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,16 @@ class ODEOptions:
     atol: float = DEFAULT_ATOL
     rho: float | None = None  # None: the solver's default grid (`SolverSpec.rho`)
     tuned: bool = True  # use a model's tuned grid for this solver and step count when it has one (`tuned_grid`)
+    # Without steps: the models' stored preset of this name (`presets`); `default` without one is the rule before
+    # presets (`model_steps`).
+    quality: str = presets.DEFAULT
 
     def __post_init__(self):
         if self.rho is None:
             object.__setattr__(self, "rho", spec(self.solver).rho)  # an unknown solver is a DDIBError
+        presets.check_quality(self.quality)
+        if self.quality != presets.DEFAULT and not self.is_fixed:
+            raise DDIBError(f"--quality is for fixed-step solvers; {self.solver} is adaptive (use --rtol/--atol)")
         if self.is_fixed and self.steps is not None and not (isinstance(self.steps, int) and self.steps >= 1):
             raise DDIBError(f"--steps must be a positive integer, got {self.steps}")
         if not (self.rtol > 0 and self.atol > 0):
@@ -122,11 +129,37 @@ def expected_nfe(options: ODEOptions) -> int:
 
 
 def resolve_steps(options: ODEOptions, *models: Diffusion) -> ODEOptions:
-    """The options with a step count: the one given, else the largest default among the models (one count for
-    every direction of a bridge)."""
+    """The options with a step count: the one given, else the models' stored preset `options.quality` (its steps,
+    and its own grid where it is not on a tuned one), else the largest default among the models; one count for
+    every direction of a bridge (`presets.combine`)."""
     if options.steps is not None or not options.is_fixed:
         return options
-    return replace(options, steps=max((model_steps(m, options.solver) for m in models), default=DEFAULT_STEPS))
+    chosen = _preset(options, models)
+    if chosen is None:
+        return replace(options, steps=max((model_steps(m, options.solver) for m in models), default=DEFAULT_STEPS))
+    return replace(options, steps=chosen.steps, tuned=options.tuned and chosen.tuned)
+
+
+def _preset(options: ODEOptions, models: tuple[Diffusion, ...]) -> presets.Preset | None:
+    return presets.bridge_preset(options.quality, options.solver, models, lambda m: model_steps(m, options.solver))
+
+
+def preset_followed(options: ODEOptions, *models: Diffusion) -> str | None:
+    """The name of the stored preset this solve is (`options.quality`'s, where the models store one and the solve
+    has its step count and grid), else None."""
+    if not options.is_fixed or not any(presets.stored(m, options.solver) for m in models):
+        return None
+    try:
+        chosen = _preset(replace(options, steps=None), models)
+    except DDIBError:  # --steps given beside a preset the models do not store
+        return None
+    solved = resolve_steps(options, *models)
+    if chosen is None or solved.steps != chosen.steps:
+        return None
+    on_tuned = uses_tuned_grid(solved, *models)
+    if on_tuned != uses_tuned_grid(replace(solved, tuned=chosen.tuned), *models):
+        return None
+    return options.quality if on_tuned or solved.rho == solved.spec.rho or solved.spec.uniform_t else None
 
 
 def pf_ode_drift(model: Diffusion, counter: list[int]):
@@ -172,13 +205,15 @@ def uses_tuned_grid(options: ODEOptions, *models: Diffusion) -> bool:
     return any(g is not None for g in found)
 
 
-def describe_solve(options: ODEOptions, *models: Diffusion) -> str:
-    """'unipc × 10 steps', with ', tuned grid' (and coefficients) when one of the models solves on its tuned grid."""
+def describe_solve(options: ODEOptions, *models: Diffusion, name_preset: bool = True) -> str:
+    """'unipc × 10 steps', with ', tuned grid' (and coefficients) when one of the models solves on its tuned grid,
+    and (with `name_preset`) ' (fast preset)' when the solve is the models' stored preset `options.quality`."""
     text = resolve_steps(options, *models).describe()
-    if not uses_tuned_grid(options, *models):
-        return text
-    found = (step_corrections(m, resolve_steps(options, *models), d) for m in models for d in ("encode", "decode"))
-    return text + (", tuned grid and coefficients" if any(c is not None for c in found) else ", tuned grid")
+    if uses_tuned_grid(options, *models):
+        found = (step_corrections(m, resolve_steps(options, *models), d) for m in models for d in ("encode", "decode"))
+        text += ", tuned grid and coefficients" if any(c is not None for c in found) else ", tuned grid"
+    named = preset_followed(options, *models) if name_preset else None
+    return text if named is None else f"{text} ({named} preset)"
 
 
 def solve(model: Diffusion, x_bar: torch.Tensor, grid: torch.Tensor, options: ODEOptions = ODEOptions(),

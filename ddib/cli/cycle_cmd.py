@@ -40,7 +40,7 @@ def cycle_command(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the result as JSON ('-': stdout only)"),
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
-    opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
+    opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
     """Translate A → B → A and report the mean / max L2 distance between each point and its cycled self."""
     if source == target:

@@ -17,7 +17,7 @@ from ..model.speed import accelerate_for
 from ..model.symmetry import describe_averaging
 from ..utils import resolve_device
 from .app import app, console
-from .options import DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt
+from .options import DeviceOpt, ModelsDirOpt, QualityOpt, SolverOpt, StepsOpt
 from .translate_cmd import hue_carried
 
 
@@ -30,11 +30,12 @@ def demo_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled sources"),
     solver: str = SolverOpt,
     steps: Optional[int] = StepsOpt,
+    quality: str = QualityOpt,
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
 ) -> None:
     """Sample sources from the source model, translate them with DDIB, write the figure and a summary."""
-    opts = ode.ODEOptions(solver=solver, steps=steps)
+    opts = ode.ODEOptions(solver=solver, steps=steps, quality=quality)
     dev = resolve_device(device)
     src, tgt = load_domain_model(source, models_dir, dev), load_domain_model(target, models_dir, dev)
     (src_model, src_loc), (tgt_model, tgt_loc) = (src.diffusion, src.location), (tgt.diffusion, tgt.location)

@@ -86,7 +86,7 @@ def evaluate_command(
     data_dir: Optional[str] = DataDirOpt,
     skip_bad: bool = SkipBadOpt,
     guidance: float = GuidanceOpt,
-    opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
+    opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
     """Score a translation on held-out digits: target accuracy, hue kept, cycle consistency, FD, speed."""
     if source == target:

@@ -25,6 +25,13 @@ StepsOpt = typer.Option(
     help=f"Steps per ODE solve for fixed-step solvers [default: the models' own (ddib tune-solver), else "
     f"{ode.DEFAULT_STEPS}]",
 )
+QualityOpt = typer.Option(
+    "default",
+    "--quality",
+    help="fast | default | exact: the solve the models store under that name (`ddib bench quality "
+    "--save-presets`): fast the fewest steps whose translations score as the converged ones, exact within 0.1 "
+    "level of the converged translation (cycles, likelihoods, latent studies); --steps and --rho override it",
+)
 RtolOpt = typer.Option(ode.DEFAULT_RTOL, "--rtol", help="Relative tolerance (adaptive solvers)")
 AtolOpt = typer.Option(ode.DEFAULT_ATOL, "--atol", help="Absolute tolerance (adaptive solvers)")
 RhoOpt = typer.Option(
@@ -90,18 +97,18 @@ def resolve_speed(device, channels_last: bool | None, compile: bool, bf16: bool,
 
 
 def solve_options(command):
-    """Give a command the five options of an ODE solve (--solver, --steps, --rtol, --atol, --rho), handed to it as
-    one `opts: ODEOptions` argument (its last parameter)."""
-    added = [("solver", str, SolverOpt), ("steps", Optional[int], StepsOpt), ("rtol", float, RtolOpt),
-             ("atol", float, AtolOpt), ("rho", Optional[float], RhoOpt)]  # fmt: skip
+    """Give a command the six options of an ODE solve (--solver, --steps, --quality, --rtol, --atol, --rho), handed
+    to it as one `opts: ODEOptions` argument (its last parameter)."""
+    added = [("solver", str, SolverOpt), ("steps", Optional[int], StepsOpt), ("quality", str, QualityOpt),
+             ("rtol", float, RtolOpt), ("atol", float, AtolOpt), ("rho", Optional[float], RhoOpt)]  # fmt: skip
     signature = inspect.signature(command)
     kept = [p for name, p in signature.parameters.items() if name != "opts"]
     params = kept + [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=t)
                      for n, t, d in added]  # fmt: skip
 
     @functools.wraps(command)
-    def run(*args, solver, steps, rtol, atol, rho, **kwargs):
-        return command(*args, opts=ode_options(solver, steps, rtol, atol, rho), **kwargs)
+    def run(*args, solver, steps, quality, rtol, atol, rho, **kwargs):
+        return command(*args, opts=ode_options(solver, steps, rtol, atol, rho, quality), **kwargs)
 
     run.__signature__ = signature.replace(parameters=params)
     run.__annotations__ = {k: v for k, v in command.__annotations__.items() if k != "opts"}
@@ -109,6 +116,8 @@ def solve_options(command):
     return run
 
 
-def ode_options(solver: str, steps: int | None, rtol: float, atol: float, rho: float | None = None) -> ode.ODEOptions:
+def ode_options(solver: str, steps: int | None, rtol: float, atol: float, rho: float | None = None,
+                quality: str = "default") -> ode.ODEOptions:  # fmt: skip
     """The solve the user asked for; a model's tuned grid is used unless --rho names a grid shape."""
-    return ode.ODEOptions(solver=solver, steps=steps, rtol=rtol, atol=atol, rho=rho, tuned=rho is None)
+    return ode.ODEOptions(solver=solver, steps=steps, rtol=rtol, atol=atol, rho=rho, tuned=rho is None,
+                          quality=quality)  # fmt: skip

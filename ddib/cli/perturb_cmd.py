@@ -107,7 +107,7 @@ def perturb_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers as JSON"),
     skip_bad: bool = SkipBadOpt,
     guidance: float = GuidanceOpt,
-    opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
+    opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
     """Perturb DDIB latents (normalize, noise, blend, checkerboard, 2x2 rotation, blur) and decode them."""
     settings = {"cell": cell, "scale": scale, "seed": noise_seed(seed)}

@@ -28,7 +28,7 @@ def plot_command(
     batch_size: int = typer.Option(DEFAULT_POINT_BATCH, "--batch-size", min=1, help="Points per ODE solve"),
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
-    opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
+    opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
     """Three panels: source points, their latents, their translations, each point coloured by its source position."""
     out = out or Path(f"{source}-to-{target}.png")

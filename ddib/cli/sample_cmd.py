@@ -53,7 +53,7 @@ def sample_command(
     models_dir: str | None = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
     guidance: float = GuidanceOpt,
-    opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
+    opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
     """Sample z ~ N(0, I) and decode it with the domain's model (deterministic given --seed)."""
     if out is not None and out_dir is not None:

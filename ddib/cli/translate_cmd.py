@@ -87,7 +87,7 @@ def translate_command(
     skip_bad: bool = SkipBadOpt,
     resize: str = ResizeOpt,
     guidance: float = GuidanceOpt,
-    opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
+    opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
     """Translate images: encode with the source model's ODE (t 0→1), decode with the target's (t 1→0)."""
     check_method(method)
@@ -302,7 +302,7 @@ def decode_command(
     models_dir: str | None = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
     guidance: float = GuidanceOpt,
-    opts: ode.ODEOptions | None = None,  # --solver --steps --rtol --atol --rho (solve_options)
+    opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
     """Decode saved latents with a domain's model (ODE t 1→0)."""
     if out is not None and out_dir is not None:

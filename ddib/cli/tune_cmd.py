@@ -10,6 +10,7 @@ import typer
 
 from ..bench import translate as bench
 from ..bridge import ode
+from ..bridge.presets import DEFAULT, Preset
 from ..bridge.solvers import GRADIENT, SEARCH, TUNING_METHODS, solvers_with, spec
 from ..bridge.tuned import DIRECTIONS, TunedSolve, load_entry, merge_entry, stored
 from ..bridge.tuning import TuningData, fit_solver, tune_bridge, tune_solver, tuning_data
@@ -101,11 +102,11 @@ def tune_solver_command(
     ref = bench.parse_reference(reference)
     dev = resolve_device(device)
     if bridge:  # the source encodes, the target decodes, both on the source's images
-        src, tgt = (_tunable(name, models_dir, dev) for name in (source, target))
+        src, tgt = (writable_model(name, models_dir, dev) for name in (source, target))
         jobs = [(m, (d,)) for m, d in ((src, "encode"), (tgt, "decode")) if d in directions]
         data_domain, partners = src, {"encode": {"target": tgt.diffusion}, "decode": {"source": src.diffusion}}
     else:
-        one = _tunable(domain, models_dir, dev)
+        one = writable_model(domain, models_dir, dev)
         jobs, data_domain, partners = [(one, directions)], one, {}
     if make_default:  # checked before the long part: a default needs grids in both directions
         for loaded, tuned_here in jobs:
@@ -181,19 +182,23 @@ def _fit_bridge(src, tgt, solver: str, counts: list[int], ref: ode.ODEOptions, d
 
 
 def _make_default(loaded, solver: str, steps: int) -> None:
-    path, raw = _settings(loaded)
-    raw.setdefault("default_steps", {})[loaded.diffusion.solver_key(solver)] = steps
+    path, raw = settings_of(loaded)
+    key = loaded.diffusion.solver_key(solver)
+    raw.setdefault("default_steps", {})[key] = steps
+    stored_presets = raw.get("quality", {}).get(key)
+    if isinstance(stored_presets, dict) and DEFAULT in stored_presets:  # a stored default preset would still win
+        stored_presets[DEFAULT] = Preset(steps, True).to_json()
     ckpt.write_json(path, raw)
     console.print(f"{solver} × {steps} steps is now the default of {loaded.location.domain} when --steps is not given")
 
 
 def _saved(loaded) -> None:
     console.print(
-        f"saved in {_settings(loaded)[0]} (commands use it; an explicit --rho solves on that fixed grid instead)"
+        f"saved in {settings_of(loaded)[0]} (commands use it; an explicit --rho solves on that fixed grid instead)"
     )
 
 
-def _settings(loaded) -> tuple[Path, dict]:
+def settings_of(loaded) -> tuple[Path, dict]:
     """The file a model's tuned solves are kept in (its config.json, or a foreign model's reference.json), read
     anew so that everything else in it is written back as it is now."""
     loc = loaded.location
@@ -203,21 +208,22 @@ def _settings(loaded) -> tuple[Path, dict]:
     return loc.path / REFERENCE_FILE, json.loads((loc.path / REFERENCE_FILE).read_text())
 
 
-def _tunable(domain: str, models_dir, dev):
-    """A model whose config.json tune-solver may rewrite: an image model that is not one of the package's own."""
+def writable_model(domain: str, models_dir, dev, task: str = "tune"):
+    """A model whose config.json `task` (tune-solver, bench quality) may rewrite: an image model that is not one of
+    the package's own."""
     loaded = load_domain_model(domain, models_dir, dev)
     loc = loaded.location
     if loaded.is_points:
-        raise DDIBError(f"{loc.domain} is a point domain; tune-solver takes image models")
+        raise DDIBError(f"{loc.domain} is a point domain; only image models keep tuned solves and presets")
     if loc.reference is not None and not is_reference_dir(loc.path):
         raise DDIBError(
             f"{loc.domain} is a {loc.format} model named by its path: register it with `ddib models add NAME "
-            f"{loc.path}` so that its tuned solves have a place to be kept, and tune NAME"
+            f"{loc.path}` so that its tuned solves have a place to be kept, and {task} NAME"
         )
     if loc.origin == "bundled":  # the package's own files are not the user's to rewrite
         raise DDIBError(
             f"{loc.domain} is a bundled model: copy it with `ddib export --domain {loc.domain} --out "
-            f"models/{loc.domain}` and tune the copy"
+            f"models/{loc.domain}` and {task} the copy"
         )
     return loaded
 
@@ -233,7 +239,7 @@ def _check_default(loaded, solver: str, steps: int, tuned_here: tuple[str, ...])
 
 
 def _save_entry(loaded, solver: str, count: int, entry: TunedSolve) -> None:
-    path, raw = _settings(loaded)
+    path, raw = settings_of(loaded)
     grids, key = raw.setdefault("solver_grids", {}), loaded.diffusion.grid_key(solver, count)
     grids[key] = merge_entry(load_entry(grids[key], key) if key in grids else None, entry).to_json()
     ckpt.write_json(path, raw)

@@ -145,6 +145,13 @@ def _default_steps(raw: dict, path: Path) -> dict[str, int]:
     return dict(steps)
 
 
+def _quality_presets(raw: dict, path: Path) -> dict[str, dict]:
+    presets = raw.get("quality", {})
+    if not (isinstance(presets, dict) and all(isinstance(v, dict) for v in presets.values())):
+        raise DDIBError(f'{path}: quality must map solvers to presets, e.g. {{"unipc": {{"fast": {{"steps": 10, ...')
+    return dict(presets)
+
+
 def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Diffusion, RunConfig, dict[str, str]]:
     """The EMA model of a directory holding config.json + model.safetensors, in eval mode, as float32."""
     run_dir = Path(run_dir)
@@ -153,4 +160,5 @@ def load_model(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Diffu
     model = _inference_model(cfg, tensors, run_dir / WEIGHTS_FILE).to(device)
     model.solver_grids = dict(raw.get("solver_grids", {}))
     model.default_steps = _default_steps(raw, run_dir / CONFIG_FILE)
+    model.quality_presets = _quality_presets(raw, run_dir / CONFIG_FILE)
     return model, cfg, metadata

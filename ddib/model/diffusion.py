@@ -148,12 +148,15 @@ class Diffusion(nn.Module):
         self.solver_grids: dict[str, dict] = {}
         # Step count per solver_key when a solve names none (`ddib tune-solver --make-default`); from config.json.
         self.default_steps: dict[str, int] = {}
+        # Solves chosen by quality per solver_key (`ddib bench quality --save-presets`, `bridge.presets`).
+        self.quality_presets: dict[str, dict] = {}
 
     def derive(self, net: nn.Module | None = None, config: DiffusionConfig | None = None, **changes) -> Diffusion:
         """The same model with another network wrapper, config, label or guidance (the weights are shared)."""
         out = Diffusion(net or self.net, config or self.config, changes.get("label", self.label),
                         changes.get("guidance", self.guidance))  # fmt: skip
         out.solver_grids, out.default_steps = self.solver_grids, self.default_steps
+        out.quality_presets = self.quality_presets
         if config is None:  # the same schedule, solved over the same span (`within`)
             out.schedule = self.schedule
         return out

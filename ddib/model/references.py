@@ -1,6 +1,6 @@
 """Registered foreign models: `<models dir>/<name>/reference.json` names a diffusers folder or a guided-diffusion
 checkpoint by its path (the weights are not copied), with a label and the flags it needs, and keeps what ddib
-learns about it (tuned solves, default step counts) as ddib's own configs do."""
+learns about it (tuned solves, default step counts, quality presets) as ddib's own configs do."""
 
 from __future__ import annotations
 
@@ -26,11 +26,12 @@ class Reference:
     flags: dict[str, Any] | None = field(default=None, compare=False)
     solver_grids: dict[str, Any] = field(default_factory=dict, compare=False)
     default_steps: dict[str, int] = field(default_factory=dict, compare=False)
+    quality: dict[str, Any] = field(default_factory=dict, compare=False)  # presets (`bridge.presets`)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "model_format": self.format, "path": str(self.path),
                 "label": self.label, "flags": self.flags, "solver_grids": self.solver_grids,
-                "default_steps": self.default_steps}  # fmt: skip
+                "default_steps": self.default_steps, "quality": self.quality}  # fmt: skip
 
 
 def is_reference_dir(path: Path) -> bool:
@@ -42,7 +43,8 @@ def read_reference(folder: Path) -> Reference:
     raw = _read(path)
     try:
         return Reference(raw["model_format"], Path(raw["path"]), raw.get("label"), raw.get("flags"),
-                         dict(raw.get("solver_grids") or {}), dict(raw.get("default_steps") or {}))  # fmt: skip
+                         dict(raw.get("solver_grids") or {}), dict(raw.get("default_steps") or {}),
+                         dict(raw.get("quality") or {}))  # fmt: skip
     except (KeyError, TypeError):
         raise DDIBError(f"{path} is not a ddib model reference") from None
 

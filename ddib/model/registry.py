@@ -269,6 +269,7 @@ def _load_foreign(loc: ModelLocation, device, symmetry: str, guidance: float) ->
     else:
         model = model.derive()
     model.solver_grids, model.default_steps = ref.solver_grids, ref.default_steps
+    model.quality_presets = ref.quality
     if symmetry != "auto":
         model = model.use_symmetry(symmetry)
     net = unwrap(model.net).config
