@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..bridge import ode
+from ..bridge import ode, presets
 from ..bridge.grids import grid_name
 from ..errors import DDIBError
 from ..evaluation.metrics import LEVELS, rms_levels
@@ -152,6 +152,32 @@ class ThroughputRow:
     images_per_s: float
     peak_memory_mb: float | None
     device: str
+
+
+@dataclass
+class ComparedThroughputRow:
+    pair: str
+    solve: str
+    averaging: str
+    batch_size: int
+    nfe_per_image: int
+    images_per_s: float
+    vs_baseline: float | None
+    device: str
+
+
+def preset_solves(solver: str, *models: Diffusion) -> list[tuple[ode.ODEOptions, str]]:
+    """(options, 'fast, default presets') for each distinct solve among the quality presets the models store for
+    `solver` (`default` always: without a stored one, the models' own default solve)."""
+    found: dict[tuple, list[str]] = {}
+    for name in presets.QUALITIES:
+        try:
+            solved = ode.resolve_steps(ode.ODEOptions(solver, quality=name), *models)
+        except DDIBError:  # a preset the models do not store
+            continue
+        found.setdefault((solved.steps, solved.tuned), []).append(name)
+    return [(ode.ODEOptions(solver, steps=steps, tuned=tuned), ", ".join(names) + (" presets" if len(names) > 1
+             else " preset")) for (steps, tuned), names in found.items()]  # fmt: skip
 
 
 def bench_train(

@@ -12,7 +12,7 @@ from ..train.interrupts import Interrupted
 # isort: off
 from . import train_cmd, sample_cmd, translate_cmd, perturb_cmd, evaluate_cmd  # noqa: F401
 from . import likelihood_cmd, tune_cmd, models_cmd, export_cmd, demo_cmd, plot_cmd  # noqa: F401
-from . import cycle_cmd, classifier_cmd, bench_cmd  # noqa: F401
+from . import cycle_cmd, classifier_cmd, bench_cmd, bench_quality_cmd  # noqa: F401
 
 # isort: on
 from .app import app, console_err

@@ -1,7 +1,8 @@
-"""`ddib bench train|translate`: measure and write results tables (Markdown + CSV)."""
+"""`ddib bench train|translate|throughput|speed|identify|all`: measure and write results tables (Markdown + CSV)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
@@ -23,7 +24,7 @@ from ..model.speed import accelerate, accelerate_for, check_speed, default_speed
 from ..model.symmetry import describe_averaging
 from ..utils import resolve_device
 from .app import app, console
-from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SolverOpt, StepsOpt, SymmetryOpt
+from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, QualityOpt, SolverOpt, StepsOpt, SymmetryOpt
 
 bench_app = typer.Typer(help="Benchmarks that print numbers and write results tables.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -172,6 +173,7 @@ def bench_throughput_command(
     batch_sizes: str = typer.Option("1,16,256", "--batch-sizes", help="Comma-separated batch sizes"),
     solver: str = SolverOpt,
     steps: Optional[int] = StepsOpt,
+    quality: str = QualityOpt,
     repeats: int = typer.Option(1, "--repeats", min=1),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
@@ -182,16 +184,45 @@ def bench_throughput_command(
         help="Kernel setting as `bench speed` names it, e.g. eager or cuda_graphs [default: the "
         "device's, what `ddib translate` runs]",
     ),
+    pairs: Optional[list[str]] = typer.Option(
+        None, "--pair", help="FROM,TO: measure this bridge instead of --from/--to (repeat it for several)"
+    ),
+    presets: bool = typer.Option(
+        False, "--presets", help="Each pair at every quality preset its models store, not at the one solve"
+    ),
+    baseline: Optional[str] = typer.Option(
+        None,
+        "--baseline",
+        help="SOLVER:STEPS (e.g. unipc:20) measured first, on its solver's own grid; each row's images/s is "
+        "divided by the baseline's at the same batch size",
+    ),
+    baseline_pair: Optional[str] = typer.Option(
+        None, "--baseline-pair", help="FROM,TO of the baseline [default: the first pair]"
+    ),
+    baseline_symmetry: Optional[str] = typer.Option(
+        None, "--baseline-symmetry", help="The baseline's test-time averaging [default: --symmetry]"
+    ),
     out_dir: Path = OutDirOpt,
 ) -> None:
-    """Translation images/s at the default solver settings for several batch sizes."""
+    """Translation images/s for several batch sizes: at one solve, or (--presets, --pair, --baseline) at each
+    preset of each pair, against a baseline solve."""
     sizes = _int_list(batch_sizes, "--batch-sizes")
     dev = resolve_device(device)
     speed = parse_speed(kernels) if kernels.strip() else default_speed(dev)
     check_speed(speed, dev)
+    if pairs or presets or baseline:
+        chosen = ode.ODEOptions(solver=solver, steps=steps, quality=quality)
+        bridges = [_pair(p) for p in pairs] if pairs else [(source, target)]
+        base = None
+        if baseline:
+            options = dataclasses.replace(bench.parse_reference(baseline), tuned=False)
+            base = (_pair(baseline_pair) if baseline_pair else bridges[0], baseline_symmetry or symmetry, options)
+        _compare_throughput(bridges, chosen, presets, base, sizes, repeats, dev, speed, models_dir, symmetry,
+                            out_dir)  # fmt: skip
+        return
     src = load_domain_model(source, models_dir, dev, symmetry).diffusion
     tgt = load_domain_model(target, models_dir, dev, symmetry).diffusion
-    opts = ode.resolve_steps(ode.ODEOptions(solver=solver, steps=steps), src, tgt)
+    opts = ode.resolve_steps(ode.ODEOptions(solver=solver, steps=steps, quality=quality), src, tgt)
     passes = describe_averaging(src.config.symmetry, tgt.config.symmetry) or " (1 network pass per NFE)"
     src, tgt = accelerate(src, speed), accelerate(tgt, speed)
     x = ode.sample(src, min(16, max(sizes)), torch.Generator().manual_seed(0), ode.ODEOptions(), device=dev)
@@ -210,6 +241,52 @@ def bench_throughput_command(
     write_tables(out_dir, f"throughput-{dev.type}", rows, header)
 
 
+def _pair(text: str) -> tuple[str, str]:
+    """FROM,TO of --pair and --baseline-pair."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise DDIBError(f"--pair {text!r}: give FROM,TO, e.g. fives,sevens")
+    return parts[0], parts[1]
+
+
+def _compare_throughput(bridges, chosen: ode.ODEOptions, presets: bool, base, sizes: list[int], repeats: int, dev,
+                        speed, models_dir, symmetry: str, out_dir: Path) -> None:  # fmt: skip
+    """One row per (pair, solve, batch size), the baseline's first; each row's images/s over the baseline's."""
+    runs = []  # (pair label, models, options, label of the solve)
+    if base is not None:
+        (b_from, b_to), b_symmetry, b_options = base
+        models = [load_domain_model(m, models_dir, dev, b_symmetry).diffusion for m in (b_from, b_to)]
+        runs.append((f"{b_from} → {b_to}", models, b_options, f"baseline: {ode.describe_solve(b_options, *models)}"))
+    for a, b in bridges:
+        models = [load_domain_model(m, models_dir, dev, symmetry).diffusion for m in (a, b)]
+        solves = bench.preset_solves(chosen.solver, *models) if presets else [(chosen, None)]
+        for options, names in solves:
+            text = ode.describe_solve(options, *models, name_preset=names is None)
+            runs.append((f"{a} → {b}", models, options, text + ("" if names is None else f" ({names})")))
+    rows, reference = [], {}
+    for pair, (src, tgt), options, solve in runs:
+        options = ode.resolve_steps(options, src, tgt)
+        averaged = describe_averaging(src.config.symmetry, tgt.config.symmetry) or " (1 network pass per NFE)"
+        fast = [accelerate(m, speed) for m in (src, tgt)]
+        x = ode.sample(fast[0], min(16, max(sizes)), torch.Generator().manual_seed(0), ode.ODEOptions(), device=dev)
+        console.print(f"{pair}, {solve}{averaged}:")
+        measured = bench.bench_throughput(*fast, x, options, sizes, repeats, None, speed.compile or speed.cuda_graphs)
+        for r in measured:
+            reference.setdefault(r.batch_size, r.images_per_s)  # the first run is the baseline (or the first pair)
+            ratio = r.images_per_s / reference[r.batch_size] if base is not None else None
+            row = bench.ComparedThroughputRow(pair, solve, averaged.strip(" ()"), r.batch_size, r.nfe_per_image,
+                                              r.images_per_s, ratio, r.device)  # fmt: skip
+            rows.append(row)
+            versus = "" if ratio is None else f", ×{ratio:.2f} the baseline's"
+            console.print(f"  batch {r.batch_size}: {r.images_per_s:.2f} images/s ({r.nfe_per_image} NFE){versus}")
+    header = (
+        f"DDIB translation throughput, {_device_name(dev)}, {torch.get_num_threads()} threads, kernels "
+        f"{speed.describe()}; images sampled from each source model. vs_baseline: images/s over the first row's "
+        "at the same batch size, measured in the same run."
+    )
+    write_tables(out_dir, f"throughput-{dev.type}", rows, header)
+
+
 @bench_app.command("speed")
 def bench_speed_command(
     source: str = typer.Option("fives", "--from"),
@@ -222,6 +299,7 @@ def bench_speed_command(
     ),
     solver: str = SolverOpt,
     steps: Optional[int] = StepsOpt,
+    quality: str = QualityOpt,
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
@@ -234,7 +312,7 @@ def bench_speed_command(
     counts = _int_list(threads, "--threads") if threads else sorted({1, torch.get_num_threads()})
     src = load_domain_model(source, models_dir, dev, symmetry).diffusion
     tgt = load_domain_model(target, models_dir, dev, symmetry).diffusion
-    opts = ode.resolve_steps(ode.ODEOptions(solver=solver, steps=steps), src, tgt)
+    opts = ode.resolve_steps(ode.ODEOptions(solver=solver, steps=steps, quality=quality), src, tgt)
     x = ode.sample(src, batch_size, torch.Generator().manual_seed(0), opts, device=dev)
 
     def show(r):
@@ -389,8 +467,10 @@ def bench_all_command(
 ) -> None:
     """Everything: training throughput, the solver table + plot, translation throughput at batch 1/16/256."""
     bench_train_command(sizes=",".join(UNET_SIZES), batch_size=64, iters=5, device=device, out_dir=out_dir)
-    bench_translate_command(source=source, target=target, n=n, inputs=None, quick=False, device=device,
-                            models_dir=models_dir, data_dir=data_dir, out_dir=out_dir, symmetry=symmetry)  # fmt: skip
+    bench_translate_command(source=source, target=target, n=n, inputs=None, quick=False, reference_spec=None,
+                            solvers=None, steps_list=None, grids="default", no_cycle=False, device=device,
+                            models_dir=models_dir, symmetry=symmetry, data_dir=data_dir, out_dir=out_dir)  # fmt: skip
     bench_throughput_command(source=source, target=target, batch_sizes="1,16,256", solver=ode.DEFAULT_SOLVER,
-                             steps=ode.DEFAULT_STEPS, repeats=1, device=device, models_dir=models_dir,
-                             out_dir=out_dir, symmetry=symmetry)  # fmt: skip
+                             steps=ode.DEFAULT_STEPS, quality="default", repeats=1, device=device,
+                             models_dir=models_dir, symmetry=symmetry, kernels="", pairs=None, presets=False,
+                             baseline=None, baseline_pair=None, baseline_symmetry=None, out_dir=out_dir)  # fmt: skip

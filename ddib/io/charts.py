@@ -38,8 +38,12 @@ def line_chart(
     xlog: bool = True,
     ylog: bool = True,
     markers: bool = True,
+    intervals: dict[str, list[tuple[float, float, float]]] | None = None,
+    band: tuple[float, float, str] | None = None,
 ) -> Image.Image:
-    """One polyline (with markers) per series; on a log axis non-positive values are dropped."""
+    """One polyline (with markers) per series; on a log axis non-positive values are dropped. `intervals` gives a
+    series vertical bars (x, low, high), `band` a shaded horizontal band (low, high, label) across the plot."""
+    intervals = intervals or {}
     w, h = size
     left, right, top, bottom = 70, 150, 40, 50
     img = Image.new("RGB", size, (255, 255, 255))
@@ -49,8 +53,11 @@ def line_chart(
         return math.isfinite(x) and math.isfinite(y) and (x > 0 or not xlog) and (y > 0 or not ylog)
 
     pts = [(x, y) for s in series.values() for x, y in s if valid(x, y)]
+    pts += [(x, y) for bars in intervals.values() for x, lo, hi in bars for y in (lo, hi) if valid(x, y)]
     if hline:
         pts.append((pts[0][0] if pts else 1.0, hline[0]))
+    if band:
+        pts += [(pts[0][0] if pts else 1.0, y) for y in band[:2] if valid(1.0, y)]
     if not pts:
         draw.text((left, top), "no data", fill=(0, 0, 0))
         return img
@@ -66,6 +73,10 @@ def line_chart(
         v = h - bottom - (fy(y) - y0) / (y1 - y0) * (h - top - bottom)
         return u, v
 
+    if band:
+        (_, v_lo), (_, v_hi) = px(xt[0], band[0]), px(xt[0], band[1])
+        draw.rectangle([left, min(v_lo, v_hi) - 1, w - right, max(v_lo, v_hi) + 1], fill=(222, 222, 222))
+        draw.text((w - right + 5, min(v_lo, v_hi) - 6), band[2], fill=(110, 110, 110))
     draw.rectangle([left, top, w - right, h - bottom], outline=(0, 0, 0))
     for t in xt:
         u, _ = px(t, yt[0])
@@ -89,9 +100,30 @@ def line_chart(
             draw.line(line, fill=color, width=1 if square else 2)
         for u, v in line if markers else ():
             mark([u - 3, v - 3, u + 3, v + 3], fill=color)
+        for x, lo, hi in intervals.get(name, []):
+            if valid(x, lo) and valid(x, hi):
+                (u, v_lo), (_, v_hi) = px(x, lo), px(x, hi)
+                draw.line([u, v_lo, u, v_hi], fill=color, width=1)
+                draw.line([u - 3, v_lo, u + 3, v_lo], fill=color)
+                draw.line([u - 3, v_hi, u + 3, v_hi], fill=color)
         mark([w - right + 4, top + 15 * i + 23, w - right + 10, top + 15 * i + 29], fill=color)
         draw.text((w - right + 14, top + 15 * i + 20), name, fill=color)
     draw.text((left, 10), title, fill=(0, 0, 0))
     draw.text(((w - right + left) // 2 - 40, h - 20), xlabel, fill=(0, 0, 0))
     draw.text((5, top - 25), ylabel, fill=(0, 0, 0))
     return img
+
+
+def tile(charts: list[Image.Image], columns: int, title: str = "") -> Image.Image:
+    """Charts side by side, `columns` to a row, under a title line."""
+    if not charts:
+        raise ValueError("no charts to tile")
+    w, h = max(c.width for c in charts), max(c.height for c in charts)
+    rows = (len(charts) + columns - 1) // columns
+    head = 24 if title else 0
+    out = Image.new("RGB", (w * min(columns, len(charts)), head + h * rows), (255, 255, 255))
+    for i, chart in enumerate(charts):
+        out.paste(chart, ((i % columns) * w, head + (i // columns) * h))
+    if title:
+        ImageDraw.Draw(out).text((10, 6), title, fill=(0, 0, 0))
+    return out
