@@ -101,9 +101,10 @@ def bench_translate_command(
     dev = resolve_device(device)
     src_dm = load_domain_model(source, models_dir, dev, symmetry)
     src = src_dm.diffusion
-    tgt = load_domain_model(target, models_dir, dev, symmetry).diffusion
-    src, tgt = accelerate_for(src, dev), accelerate_for(tgt, dev)  # what `ddib translate` runs
-    x = source_images(source, src, n, files=inputs, data_dir=data_dir).x.to(dev)
+    tgt_dm = load_domain_model(target, models_dir, dev, symmetry)
+    src, tgt = accelerate_for(src, dev), accelerate_for(tgt_dm.diffusion, dev)  # what `ddib translate` runs
+    src_digits, tgt_digits = src_dm.digits or source, tgt_dm.digits or target  # `fives` for the model fives-rgb
+    x = source_images(src_digits, src, n, files=inputs, data_dir=data_dir).x.to(dev)
     grid = [("ddim", 20), ("heun2", 5)] if quick else None
     adaptive = [("dopri5", 1e-3)] if quick else None
     if reference_spec:
@@ -147,7 +148,7 @@ def bench_translate_command(
     except DDIBError as err:
         raise DDIBError(f"reference solve: {err} (--reference unipc:200 is a fixed-step alternative)") from None
     console.print(f"reference: {reference.describe()}")
-    score, fd_note = scorer(source, target, len(x), dev, data_dir)
+    score, fd_note = scorer(src_digits, tgt_digits, len(x), dev, data_dir)
     rows = bench.bench_solvers(src, tgt, x, grid, adaptive, reference, on_row=show, score=score, cycle=not no_cycle)
     header = (
         f"DDIB {source} → {target}, {len(x)} {'held-out test ' if not inputs else ''}images, {_device_name(dev)}, "

@@ -111,7 +111,8 @@ def tune_solver_command(
     if make_default:  # checked before the long part: a default needs grids in both directions
         for loaded, tuned_here in jobs:
             _check_default(loaded, solver, min(counts), tuned_here)
-    data = tuning_data(data_domain.location.domain, data_domain.diffusion, n, val, inputs, seed, data_dir)
+    data_of = data_domain.digits or data_domain.location.domain  # `fives` for the model fives-rgb
+    data = tuning_data(data_of, data_domain.diffusion, n, val, inputs, seed, data_dir)
     if method == GRADIENT and bridge:
         _fit_bridge(src, tgt, solver, counts, ref, data, iterations, batch_size, coefficients, lr)
         for loaded, _ in jobs if make_default else ():
