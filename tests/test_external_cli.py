@@ -66,11 +66,13 @@ def test_sample_perturb_likelihood_evaluate_and_bench_take_foreign_models(foreig
     _, models, images = foreign
     md = ("--models-dir", str(models))
     _ok(run_cli("sample", "--domain", "gd", "-n", "2", "--steps", "4", "--out", str(tmp_path / "s.png"), *md))
-    _ok(run_cli("perturb", str(images), "--from", "dif", "--to", "gd", "--op", "checkerboard", "--coef", "0.3",
-                "--steps", "4", "--out", str(tmp_path / "p.png"), *md))  # fmt: skip
+    out = _ok(run_cli("perturb", str(images), "--from", "dif", "--to", "gd", "--op", "checkerboard", "--coef",
+                      "0.3", "--steps", "4", "--out", str(tmp_path / "p.png"), "--resize", "stretch", *md))  # fmt: skip
+    assert "6 of 6 resized" in out and "(stretched)" in out
     out = _ok(run_cli("likelihood", str(images / "img000.png"), "--domain", "dif", "--domain", "gd", "--method",
                       "elbo", "--levels", "4", "--json", str(tmp_path / "l.json"), *md))  # fmt: skip
     assert {"dif", "gd"} <= set(json.loads((tmp_path / "l.json").read_text())["results"][0]), out
+    assert "1 images, 1 of 1 resized" in out
     _ok(run_cli("evaluate", "--from", "dif", "--to", "gd", "--inputs", str(images), "--steps", "4", "--json",
                 str(tmp_path / "e.json"), *md))  # fmt: skip
     assert json.loads((tmp_path / "e.json").read_text())["n"] == 6

@@ -27,6 +27,7 @@ from .options import (
     DeviceOpt,
     GuidanceOpt,
     ModelsDirOpt,
+    ResizeOpt,
     SkipBadOpt,
     SymmetryOpt,
     report_skipped,
@@ -85,6 +86,7 @@ def evaluate_command(
     symmetry: str = SymmetryOpt,
     data_dir: Optional[str] = DataDirOpt,
     skip_bad: bool = SkipBadOpt,
+    resize: str = ResizeOpt,
     guidance: float = GuidanceOpt,
     opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
@@ -110,7 +112,7 @@ def evaluate_command(
     data_dir = data_dir_or_default(data_dir)
     src_digits, tgt_digits = src.digits, tgt.digits  # `fives` for the model fives-rgb
     chosen = source_images(src_digits or source, src_model, n, files=inputs, seed=seed, data_dir=data_dir,
-                           skip_bad=skip_bad)  # fmt: skip
+                           skip_bad=skip_bad, resize=resize)  # fmt: skip
     sources = chosen.x
     digits = tgt_digits is not None
     classifier = load_classifier(device=dev) if digits or src_digits is not None else None

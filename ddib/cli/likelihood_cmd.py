@@ -18,7 +18,7 @@ from ..likelihood.source_inference import LIKELIHOODS, check_method, rank, score
 from ..model.registry import domain_models, find_model, load_domain_model, model_labels
 from ..utils import resolve_device
 from .app import app, console
-from .options import DeviceOpt, ModelsDirOpt, SkipBadOpt, SymmetryOpt, report_skipped
+from .options import DeviceOpt, ModelsDirOpt, ResizeOpt, SkipBadOpt, SymmetryOpt, report_skipped
 from .source_choice import LevelsOpt, MethodOpt
 
 ProbesOpt = typer.Option(4, "--probes", min=1, help="Rademacher probes of the Hutchinson divergence estimate")
@@ -51,12 +51,12 @@ def _load_models(domains: Optional[list[str]], models_dir, dev, symmetry: str = 
 
 
 def _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, method="ode", levels=16,
-           symmetry="auto", skip_bad=False):  # fmt: skip
+           symmetry="auto", skip_bad=False, resize="crop"):  # fmt: skip
     check_method(method)
     dev = resolve_device(device)
     models = _load_models(domains, models_dir, dev, symmetry)
     channels, size, _ = next(iter(models.values())).data_shape
-    images = read_inputs(inputs, size, channels, skip_bad)
+    images = read_inputs(inputs, size, channels, skip_bad, resize=resize)
     scores_per_batch = []
     t0 = time.perf_counter()
     for u8 in chunks(images.pixels, batch_size):
@@ -82,12 +82,12 @@ def likelihood_command(
     models_dir: Optional[str] = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
     skip_bad: bool = SkipBadOpt,
+    resize: str = ResizeOpt,
 ) -> None:
     """Bits/dim of each image under each domain model (probability-flow ODE, dequantised 8-bit data)."""
     check_method(method, LIKELIHOODS)
-    images, models, batches, seconds = _score(
-        inputs, domains, probes, tol, seed, batch_size, device, models_dir, method, levels, symmetry, skip_bad
-    )
+    images, models, batches, seconds = _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir,
+                                              method, levels, symmetry, skip_bad, resize)  # fmt: skip
     files = images.files
     table = Table("image", *[f"{d} bits/dim" for d in models])
     records = []
@@ -104,7 +104,10 @@ def likelihood_command(
             nfe[s.domain] += s.nfe
     console.print(table)
     per_image = ", ".join(f"{d} {n / len(batches):.0f}" for d, n in nfe.items())
-    console.print(f"{len(files)} images × {len(models)} models in {seconds:.1f}s; NFE per batch: {per_image}")
+    console.print(
+        f"{len(files)} images{images.describe_resize()} × {len(models)} models in {seconds:.1f}s; "
+        f"NFE per batch: {per_image}"
+    )
     if json_out is not None:
         meta = {"method": method, "probes": probes, "levels": levels, "tol": tol, "seed": seed}
         text = json.dumps({**meta, "results": records}, indent=2) + "\n"
@@ -126,10 +129,11 @@ def classify_command(
     models_dir: Optional[str] = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
     skip_bad: bool = SkipBadOpt,
+    resize: str = ResizeOpt,
 ) -> None:
     """Rank the domains by likelihood for each image; say when the margin is within the estimator's error."""
     images, models, batches, _ = _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, method,
-                                        levels, symmetry, skip_bad)  # fmt: skip
+                                        levels, symmetry, skip_bad, resize)  # fmt: skip
     files = images.files
     for b, scores in enumerate(batches):
         for j in range(len(scores[0].bits_per_dim)):

@@ -34,6 +34,7 @@ from .options import (
     DeviceOpt,
     GuidanceOpt,
     ModelsDirOpt,
+    ResizeOpt,
     SkipBadOpt,
     SymmetryOpt,
     report_skipped,
@@ -106,6 +107,7 @@ def perturb_command(
     ),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers as JSON"),
     skip_bad: bool = SkipBadOpt,
+    resize: str = ResizeOpt,
     guidance: float = GuidanceOpt,
     opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
@@ -143,7 +145,8 @@ def perturb_command(
     console.print(f"models: {describe_bridge(source, src_loc, target, tgt_loc)}; {solve}{guided}")
     data_dir = data_dir_or_default(data_dir)
     chosen = source_images(src.digits or source, src_model, None if inputs else n, files=inputs, seed=seed,
-                           data_dir=data_dir, samples=True, sample_options=opts, skip_bad=skip_bad)  # fmt: skip
+                           data_dir=data_dir, samples=True, sample_options=opts, skip_bad=skip_bad,
+                           resize=resize)  # fmt: skip
     x, inputs_text, images = chosen.x, chosen.about, chosen.files
     console.print(f"inputs: {inputs_text}")
 

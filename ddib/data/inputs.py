@@ -47,14 +47,17 @@ def held_out_digits(data_dir: str | Path, domain: str, n: int, seed: int = 0, im
 
 def source_images(domain: str, model: Diffusion, n: int | None, *, files: list[Path] | None = None, seed: int = 0,
                   data_dir: str | Path | None = None, split: str = "test", last: bool = False,
-                  samples: bool = False, sample_options=None, skip_bad: bool = False) -> SourceImages:  # fmt: skip
+                  samples: bool = False, sample_options=None, skip_bad: bool = False,
+                  resize: str = "crop") -> SourceImages:  # fmt: skip
     """The images a command works on: `files` (the first n; all when n is None), else n digits of the domain's MNIST
     `split` in a seeded order (the last n of it with `last`), else, with `samples`, n samples of `model` from seeded
-    noise (solved with `sample_options`, an `ode.ODEOptions`); otherwise a one-line error asking for files."""
+    noise (solved with `sample_options`, an `ode.ODEOptions`); otherwise a one-line error asking for files. Files of
+    another size than the model's are resized by `resize` (`io.images.convert_image`)."""
     channels, size = model.data_shape[0], model.data_shape[-1]
     if files:
-        images = read_inputs(files, size, channels, skip_bad, limit=n)
-        return SourceImages(to_unit_range(images.pixels), f"{len(images.files)} input images", images)
+        images = read_inputs(files, size, channels, skip_bad, limit=n, resize=resize)
+        about = f"{len(images.files)} input images{images.describe_resize()}"
+        return SourceImages(to_unit_range(images.pixels), about, images)
     if n is None:
         raise DDIBError("give the number of images (-n) or image files")
     digits = domain in DIGIT_DOMAINS and channels == 3
