@@ -283,21 +283,27 @@ def test_end_to_end_refinement_finds_the_exact_corrections_from_none():
     assert [len(c) for c in refined] == [len(c) for c in zeros]
 
 
-def test_bundled_pair_default_solve_is_learned_for_each_bridge():
+def test_bundled_pair_learned_solves_carry_each_bridges_part():
     # Each end of a bridge must carry the part fitted for that bridge: fives encode with the fives → sevens fit
-    # and decode with the sevens → fives one (and the other way round for sevens), at every tuned step count.
+    # and decode with the sevens → fives one (and the other way round for sevens). Both bridges are fitted at 16,
+    # 18 and 20 steps; at 6–14 only fives → sevens is (fives encode, sevens decode).
     for domain, other in (("fives", "sevens"), ("sevens", "fives")):
         model = load_domain_model(str(BUNDLED_DIR / domain), None, "cpu").diffusion
-        steps = model.default_steps["unipc"]
-        assert f"unipc:{steps}" in model.solver_grids
+        assert {int(k.split(":")[1]) for k in model.solver_grids} == {6, 8, 10, 12, 14, 16, 18, 20}
         for key, entry in model.solver_grids.items():
             count = int(key.split(":")[1])
             for direction, bridge in (("encode", f"{domain} → {other}"), ("decode", f"{other} → {domain}")):
+                if count < 16 and bridge != "fives → sevens":
+                    assert tuned_grid(model, "unipc", count, direction) is None
+                    continue
                 grid = tuned_grid(model, "unipc", count, direction)
                 assert grid is not None and len(grid) == count + 1 and bool((grid.diff() > 0).all())
                 assert len(tuned_corrections(model, "unipc", count, direction)) == count
                 assert stored(model, "unipc", count).direction(direction).errors.bridge == bridge
             assert TunedSolve.from_json(entry).to_json() == entry  # the stored format, read and written back
+        presets = model.quality_presets["unipc"]
+        assert presets["default"] == {"steps": 12, "tuned": False} and presets["exact"]["steps"] == 100
+        assert ode.resolve_steps(ode.ODEOptions(), model).steps == 12
 
 
 def test_a_tuned_solve_is_read_as_it_is_written():
