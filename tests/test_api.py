@@ -46,7 +46,7 @@ def test_translate_gives_the_png_the_command_writes(tmp_path, pair):
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(api_png))
     x = torch.from_numpy(np.array(Image.open(FIVE))).permute(2, 0, 1)[None].float() / 127.5 - 1
     y = ddib.translate(x, *pair)
-    assert torch.equal(ddib.io.images.to_uint8(y[0]).permute(1, 2, 0), torch.from_numpy(np.asarray(api_png)))
+    assert torch.equal(ddib.io.images.to_uint8(y[0]).permute(1, 2, 0), torch.from_numpy(np.array(api_png)))
 
 
 def test_encode_then_decode_is_translate_and_progress_counts(pair):
