@@ -26,17 +26,21 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 def read_config(folder: str | Path, fmt: str, version: int, what: str) -> dict[str, Any]:
     """The JSON config of an artifact folder, checked to be of format `fmt` at `version` (`what` names it)."""
-    path = Path(folder) / CONFIG_FILE
+    return read_versioned_json(Path(folder) / CONFIG_FILE, fmt, version, f"{what} config")
+
+
+def read_versioned_json(path: Path, fmt: str, version: int, what: str) -> dict[str, Any]:
+    """A JSON object checked to be of format `fmt` at `version` (`what` names it in errors)."""
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
-        raise DDIBError(f"no {what} config at {path}") from None
+        raise DDIBError(f"no {what} at {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise DDIBError(f"{path} is corrupt (not valid JSON)") from None
     except OSError as exc:
         raise DDIBError(f"cannot read {path}: {exc.strerror}") from None
     if not isinstance(raw, dict) or raw.get("format") != fmt:
-        raise DDIBError(f"{path} is not a ddib {what} config")
+        raise DDIBError(f"{path} is not a ddib {what}")
     if raw.get("version") != version:
         raise DDIBError(f"{path} has {what} format version {raw.get('version')}; this ddib reads {version}")
     return raw

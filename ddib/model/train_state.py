@@ -14,7 +14,6 @@ A legacy `train_state.pt` (torch.save) is read once with `weights_only=True`; th
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 
 from ..errors import DDIBError
-from ..io.artifacts import write_json
+from ..io.artifacts import read_versioned_json, write_json
 from ..io.atomic import atomic_write
 
 STATE_FILE = "train_state.safetensors"
@@ -139,18 +138,7 @@ def _join(tensors: dict[str, torch.Tensor], record: dict[str, Any], where: Path)
 
 
 def _read_record(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / STATE_JSON
-    try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise DDIBError(f"{path} is corrupt (not valid JSON); remove it and {STATE_FILE} to start over") from None
-    except OSError as exc:
-        raise DDIBError(f"cannot read {path}: {exc.strerror}") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise DDIBError(f"{path} is not a ddib training state")
-    if record.get("version") != VERSION:
-        raise DDIBError(f"{path} has training-state version {record.get('version')}; this ddib reads {VERSION}")
-    return record
+    return read_versioned_json(run_dir / STATE_JSON, FORMAT, VERSION, "training state")
 
 
 def _matching(run_dir: Path, record: dict[str, Any]) -> Path | None:
