@@ -1,15 +1,67 @@
 #!/usr/bin/env bash
-# The GPU fast path, measured on one CUDA device: translation images/s of the default solve at batch 1, 16, 256 and
-# 1024, fp32 eager against CUDA graphs (`--kernels cuda_graphs`), and how far each kernel setting moves the
-# translation from fp32 eager (`bench speed`). Tables land in $OUT (default bench/).
-#   PYTHONPATH=. bash bench/gpu-fast-path.sh        (from the repository root; PYTHON to pick the interpreter)
+# What one CUDA device measures in one sitting; tables land in $OUT (default bench/). Stages (STAGES, comma-separated,
+# default all, in this order):
+#   quality     the RGB pair's quality-vs-NFE curve and presets: `bench quality --save-presets` on fresh exports of
+#               fives-rgb / sevens-rgb in $WORK (the presets then go into ddib/assets/models/*-rgb/config.json by hand)
+#   throughput  images/s of every preset of both bundled pairs at batch 1, 16, 256, 1024 against the RGB pair's
+#               unipc × 20 rgb-cyclic, fp32 and bf16, eager and CUDA graphs (`bench throughput --presets`)
+#   speed       how far each kernel setting moves each preset's translation from fp32 eager (`bench speed`): bf16
+#               counts only where it stays within one 8-bit level
+#   ddpm256     the google/ddpm-cat-256-sized diffusers pair (experiments/ddpm-256-speed/), fp32 and bf16; needs
+#               diffusers importable
+#   PYTHONPATH=. DDIB_DATA_DIR=data bash bench/gpu-fast-path.sh     (repository root; PYTHON picks the interpreter;
+#   MNIST in $DDIB_DATA_DIR/MNIST/raw for the quality stage)
 set -euo pipefail
 py=${PYTHON:-python}
 out=${OUT:-bench}
+work=${WORK:-runs/quality}
+dev=${DEVICE:-cuda}
 sizes=${SIZES:-1,16,256,1024}
-$py -m ddib bench throughput --device cuda --batch-sizes "$sizes" --repeats 3 --kernels eager \
-    --out-dir "$out/throughput-cuda-eager"
-$py -m ddib bench throughput --device cuda --batch-sizes "$sizes" --repeats 3 --kernels cuda_graphs \
-    --out-dir "$out/throughput-cuda-graphs"
-$py -m ddib bench speed --device cuda --batch-size 256 --threads 1 --train-size "" \
-    --settings eager,compile,cuda_graphs,tf32,bf16 --out-dir "$out/speed-cuda-graphs"
+n=${N:-1000}
+steps=${STEPS:-6,8,10,12,14,16,18,20}
+reference=${REFERENCE:-unipc:100}
+kernels=${KERNELS:-eager,cuda_graphs,bf16,bf16+cuda_graphs}
+stages=,${STAGES:-quality,throughput,speed,ddpm256},
+ddib() { echo "+ ddib $*" >&2; $py -m ddib "$@"; }
+
+for d in fives-rgb sevens-rgb; do
+  [ -f "$work/$d/config.json" ] || ddib export --domain "$d" --out "$work/$d"
+done
+
+if [[ $stages == *,quality,* ]]; then
+  ddib bench quality --from fives-rgb --to sevens-rgb -n "$n" --steps-list "$steps" --grids untuned,learned \
+    --reference "$reference" --device "$dev" --models-dir "$work" --save-presets \
+    --out-dir "$out/quality-fives-sevens-rgb"
+fi
+
+pairs=(--pair fives,sevens --pair fives-rgb,sevens-rgb --presets --baseline unipc:20
+       --baseline-pair fives-rgb,sevens-rgb --baseline-symmetry rgb-cyclic)
+if [[ $stages == *,throughput,* ]]; then
+  for k in ${kernels//,/ }; do
+    ddib bench throughput --device "$dev" --models-dir "$work" "${pairs[@]}" --batch-sizes "$sizes" --repeats 3 \
+      --kernels "$k" --out-dir "$out/throughput-presets-$dev/$k"
+  done
+fi
+
+if [[ $stages == *,speed,* ]]; then
+  for q in fast default exact; do
+    for pair in fives,sevens fives-rgb,sevens-rgb; do
+      ddib bench speed --device "$dev" --from "${pair%,*}" --to "${pair#*,}" --quality "$q" --models-dir "$work" \
+        --batch-size 256 --threads 1 --train-size "" --settings "$kernels" --out-dir "$out/speed-$dev-${pair%,*}-$q" ||
+        echo "(${pair}: no $q preset stored, skipped)" >&2
+    done
+  done
+fi
+
+if [[ $stages == *,ddpm256,* ]]; then
+  for seed in 0 1; do
+    [ -f "runs/ddpm-256/$seed/model_index.json" ] ||
+      $py experiments/ddpm-256-speed/make_folder.py "runs/ddpm-256/$seed" --seed "$seed"
+  done
+  for k in eager bf16; do
+    ddib bench throughput --device "$dev" --from runs/ddpm-256/0 --to runs/ddpm-256/1 --batch-sizes 1,8,32 \
+      --kernels "$k" --out-dir "$out/throughput-ddpm-256-$dev/$k"
+  done
+  ddib bench speed --device "$dev" --from runs/ddpm-256/0 --to runs/ddpm-256/1 --batch-size 8 --threads 1 \
+    --train-size "" --settings eager,bf16 --out-dir "$out/speed-ddpm-256-$dev"
+fi

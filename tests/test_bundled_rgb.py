@@ -1,5 +1,6 @@
 """The bundled RGB pair (fives-rgb, sevens-rgb): a model of the fives and of the sevens, beside the hue pair."""
 
+import csv
 import json
 import re
 
@@ -86,3 +87,17 @@ def test_perturb_and_evaluate_read_the_rgb_pair_as_fives_and_sevens(tmp_path):
     report = json.loads((tmp_path / "e.json").read_text())
     assert report["source"] == "fives-rgb" and report["target_accuracy"] is not None
     assert report["frechet_distance"] is not None and report["source_share"] is not None
+
+
+@needs_mnist
+def test_bench_quality_reads_the_rgb_pair_as_the_digits_it_learned(tmp_path):
+    out = tmp_path / "out"
+    r = run_cli("bench", "quality", "--from", "fives-rgb", "--to", "sevens-rgb", "-n", "2", "--steps-list", "2",
+                "--grids", "untuned", "--reference", "unipc:3", "--resamples", "10", "--data-dir", str(mnist_dir()),
+                "--out-dir", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    with open(out / "quality-cpu.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:  # fives-rgb and sevens-rgb are models of the fives and the sevens: read, cycled and FD'd as such
+        for figure in ("read_as_target", "cycle_read_as_source", "frechet_distance"):
+            assert row[figure] != "", (row["label"], figure)

@@ -131,7 +131,8 @@ def model_digest(model: Diffusion) -> str:
 
 @dataclass
 class Bridge:
-    """What every row translates with: the two models, the source images, the classifier and real targets' features
+    """What every row translates with: the domains the figures read (the digit domain a model learned, e.g. `fives`
+    for fives-rgb, else its name), the two models, the source images, the classifier and real targets' features
     (None where the domains are not digits), the batch size, the bootstrap's resamples and seed."""
 
     source: str

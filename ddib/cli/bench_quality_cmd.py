@@ -92,7 +92,7 @@ def bench_quality_command(
     reals = None
     if classifier is not None and digits:
         reals = extract_features(classifier, held_out_digits(data_dir, tgt_digits, 10_000, seed))
-    run = bench_quality.Bridge(source, target, src, tgt, x, classifier, reals, batch_size, resamples, seed)
+    run = bench_quality.Bridge(src_digits, tgt_digits, src, tgt, x, classifier, reals, batch_size, resamples, seed)
     out_dir = out_dir or Path("bench") / f"quality-{_slug(source)}-{_slug(target)}"
     command = _command(source, target, n, seed, inputs, steps_list, grids, solver, reference_spec, resamples,
                        symmetry, models_dir, out_dir)  # fmt: skip
