@@ -123,10 +123,15 @@ def digest(*parts: Any) -> str:
     return h.hexdigest()
 
 
+def state_digest(net: torch.nn.Module) -> str:
+    """A network's weights, in name order."""
+    state = net.state_dict()
+    return digest(*(state[k] for k in sorted(state)))
+
+
 def model_digest(model: Diffusion) -> str:
     """A model's weights and config (its symmetry included), as what a translation depends on."""
-    state = model.net.state_dict()
-    return digest(repr(model.config), model.label, *(state[k] for k in sorted(state)))
+    return digest(repr(model.config), model.label, state_digest(model.net))
 
 
 @dataclass
@@ -145,6 +150,7 @@ class Bridge:
     batch_size: int | None = None
     resamples: int = 1000
     seed: int = 0
+    real_images: torch.Tensor | None = None  # what real_features were extracted from (the fingerprint's part)
 
     def translate(self, options: ode.ODEOptions, x: torch.Tensor, back: bool = False,
                   stats: ode.SolveStats | None = None, done: Callable[[int], None] | None = None,
@@ -181,11 +187,12 @@ class Bridge:
         return row, y
 
     def fingerprint(self, reference: ode.ODEOptions, solver: str) -> str:
-        """What every row's numbers depend on besides its own solve."""
+        """What every row's numbers depend on besides its own solve: inputs and weights, never computed features,
+        whose last bits change with the CPU thread count."""
+        reals = self.real_images if self.real_images is not None else "no FD"
+        judge = "no classifier" if self.classifier is None else state_digest(self.classifier)
         return digest(self.source, self.target, solver, self.x, model_digest(self.src), model_digest(self.tgt),
-                      reference.describe(), reference.tuned, self.resamples, self.seed,
-                      self.real_features if self.real_features is not None else "no FD",
-                      self.classifier is not None)  # fmt: skip
+                      reference.describe(), reference.tuned, self.resamples, self.seed, reals, judge)  # fmt: skip
 
 
 class Store:
