@@ -25,7 +25,7 @@ from ..bridge.grids import grid_name
 from ..bridge.tuned import stored
 from ..errors import DDIBError
 from ..evaluation.bootstrap import Estimate
-from ..evaluation.classifier import DigitClassifier
+from ..evaluation.classifier import DigitClassifier, extract_features
 from ..evaluation.figures import FIGURES, HIGHER_IS_BETTER, TITLES, figures, per_image
 from ..io.atomic import atomic_write
 from ..model.diffusion import Diffusion
@@ -138,7 +138,8 @@ def model_digest(model: Diffusion) -> str:
 class Bridge:
     """What every row translates with: the domains the figures read (the digit domain a model learned, e.g. `fives`
     for fives-rgb, else its name), the two models, the source images, the classifier and real targets' features
-    (None where the domains are not digits), the batch size, the bootstrap's resamples and seed."""
+    (None where the domains are not digits; FD compares against their features), the batch size, the bootstrap's
+    resamples and seed."""
 
     source: str
     target: str
@@ -146,11 +147,15 @@ class Bridge:
     tgt: Diffusion
     x: torch.Tensor
     classifier: DigitClassifier | None
-    real_features: torch.Tensor | None
+    real_images: torch.Tensor | None
     batch_size: int | None = None
     resamples: int = 1000
     seed: int = 0
-    real_images: torch.Tensor | None = None  # what real_features were extracted from (the fingerprint's part)
+    real_features: torch.Tensor | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.real_images is not None and self.classifier is not None:
+            self.real_features = extract_features(self.classifier, self.real_images)
 
     def translate(self, options: ode.ODEOptions, x: torch.Tensor, back: bool = False,
                   stats: ode.SolveStats | None = None, done: Callable[[int], None] | None = None,

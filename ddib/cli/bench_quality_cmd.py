@@ -21,7 +21,7 @@ from ..data.colored_mnist import DIGIT_DOMAINS
 from ..data.inputs import held_out_digits, source_images
 from ..errors import DDIBError
 from ..evaluation.bootstrap import RESAMPLES
-from ..evaluation.classifier import extract_features, load_classifier
+from ..evaluation.classifier import load_classifier
 from ..evaluation.figures import TITLES
 from ..io.atomic import atomic_write
 from ..io.images import save_png
@@ -89,10 +89,8 @@ def bench_quality_command(
     x = source_images(src_digits, src, n, files=inputs, seed=seed, data_dir=data_dir).x
     digits = tgt_digits in DIGIT_DOMAINS
     classifier = load_classifier(device=dev) if digits or src_digits in DIGIT_DOMAINS else None
-    real_images = held_out_digits(data_dir, tgt_digits, 10_000, seed) if classifier is not None and digits else None
-    reals = None if real_images is None else extract_features(classifier, real_images)
-    run = bench_quality.Bridge(src_digits, tgt_digits, src, tgt, x, classifier, reals, batch_size, resamples, seed,
-                               real_images)  # fmt: skip
+    reals = held_out_digits(data_dir, tgt_digits, 10_000, seed) if classifier is not None and digits else None
+    run = bench_quality.Bridge(src_digits, tgt_digits, src, tgt, x, classifier, reals, batch_size, resamples, seed)
     out_dir = out_dir or Path("bench") / f"quality-{_slug(source)}-{_slug(target)}"
     command = _command(source, target, n, seed, inputs, steps_list, grids, solver, reference_spec, resamples,
                        symmetry, models_dir, out_dir)  # fmt: skip
