@@ -8,9 +8,9 @@
 #   speed       how far each kernel setting moves each preset's translation from fp32 eager (`bench speed`): bf16
 #               counts only where it stays within one 8-bit level
 #   ddpm256     the google/ddpm-cat-256-sized diffusers pair (experiments/ddpm-256-speed/), fp32 and bf16; needs
-#               diffusers importable
-#   PYTHONPATH=. DDIB_DATA_DIR=data bash bench/gpu-fast-path.sh     (repository root; PYTHON picks the interpreter;
-#   MNIST in $DDIB_DATA_DIR/MNIST/raw for the quality stage)
+#               diffusers importable, or DEPS naming a tarball of it (bench/pack-device-carry.sh) to unpack
+#   PYTHONPATH=. DDIB_DATA_DIR=.carry DEPS=.carry/site.tar.gz bash bench/gpu-fast-path.sh     (repository root;
+#   PYTHON picks the interpreter; MNIST in $DDIB_DATA_DIR/MNIST/raw for the quality stage)
 set -euo pipefail
 py=${PYTHON:-python}
 out=${OUT:-bench}
@@ -54,6 +54,11 @@ if [[ $stages == *,speed,* ]]; then
 fi
 
 if [[ $stages == *,ddpm256,* ]]; then
+  if ! $py -c 'import diffusers' 2>/dev/null && [ -n "${DEPS:-}" ]; then
+    site=$(mktemp -d)
+    tar xzf "$DEPS" -C "$site"
+    export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$site"
+  fi
   for seed in 0 1; do
     [ -f "runs/ddpm-256/$seed/model_index.json" ] ||
       $py experiments/ddpm-256-speed/make_folder.py "runs/ddpm-256/$seed" --seed "$seed"
