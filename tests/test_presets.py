@@ -1,6 +1,7 @@
 """Quality presets: stored per model, combined over a bridge, resolved by `--quality`, named in summaries."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -9,6 +10,9 @@ from ddib.bridge import ode, presets
 from ddib.bridge.grids import sigma_grid
 from ddib.errors import DDIBError
 
+from ddib.model import registry
+
+from .conftest import REPO
 from .problems import gaussian_model
 
 FAST, DEFAULT, EXACT = {"steps": 6, "tuned": False}, {"steps": 12, "tuned": True}, {"steps": 30, "tuned": False}
@@ -86,3 +90,18 @@ def test_a_solve_at_a_preset_translates_as_its_steps_and_grid_do():
     by_preset = ode.translate(src, tgt, x, ode.ODEOptions(quality="fast"))
     assert torch.equal(by_preset, ode.translate(src, tgt, x, ode.ODEOptions(steps=6, tuned=False)))
     assert not torch.equal(by_preset, ode.translate(src, tgt, x, ode.ODEOptions(steps=7, tuned=False)))
+
+
+@pytest.mark.parametrize("pair", [("fives", "sevens"), ("fives-rgb", "sevens-rgb")])
+def test_each_bundled_pair_stores_the_presets_its_quality_table_chose(pair):
+    stored = []
+    for name in pair:
+        model = registry.load_domain_model(name, models_dir="/nonexistent").diffusion
+        quality = model.quality_presets["unipc"]
+        table = json.loads((REPO / quality["table"]).with_suffix(".json").read_text())
+        assert table["setting"]["source"] == pair[0] and table["setting"]["target"] == pair[1]
+        assert {k: quality[k] for k in ("fast", "default", "exact")} == table["presets"]
+        assert quality["images"] == table["setting"]["images"] == 892  # all held-out fives
+        stored.append(table["presets"])
+        assert ode.resolve_steps(ode.ODEOptions(), model).steps == table["presets"]["default"]["steps"]
+    assert stored[0] == stored[1]
