@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What one CUDA device measures in one sitting; tables land in $OUT (default bench/). Stages (STAGES, comma-separated,
-# default all, in this order):
-#   quality     the RGB pair's quality-vs-NFE curve and presets: `bench quality --save-presets` on fresh exports of
-#               fives-rgb / sevens-rgb in $WORK (the presets then go into ddib/assets/models/*-rgb/config.json by hand)
+# default throughput,speed,ddpm256, in this order):
+#   quality     the RGB pair's quality-vs-NFE curve on this device (the CPU's, whose presets the bundled configs hold,
+#               is bench/quality-fives-sevens-rgb/quality-cpu.md): `bench quality` on fresh exports in $WORK
 #   throughput  images/s of every preset of both bundled pairs at batch 1, 16, 256, 1024 against the RGB pair's
 #               unipc × 20 rgb-cyclic, fp32 and bf16, eager and CUDA graphs (`bench throughput --presets`)
 #   speed       how far each kernel setting moves each preset's translation from fp32 eager (`bench speed`): bf16
@@ -21,7 +21,7 @@ n=${N:-1000}
 steps=${STEPS:-6,8,10,12,14,16,18,20}
 reference=${REFERENCE:-unipc:100}
 kernels=${KERNELS:-eager,cuda_graphs,bf16,bf16+cuda_graphs}
-stages=,${STAGES:-quality,throughput,speed,ddpm256},
+stages=,${STAGES:-throughput,speed,ddpm256},
 ddib() { echo "+ ddib $*" >&2; $py -m ddib "$@"; }
 
 for d in fives-rgb sevens-rgb; do
@@ -30,7 +30,7 @@ done
 
 if [[ $stages == *,quality,* ]]; then
   ddib bench quality --from fives-rgb --to sevens-rgb -n "$n" --steps-list "$steps" --grids untuned,learned \
-    --reference "$reference" --device "$dev" --models-dir "$work" --save-presets \
+    --reference "$reference" --device "$dev" --models-dir "$work" \
     --out-dir "$out/quality-fives-sevens-rgb"
 fi
 
