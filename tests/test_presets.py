@@ -9,7 +9,6 @@ import torch
 from ddib.bridge import ode, presets
 from ddib.bridge.grids import sigma_grid
 from ddib.errors import DDIBError
-
 from ddib.model import registry
 
 from .conftest import REPO
