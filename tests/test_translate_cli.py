@@ -31,7 +31,8 @@ def test_translate_files_folder_grid_and_latents(tmp_path, tiny_models):
     outs = sorted((tmp_path / "in-to-blues").glob("*.png"))
     assert [p.name for p in outs] == ["img000.png", "img001.png", "img002.png"]
     assert Image.open(outs[0]).size == (16, 16)
-    assert "8 NFE per image" in r.stdout and "images/s" in r.stdout  # unipc: one NFE per step
+    assert "translated 3 images reds" in r.stdout and "8 NFE per image" in r.stdout  # unipc: one NFE per step
+    assert "images/s" in r.stdout
     assert Image.open(tmp_path / "grid.png").size[0] > 2 * 16 * 3
     z = safetensors.torch.load_file(str(tmp_path / "z.safetensors"))["latent"]
     assert z.shape == (3, 3, 16, 16)
@@ -92,6 +93,7 @@ def test_translate_is_deterministic_and_accepts_any_image(tmp_path, tiny_models)
         assert r.returncode == 0, r.stderr
         outs.append((tmp_path / name).read_bytes())
     assert outs[0] == outs[1]
+    assert "translated 1 image reds" in r.stdout
     r = run_cli("translate", str(img), "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
                 "--out", str(tmp_path / "c.png"), "--steps", "3", "--rho", "7")  # fmt: skip
     assert r.returncode == 0, r.stderr

@@ -184,8 +184,9 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
         console.print(f"latents: {save_latent}" + (" (with each image's hue)" if latent.hue is not None else ""))
     where = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
     procs = f" on {info.world_size} processes" if info.enabled else ""
+    bridge = describe_bridge(src_name, src.location, to, tgt.location)
     console.print(
-        f"translated {written:.0f} images {describe_bridge(src_name, src.location, to, tgt.location)} with "
+        f"translated {written:.0f} image{'' if written == 1 else 's'} {bridge} with "
         f"{ode.describe_solve(opts, src_model, tgt_model)}{guided(tgt_model)}{procs}: {nfe:.0f} NFE per image"
         f"{averaging(src_model, tgt_model)}{hue_carried(src_model)}"
         f"{'' if images is None else images.describe_resize()}, "
