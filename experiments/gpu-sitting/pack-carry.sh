@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Packs what a lent device's image lacks for bench/gpu-fast-path.sh into .carry/ (gitignored, under the device tool's
+# Packs what a lent device's image lacks for run.sh (beside this script) into .carry/ (gitignored, under the device tool's
 # 64 MiB carry limit): MNIST for the quality stage, and diffusers with the modules it imports beyond torch's for the
 # ddpm256 stage, as one tarball the GPU script unpacks when diffusers is not importable there. Then run, on the
 # device, with carry [".carry"]:
-#   PYTHONPATH=. DDIB_DATA_DIR=.carry DEPS=.carry/site.tar.gz bash bench/gpu-fast-path.sh
-#   bash bench/pack-device-carry.sh [MNIST_RAW_DIR]      (default ../shared/data/MNIST/raw; PYTHON as there)
+#   PYTHONPATH=. DDIB_DATA_DIR=.carry DEPS=.carry/site.tar.gz bash experiments/gpu-sitting/run.sh
+#   bash experiments/gpu-sitting/pack-carry.sh [MNIST_RAW_DIR]      (default ../shared/data/MNIST/raw; PYTHON as there)
 set -euo pipefail
 py=${PYTHON:-python}
 raw=${1:-../shared/data/MNIST/raw}

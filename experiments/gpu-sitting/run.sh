@@ -8,8 +8,8 @@
 #   speed       how far each kernel setting moves each preset's translation from fp32 eager (`bench speed`): bf16
 #               counts only where it stays within one 8-bit level
 #   ddpm256     the google/ddpm-cat-256-sized diffusers pair (experiments/ddpm-256-speed/), fp32 and bf16; needs
-#               diffusers importable, or DEPS naming a tarball of it (bench/pack-device-carry.sh) to unpack
-#   PYTHONPATH=. DDIB_DATA_DIR=.carry DEPS=.carry/site.tar.gz bash bench/gpu-fast-path.sh     (repository root;
+#               diffusers importable, or DEPS naming a tarball of it (pack-carry.sh beside this script) to unpack
+#   PYTHONPATH=. DDIB_DATA_DIR=.carry DEPS=.carry/site.tar.gz bash experiments/gpu-sitting/run.sh   (repository root;
 #   PYTHON picks the interpreter; MNIST in $DDIB_DATA_DIR/MNIST/raw for the quality stage)
 set -euo pipefail
 py=${PYTHON:-python}
