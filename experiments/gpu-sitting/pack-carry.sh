@@ -10,19 +10,19 @@ py=${PYTHON:-python}
 raw=${1:-../shared/data/MNIST/raw}
 mkdir -p .carry/MNIST/raw
 cp "$raw"/{train,t10k}-{images-idx3,labels-idx1}-ubyte .carry/MNIST/raw/
+# diffusers' own import closure beyond torch, torchvision, typer, rich, safetensors and numpy (what the image has),
+# each as every file its distribution installed: the modules and the metadata diffusers checks versions through.
+$py - <<'PY' > .carry/site.files
+import importlib.metadata as md, pathlib
+mods = """diffusers huggingface_hub requests urllib3 idna certifi charset_normalizer httpx httpx2 httpcore httpcore2
+          h11 anyio sniffio truststore packaging yaml regex tqdm importlib_metadata zipp filelock fsspec""".split()
+dists = {d for m in mods for d in md.packages_distributions().get(m, [])}
+for name in sorted(dists):
+    for f in md.distribution(name).files or []:
+        if "__pycache__" not in f.parts and not f.parts[0].startswith(".."):
+            print(f)
+PY
 site=$($py -c 'import diffusers, pathlib; print(pathlib.Path(diffusers.__file__).parents[1])')
-# diffusers' own import closure beyond torch, torchvision, typer, rich, safetensors and numpy (what the image has).
-mods=(diffusers huggingface_hub requests urllib3 idna certifi charset_normalizer httpx httpx2 httpcore httpcore2 h11
-      anyio sniffio truststore packaging yaml _yaml regex tqdm importlib_metadata zipp filelock fsspec)
-have=()
-for m in "${mods[@]}"; do
-  [ -e "$site/$m" ] && have+=("$m")
-  # diffusers checks its dependencies' versions through their metadata
-  for d in "$site"/*.dist-info; do
-    name=$(basename "$d"); name=${name%%-[0-9]*}; name=${name,,}; name=${name//-/_}
-    [ "$name" = "${m,,}" ] && have+=("$(basename "$d")")
-  done
-done
-have+=($(cd "$site" && ls -d PyYAML-*.dist-info pyyaml-*.dist-info 2>/dev/null || true))
-tar czf .carry/site.tar.gz --exclude=__pycache__ -C "$site" "${have[@]}"
+tar czf .carry/site.tar.gz -C "$site" -T .carry/site.files
+rm .carry/site.files
 du -sh .carry
