@@ -109,7 +109,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     args.state.mkdir(parents=True, exist_ok=True)
     log = (args.state / "log.jsonl").open("a")
-    t0, running = time.time(), 0.0
+    t0, running = time.time(), None
     while step < args.steps and not stop:
         # warmup, then cosine decay to zero at --steps (diffusers' example: cosine with warmup)
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
@@ -128,7 +128,8 @@ def main() -> None:
             for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
                 pe.lerp_(p, 1 - min(args.ema, (1 + step) / (10 + step)))
         step += 1
-        running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
+        # an average over this run's steps only, so a resumed run's first log lines are not pulled towards 0
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % 50 == 0:
             log.write(json.dumps({"step": step, "loss": running, "lr": lr, "s": time.time() - t0}) + "\n")
             log.flush()
