@@ -97,6 +97,29 @@ def test_ddim_on_the_schedulers_timesteps_is_diffusers_ddim(tmp_path, schedule, 
     torch.testing.assert_close(ode.encode(model, x, ddim, grid=grid), encoded, rtol=1e-4, atol=1e-4)
 
 
+def test_clipped_decode_is_diffusers_ddim_with_clip_sample_and_encoding_never_clips(tmp_path):
+    """--clip: DDIMScheduler(clip_sample=True) with ε recomputed from the clipped x̂₀ (guided-diffusion's
+    clip_denoised); an encode with the option is the plain encode."""
+    from diffusers import DDIMScheduler
+
+    unet = tiny_unet()
+    model = load_external(save_pipeline(tmp_path / "m", unet), "diffusers")
+    fwd = DDIMScheduler(num_train_timesteps=1000, set_alpha_to_one=False, clip_sample=True)
+    fwd.set_timesteps(20)
+    x = _images(2, seed=3) * 3  # far outside [-1, 1] at the latent end, so x̂₀ is clipped from the first step
+    with torch.no_grad():
+        decoded = x.clone()
+        for n in fwd.timesteps:
+            decoded = fwd.step(unet(decoded, n).sample, n, decoded, use_clipped_model_output=True).prev_sample
+    grid = model.schedule.sigma_bar(torch.arange(0, 1000, 50).double() / 999)
+    clipped, plain = ode.ODEOptions(solver="ddim", clip=True), ode.ODEOptions(solver="ddim")
+    out = ode.decode(model, x, clipped, grid=grid)
+    torch.testing.assert_close(out, decoded, rtol=1e-4, atol=1e-4)
+    assert (out - ode.decode(model, x, plain, grid=grid)).abs().max() > 0.1  # the clip changed the decode
+    torch.testing.assert_close(ode.encode(model, x, clipped, grid=grid), ode.encode(model, x, plain, grid=grid),
+                               rtol=0, atol=0)  # fmt: skip
+
+
 def test_ddim_grid_of_a_table_steps_on_its_integer_timesteps(tmp_path):
     from ddib.bridge.grids import sigma_grid
 

@@ -158,3 +158,20 @@ def test_translate_between_tables_of_different_reach_meets_where_both_reach(fore
     expected = to_uint8(ode.translate(a, b, x, ode.ODEOptions(steps=6)))[0]
     got = torch.from_numpy(np.asarray(Image.open(tmp_path / "o.png")).copy()).permute(2, 0, 1)
     assert (got.int() - expected.int()).abs().max() <= 1
+
+
+def test_clip_decodes_with_a_clipped_x0_says_so_and_is_refused_for_points(foreign, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    root, models, images = foreign
+    md = ("--models-dir", str(models))
+    outs = {}
+    for clip in ((), ("--clip",)):
+        out = _ok(run_cli("translate", str(images / "img000.png"), "--from", "gd", "--to", "dif", "--steps", "4",
+                          "--out", str(tmp_path / f"o{len(clip)}.png"), *clip, *md))  # fmt: skip
+        assert ("x̂₀ clipped when decoding" in out) == bool(clip), out
+        outs[clip] = np.asarray(Image.open(tmp_path / f"o{len(clip)}.png"), dtype=np.int16)
+    assert np.abs(outs[()] - outs[("--clip",)]).max() > 8  # the tiny random model's x̂₀ leaves [-1, 1]
+    _one_line_error(run_cli("sample", "--domain", "moons", "-n", "8", "--steps", "2", "--clip",
+                            "--out", str(tmp_path / "m.csv")), "--clip is for image models", "points")  # fmt: skip

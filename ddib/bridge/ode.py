@@ -18,7 +18,8 @@ encode takes the image's hue θ out before solving (`Diffusion.image_hue`, `to_m
 hue-0 image to θ afterwards, so a bridge of two of them carries every image's hue exactly. `encode_latent` returns
 z with what travels beside it (`Latent`); `decode` takes either.
 
-Nothing is clipped on the way: clipping x̂0 would make encoding non-invertible.
+An encode never clips: clipping x̂0 would make it non-invertible. A decode clips x̂0 to [-1, 1] only when asked
+(`ODEOptions.clip`, guided-diffusion's `clip_denoised`, which the official DDIB decodes with).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class ODEOptions:
     # Without steps: the models' stored preset of this name (`presets`); `default` without one is the rule before
     # presets (`model_steps`).
     quality: str = presets.DEFAULT
+    # Decode solves only: x̂₀ clipped to the data range (`clipped_drift`); an encode never clips.
+    clip: bool = False
 
     def __post_init__(self):
         if self.rho is None:
@@ -97,8 +100,12 @@ class ODEOptions:
             default = self.spec.uniform_t or self.rho == self.spec.rho
             grid = "" if default else f", {grid_name(self.rho)} grid"
             steps = "the model's default" if self.steps is None else self.steps
-            return f"{self.solver} × {steps} steps{grid}"
-        return f"{self.solver} (rtol={self.rtol:g}, atol={self.atol:g})"
+            return f"{self.solver} × {steps} steps{grid}{self._clip_note}"
+        return f"{self.solver} (rtol={self.rtol:g}, atol={self.atol:g}){self._clip_note}"
+
+    @property
+    def _clip_note(self) -> str:
+        return ", x̂₀ clipped when decoding" if self.clip else ""
 
 
 @dataclass
@@ -172,6 +179,24 @@ def pf_ode_drift(model: Diffusion, counter: list[int]):
     return drift
 
 
+def clipped_drift(drift):
+    """The drift of the denoiser whose x̂₀ = x̄ − σ̄ε̂ is clipped to [−1, 1]: ε̃ = (x̄ − clip(x̂₀))/σ̄, guided-diffusion's
+    `clip_denoised` (diffusers' `clip_sample` with `use_clipped_model_output`); with --solver ddim, its DDIM sampler."""
+
+    def clipped(sigma_bar: torch.Tensor, x_bar: torch.Tensor) -> torch.Tensor:
+        x0 = (x_bar - sigma_bar * drift(sigma_bar, x_bar)).clamp(-1.0, 1.0)
+        return (x_bar - x0) / sigma_bar
+
+    return clipped
+
+
+def check_clip(model: Diffusion) -> None:
+    """Clipping x̂₀ needs images whose model space is the [−1, 1] cube (RGB or grey), not points or the HSV cone."""
+    if len(model.data_shape) != 3 or model.config.color_space != "rgb":
+        kind = "points" if len(model.data_shape) != 3 else f"{model.config.color_space} colour space"
+        raise DDIBError(f"--clip is for image models whose data lie in [-1, 1] (RGB or grey), not {kind}")
+
+
 def step_grid(model: Diffusion, options: ODEOptions, direction: str) -> torch.Tensor:
     """The σ̄ nodes a solve goes through, in its direction: the model's tuned grid when it has one (and options
     allow it), else the solver's grid; for adaptive solvers just the span's two ends."""
@@ -217,13 +242,17 @@ def describe_solve(options: ODEOptions, *models: Diffusion, name_preset: bool = 
 
 
 def solve(model: Diffusion, x_bar: torch.Tensor, grid: torch.Tensor, options: ODEOptions = ODEOptions(),
-          stats: SolveStats | None = None, corrections: list | None = None) -> torch.Tensor:  # fmt: skip
+          stats: SolveStats | None = None, corrections: list | None = None,
+          clip: bool = False) -> torch.Tensor:  # fmt: skip
     """Integrate dx̄/dσ̄ from grid[0] to grid[-1] (through every node for fixed-step solvers; the grid's order is
-    the direction); `corrections` are tuned per-step coefficients of the `unipc` solver. Differentiable only in a
-    grid or corrections that require gradients (`learned_solver`); otherwise no autograd graph is kept."""
+    the direction); `corrections` are tuned per-step coefficients of the `unipc` solver; `clip` clips x̂₀
+    (`clipped_drift`). Differentiable only in a grid or corrections that require gradients (`learned_solver`);
+    otherwise no autograd graph is kept."""
     learning = grid.requires_grad or any(torch.is_tensor(c) and c.requires_grad for c in corrections or [])
     counter = [0]
     drift = pf_ode_drift(model, counter)
+    if clip:
+        drift = clipped_drift(drift)
     if stats is not None and stats.on_evaluation is not None:
         drift = _announcing(drift, stats.on_evaluation)
     grid = grid.to(device=x_bar.device, dtype=x_bar.dtype)
@@ -268,17 +297,20 @@ def encode_latent(model: Diffusion, x: torch.Tensor, options: ODEOptions = ODEOp
 def decode(model: Diffusion, latent: Latent | torch.Tensor, options: ODEOptions = ODEOptions(),
            stats: SolveStats | None = None, grid: torch.Tensor | None = None,
            corrections: list | None = None) -> torch.Tensor:  # fmt: skip
-    """x = ODESolve(z; model, 1 → 0): the data point whose latent is z (unclipped); a `Latent`'s hues turn a
-    hue-quotient model's images (a bare z: its own hue 0).
+    """x = ODESolve(z; model, 1 → 0): the data point whose latent is z (x̂₀ clipped on the way only with
+    `options.clip`); a `Latent`'s hues turn a hue-quotient model's images (a bare z: its own hue 0).
 
     `grid` (increasing σ̄ nodes, walked backwards) overrides the grid a fixed-step solver would use, with
     `corrections` (in solve order) in place of the model's tuned ones.
     """
     z, hue = (latent.z, latent.hue) if isinstance(latent, Latent) else (latent, None)
+    if options.clip:
+        check_clip(model)
     corrections = step_corrections(model, options, "decode") if grid is None else corrections
     grid = step_grid(model, options, "decode") if grid is None else grid.flip(0)
     alpha_0, alpha_1 = _alpha_ends(model, grid)
-    return model.to_images(solve(model, z / alpha_1, grid, options, stats, corrections) * alpha_0, hue)
+    x_bar = solve(model, z / alpha_1, grid, options, stats, corrections, clip=options.clip)
+    return model.to_images(x_bar * alpha_0, hue)
 
 
 def _announcing(drift, on_evaluation: Callable[[], None]):

@@ -32,6 +32,13 @@ QualityOpt = typer.Option(
     "--save-presets`): fast the fewest steps whose translations score as the converged ones, exact within 0.1 "
     "level of the converged translation (cycles, likelihoods, latent studies); --steps and --rho override it",
 )
+ClipOpt = typer.Option(
+    False,
+    "--clip",
+    help="Clip the denoised estimate x̂₀ to [-1, 1] while decoding, as guided-diffusion's clip_denoised (the "
+    "official DDIB decodes so) and diffusers' clip_sample do: steadies models that are poor at high noise; "
+    "encoding never clips (it would no longer be invertible)",
+)
 RtolOpt = typer.Option(ode.DEFAULT_RTOL, "--rtol", help="Relative tolerance (adaptive solvers)")
 AtolOpt = typer.Option(ode.DEFAULT_ATOL, "--atol", help="Absolute tolerance (adaptive solvers)")
 RhoOpt = typer.Option(
@@ -97,18 +104,19 @@ def resolve_speed(device, channels_last: bool | None, compile: bool, bf16: bool,
 
 
 def solve_options(command):
-    """Give a command the six options of an ODE solve (--solver, --steps, --quality, --rtol, --atol, --rho), handed
-    to it as one `opts: ODEOptions` argument (its last parameter)."""
+    """Give a command the seven options of an ODE solve (--solver, --steps, --quality, --rtol, --atol, --rho,
+    --clip), handed to it as one `opts: ODEOptions` argument (its last parameter)."""
     added = [("solver", str, SolverOpt), ("steps", Optional[int], StepsOpt), ("quality", str, QualityOpt),
-             ("rtol", float, RtolOpt), ("atol", float, AtolOpt), ("rho", Optional[float], RhoOpt)]  # fmt: skip
+             ("rtol", float, RtolOpt), ("atol", float, AtolOpt), ("rho", Optional[float], RhoOpt),
+             ("clip", bool, ClipOpt)]  # fmt: skip
     signature = inspect.signature(command)
     kept = [p for name, p in signature.parameters.items() if name != "opts"]
     params = kept + [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=t)
                      for n, t, d in added]  # fmt: skip
 
     @functools.wraps(command)
-    def run(*args, solver, steps, quality, rtol, atol, rho, **kwargs):
-        return command(*args, opts=ode_options(solver, steps, rtol, atol, rho, quality), **kwargs)
+    def run(*args, solver, steps, quality, rtol, atol, rho, clip, **kwargs):
+        return command(*args, opts=ode_options(solver, steps, rtol, atol, rho, quality, clip), **kwargs)
 
     run.__signature__ = signature.replace(parameters=params)
     run.__annotations__ = {k: v for k, v in command.__annotations__.items() if k != "opts"}
@@ -117,7 +125,7 @@ def solve_options(command):
 
 
 def ode_options(solver: str, steps: int | None, rtol: float, atol: float, rho: float | None = None,
-                quality: str = "default") -> ode.ODEOptions:  # fmt: skip
+                quality: str = "default", clip: bool = False) -> ode.ODEOptions:  # fmt: skip
     """The solve the user asked for; a model's tuned grid is used unless --rho names a grid shape."""
     return ode.ODEOptions(solver=solver, steps=steps, rtol=rtol, atol=atol, rho=rho, tuned=rho is None,
-                          quality=quality)  # fmt: skip
+                          quality=quality, clip=clip)  # fmt: skip
