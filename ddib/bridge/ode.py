@@ -71,7 +71,7 @@ class ODEOptions:
     # Without steps: the models' stored preset of this name (`presets`); `default` without one is the rule before
     # presets (`model_steps`).
     quality: str = presets.DEFAULT
-    # Decode solves only: x̂₀ clipped to the data range (`clipped_drift`); an encode never clips.
+    # Decode solves only: x̂₀ clipped to [-1, 1] (`clipped_drift`); an encode never clips.
     clip: bool = False
 
     def __post_init__(self):

@@ -36,8 +36,8 @@ ClipOpt = typer.Option(
     False,
     "--clip",
     help="Clip the denoised estimate x̂₀ to [-1, 1] while decoding, as guided-diffusion's clip_denoised (the "
-    "official DDIB decodes so) and diffusers' clip_sample do: steadies models that are poor at high noise; "
-    "encoding never clips (it would no longer be invertible)",
+    "official DDIB decodes so) and diffusers' clip_sample do; encoding never clips (it would no longer be "
+    "invertible)",
 )
 RtolOpt = typer.Option(ode.DEFAULT_RTOL, "--rtol", help="Relative tolerance (adaptive solvers)")
 AtolOpt = typer.Option(ode.DEFAULT_ATOL, "--atol", help="Absolute tolerance (adaptive solvers)")
