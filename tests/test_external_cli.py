@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from .conftest import make_blob_images, run_cli
 from .external_models import SIZE, save_guided, save_pipeline
@@ -138,9 +140,7 @@ def test_a_class_conditional_checkpoint_gives_one_domain_per_label(tmp_path):
 def test_translate_between_tables_of_different_reach_meets_where_both_reach(foreign, tmp_path):
     """A squaredcos_cap_v2 table (σ̄ up to 2·10⁴) bridged to a linear one (157): the CLI's images are the
     library's `ode.translate`, which meets at the smaller σ̄_max."""
-    import numpy as np
     import torch
-    from PIL import Image
 
     from ddib.bridge import ode
     from ddib.io.images import read_images, to_uint8, to_unit_range
@@ -161,9 +161,6 @@ def test_translate_between_tables_of_different_reach_meets_where_both_reach(fore
 
 
 def test_clip_decodes_with_a_clipped_x0_says_so_and_is_refused_for_points(foreign, tmp_path):
-    import numpy as np
-    from PIL import Image
-
     root, models, images = foreign
     md = ("--models-dir", str(models))
     outs = {}
