@@ -122,6 +122,24 @@ def test_foreign_model_errors_are_one_line(foreign, tmp_path):
                     "unknown --resize")  # fmt: skip
 
 
+def test_a_folder_in_the_working_directory_is_a_model_when_no_domain_has_its_name(foreign, tmp_path):
+    """`huggingface-cli download ... --local-dir ddpm-cat-256` then `--from ddpm-cat-256`, without a slash."""
+    root, models, images = foreign
+    out = _ok(run_cli("translate", str(images / "img001.png"), "--from", "dif", "--to", "gd/improved-like.pt",
+                      "--steps", "3", "--out", str(tmp_path / "a.png"), "--models-dir", str(tmp_path / "none"),
+                      cwd=root))  # fmt: skip
+    assert "dif (diffusers, dif) → improved-like (guided-diffusion" in out
+    # a name that is both: the registered domain wins, as `--to fives` is the model, not a folder called fives
+    out = _ok(run_cli("translate", str(images / "img001.png"), "--from", "dif", "--to", "gd", "--steps", "3",
+                      "--out", str(tmp_path / "b.png"), "--models-dir", str(models), cwd=root))  # fmt: skip
+    assert "dif (diffusers, local)" in out
+    _one_line_error(run_cli("translate", str(images / "img001.png"), "--from", "images", "--to", "gd",
+                            "--models-dir", str(models), cwd=root), "images is not a model directory")  # fmt: skip
+    _one_line_error(run_cli("translate", str(images / "img001.png"), "--from", "dif:3", "--to", "dif",
+                            "--models-dir", str(tmp_path / "none"), cwd=root),
+                    "is not class-conditional, so it has no label 3")  # fmt: skip
+
+
 def test_a_class_conditional_checkpoint_gives_one_domain_per_label(tmp_path):
     path, _ = save_guided(tmp_path, "imagenet-like")
     images = make_blob_images(tmp_path / "im", 2, (200, 40, 40), seed=5, size=16)

@@ -62,6 +62,6 @@ def demo_command(
     )
     if src_model.data_shape[0] == 3:  # the colour each translation kept, pair by pair
         errors = hue_errors(x.cpu(), y.cpu())
-        kept = ", ".join(f"{e:.0f}°" for e in errors.tolist())
+        kept = ", ".join(f"{e:.1f}°" for e in errors.tolist())
         console.print(f"hue error per pair: {kept} (median {quantile(errors, 0.5):.1f}°)")
     console.print(f"figure: {out} (top row {source}, bottom row their translations to {target})")

@@ -134,7 +134,8 @@ def _path_location(spec: str) -> ModelLocation:
 def find_model(domain: str, models_dir: str | Path | None = None) -> ModelLocation:
     """The model of a domain. First match: <models dir>/<domain>, a label of a conditional model in the models
     dir, the bundled <domain>, a label of a bundled conditional model. Also `MODEL:LABEL` (one label of a named
-    conditional model) and model directories (`runs/a/fives`, `runs/a/digits:fives`)."""
+    conditional model) and model directories (`runs/a/fives`, `runs/a/digits:fives`, or a bare `ddpm-cat-256` that
+    names no domain)."""
     spec, _, label = domain.partition(":")
     if label:
         loc = find_model(spec, models_dir)
@@ -163,6 +164,8 @@ def find_model(domain: str, models_dir: str | Path | None = None) -> ModelLocati
             for sub in sorted(root.iterdir()):
                 if sub.is_dir() and _is_model_dir(sub) and spec in model_labels(sub):
                     return ModelLocation(spec, sub, origin, spec)
+    if Path(spec).exists():  # `--from ddpm-cat-256`: a folder in the working directory that no name claims
+        return _path_location(spec)
     names = [m.domain for m in available_models(models_dir)]
     have = f"available: {', '.join(names)}" if names else "no models are available"
     raise DDIBError(f"no trained model for domain {spec!r}; {have}; train one with `ddib train --domain {spec}`")
@@ -262,6 +265,8 @@ def _load_foreign(loc: ModelLocation, device, symmetry: str, guidance: float) ->
         _LOADED[key] = (external.load_external(ref.path, ref.format, ref.flags, device), None)
     model = _LOADED[key][0]
     if ref.label is not None:
+        if not model.num_classes:
+            raise DDIBError(f"{ref.path} is not class-conditional, so it has no label {ref.label}")
         model = model.with_label(ref.label)
     elif model.num_classes:
         raise DDIBError(f"{loc.domain} is class-conditional ({model.num_classes} classes): name one, e.g. "
