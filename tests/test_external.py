@@ -227,6 +227,13 @@ def test_guided_checkpoint_errors(tmp_path):
     bare, _ = save_guided(tmp_path / "bare", "improved-like", flags_beside=False)
     with pytest.raises(DDIBError, match="needs its model flags"):
         load_external(bare, "guided-diffusion")
+    flags = json.loads(path.with_suffix(".json").read_text())
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "whole.pt")  # a pickled module, which weights_only=True refuses
+    with pytest.raises(DDIBError, match="holds pickled objects, not a plain state dict"):
+        load_external(tmp_path / "whole.pt", "guided-diffusion", flags)
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:4096])
+    with pytest.raises(DDIBError, match="cut.pt is not a readable state dict"):
+        load_external(tmp_path / "cut.pt", "guided-diffusion", flags)
 
 
 def test_diffusers_folder_errors(tmp_path):

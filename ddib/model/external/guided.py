@@ -9,6 +9,7 @@ differs from guided-diffusion's (False), so give it for them.
 from __future__ import annotations
 
 import json
+import pickle
 import shlex
 from pathlib import Path
 
@@ -144,7 +145,10 @@ def load_guided(path: Path, flags: dict) -> tuple[GuidedUNet, GuidedUNetConfig, 
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DDIBError(f"checkpoint not found: {path}") from None
-    except Exception as exc:  # truncated zip, a pickle of objects: the same to the user
+    except pickle.UnpicklingError:  # weights_only=True refuses pickled objects, which could run code
+        raise DDIBError(f"{path} holds pickled objects, not a plain state dict: load it where you trust it and "
+                        "torch.save its model's state_dict()") from None  # fmt: skip
+    except Exception as exc:  # a truncated or foreign file
         raise DDIBError(f"{path} is not a readable state dict ({type(exc).__name__})") from None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise DDIBError(f"{path} is not a state dict of tensors")
