@@ -129,12 +129,13 @@ def test_a_folder_in_the_working_directory_is_a_model_when_no_domain_has_its_nam
                       "--steps", "3", "--out", str(tmp_path / "a.png"), "--models-dir", str(tmp_path / "none"),
                       cwd=root))  # fmt: skip
     assert "dif (diffusers, dif) → improved-like (guided-diffusion" in out
-    # a name that is both: the registered domain wins, as `--to fives` is the model, not a folder called fives
+    # a name that is both: the registered domain wins, as `--to fives` is the model, not a folder called fives; a
+    # folder that holds no model (a data folder named like its domain) leaves the name unknown
     out = _ok(run_cli("translate", str(images / "img001.png"), "--from", "dif", "--to", "gd", "--steps", "3",
                       "--out", str(tmp_path / "b.png"), "--models-dir", str(models), cwd=root))  # fmt: skip
     assert "dif (diffusers, local)" in out
     _one_line_error(run_cli("translate", str(images / "img001.png"), "--from", "images", "--to", "gd",
-                            "--models-dir", str(models), cwd=root), "images is not a model directory")  # fmt: skip
+                            "--models-dir", str(models), cwd=root), "no trained model for domain 'images'")  # fmt: skip
     _one_line_error(run_cli("translate", str(images / "img001.png"), "--from", "dif:3", "--to", "dif",
                             "--models-dir", str(tmp_path / "none"), cwd=root),
                     "is not class-conditional, so it has no label 3")  # fmt: skip

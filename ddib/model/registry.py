@@ -164,8 +164,8 @@ def find_model(domain: str, models_dir: str | Path | None = None) -> ModelLocati
             for sub in sorted(root.iterdir()):
                 if sub.is_dir() and _is_model_dir(sub) and spec in model_labels(sub):
                     return ModelLocation(spec, sub, origin, spec)
-    if Path(spec).exists():  # `--from ddpm-cat-256`: a folder in the working directory that no name claims
-        return _path_location(spec)
+    if _is_model_dir(Path(spec)) or external.detect_format(spec) is not None:
+        return _path_location(spec)  # `--from ddpm-cat-256`: a model folder here that no domain's name claims
     names = [m.domain for m in available_models(models_dir)]
     have = f"available: {', '.join(names)}" if names else "no models are available"
     raise DDIBError(f"no trained model for domain {spec!r}; {have}; train one with `ddib train --domain {spec}`")
