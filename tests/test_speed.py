@@ -81,6 +81,29 @@ def test_cuda_graph_outputs_survive_the_next_replay(monkeypatch):
     assert torch.equal(first, kept)  # the second evaluation did not overwrite the first's ε̂
 
 
+def test_a_compiled_net_stays_compiled_over_many_batch_sizes(monkeypatch):
+    """One graph per batch size (dynamic=False): past dynamo's default limit of 8 it would fall back to eager."""
+    import torch._dynamo as dynamo
+
+    real_compile = torch.compile
+
+    def eager_backend(fn, mode=None, dynamic=None):  # dynamo's graph bookkeeping without inductor's build time
+        return real_compile(fn, backend="eager", dynamic=dynamic)
+
+    monkeypatch.setattr(torch, "compile", eager_backend)
+    monkeypatch.setattr(dynamo.config, "recompile_limit", 8)
+    dynamo.reset()
+    dynamo.utils.counters.clear()
+    model = _model()
+    net = FastNet(model.net, SpeedOptions(compile=True))
+    x = torch.randn(12, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        for b in range(1, 13):
+            torch.testing.assert_close(net(x[:b], torch.full((b,), 0.4)), model.net(x[:b], torch.full((b,), 0.4)))
+    assert dynamo.utils.counters["stats"]["unique_graphs"] == 12
+    dynamo.reset()
+
+
 def test_cuda_graphs_need_a_cuda_device(tmp_path, tiny_models):
     with pytest.raises(DDIBError, match="CUDA graphs need a CUDA device"):
         accelerate(_model(), SpeedOptions(cuda_graphs=True))

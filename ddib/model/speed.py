@@ -19,6 +19,9 @@ from ..utils import tf32_kernels
 from .diffusion import Diffusion
 
 NAMES = ("channels_last", "compile", "cuda_graphs", "bf16", "tf32")
+# Graphs one compiled network may hold: one per input shape (dynamic=False), i.e. per batch size and per |G|·B of a
+# symmetry average, for each network architecture in the process.
+RECOMPILE_LIMIT = 64
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,14 @@ def check_speed(options: SpeedOptions, device: torch.device) -> None:
         raise DDIBError(f"CUDA graphs need a CUDA device, not {device.type}; use --compile there")
 
 
+def _allow_recompiles(limit: int) -> None:
+    """Past dynamo's recompile limit (8 by default) a compiled function quietly runs eagerly: a benchmark over many
+    batch sizes would time eager kernels under a compiled setting's name."""
+    cfg = torch._dynamo.config
+    name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"  # older torch
+    setattr(cfg, name, max(getattr(cfg, name), limit))
+
+
 class FastNet(nn.Module):
     """Runs `net` under the chosen memory format and autocast; outputs stay in the input's dtype."""
 
@@ -76,6 +87,8 @@ class FastNet(nn.Module):
         self.memory_format = torch.channels_last if options.channels_last and images else None
         if self.memory_format is not None:
             self.net = net = copy.deepcopy(net).to(memory_format=self.memory_format)  # the caller's net is untouched
+        if options.cuda_graphs or options.compile:
+            _allow_recompiles(RECOMPILE_LIMIT)
         if options.cuda_graphs:
             self.forward_impl = torch.compile(self._forward, mode="reduce-overhead", dynamic=False)
         elif options.compile:
