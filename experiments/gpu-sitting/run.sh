@@ -25,6 +25,7 @@ reference=${REFERENCE:-unipc:100}
 kernels=${KERNELS:-eager,bf16}
 graph_kernels=${GRAPH_KERNELS:-cuda_graphs,bf16+cuda_graphs}
 speed_settings=${SPEED_SETTINGS:-eager,bf16,cuda_graphs,bf16+cuda_graphs}
+speed_batch=${SPEED_BATCH:-256}
 stages=${STAGES:-throughput,ddpm256,speed,graphs}
 ddib() { echo "+ ddib $*" >&2; $py -m ddib "$@"; }
 for stage in ${stages//,/ }; do
@@ -59,7 +60,7 @@ speed() {
   for q in fast default exact; do
     for pair in fives,sevens fives-rgb,sevens-rgb; do
       ddib bench speed --device "$dev" --from "${pair%,*}" --to "${pair#*,}" --quality "$q" --models-dir "$work" \
-        --batch-size 256 --threads 1 --train-size "" --settings "$speed_settings" \
+        --batch-size "$speed_batch" --threads 1 --train-size "" --settings "$speed_settings" \
         --out-dir "$out/speed-$dev-${pair%,*}-$q" || echo "(${pair}: no $q preset stored, skipped)" >&2
     done
   done
