@@ -15,7 +15,7 @@ def test_demo_runs_on_bundled_models_without_dataset(tmp_path):
                 env={"DDIB_DATA_DIR": str(tmp_path / "none")})  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "bundled" in r.stdout and "NFE per image" in r.stdout
-    assert re.search(r"hue error per pair: \d+°, \d+° \(median \d+\.\d°\)", r.stdout), r.stdout
+    assert re.search(r"hue error per pair: \d+\.\d°, \d+\.\d° \(median \d+\.\d°\)", r.stdout), r.stdout
     assert Image.open(tmp_path / "demo.png").size[1] > 2 * 32
 
 
