@@ -92,3 +92,30 @@ def save_guided(folder: Path, name: str, flags_beside: bool = True, **extra_flag
     if flags_beside:
         path.with_suffix(".json").write_text(json.dumps({**flags, **extra_flags}))
     return path, net
+
+
+# guided-diffusion's noisy classifier at SIZE: its flags as the model's JSON names them, and the network they build
+CLASSIFIER_FLAGS = dict(classifier_width=32, classifier_depth=1, classifier_attention_resolutions="4",
+                        classifier_channel_mult="1,2", classifier_use_scale_shift_norm=True,
+                        classifier_resblock_updown=True, classifier_pool="attention")  # fmt: skip
+
+
+def save_classifier(path: Path, seed: int = 1):
+    """(the classifier's flags with its path, reference network): guided-diffusion's EncoderUNetModel as
+    `create_classifier` builds it (64 channels a head, 1000 classes), every weight random, saved at `path`."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from guided_diffusion.unet import EncoderUNetModel
+
+    torch.manual_seed(seed)
+    net = EncoderUNetModel(image_size=SIZE, in_channels=3, model_channels=32, out_channels=1000, num_res_blocks=1,
+                           attention_resolutions=(2,), channel_mult=(1, 2), num_head_channels=64,
+                           use_scale_shift_norm=True, resblock_updown=True, pool="attention").eval()  # fmt: skip
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.1)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), path)
+    return {**CLASSIFIER_FLAGS, "classifier_path": str(path)}, net

@@ -16,7 +16,7 @@ from ddib.model.diffusion import Diffusion, DiffusionConfig
 from ddib.model.external import load_external
 from ddib.model.nets import UNetConfig, build_network
 
-from .external_models import SIZE, save_guided, save_pipeline, tiny_unet
+from .external_models import SIZE, save_classifier, save_guided, save_pipeline, tiny_unet
 
 pytest.importorskip("diffusers")
 SCHEDULES = [("linear", "epsilon"), ("squaredcos_cap_v2", "v_prediction"), ("scaled_linear", "sample")]
@@ -214,6 +214,73 @@ def test_guided_flags_choose_schedule_prediction_and_timestep_scale(tmp_path):
     abar = 1 / (1 + model.schedule.sigma_bar(n.double() / 3999) ** 2)
     eps = (x - abar.sqrt().float() * expected) / (1 - abar).sqrt().float()
     torch.testing.assert_close(model.eps(x, n.double() / 3999), eps, rtol=1e-4, atol=1e-4)
+
+
+def test_classifier_guided_ddim_steps_are_guided_diffusions(tmp_path):
+    """A checkpoint whose flags name a noisy classifier: the classifier is guided-diffusion's EncoderUNetModel key
+    for key, and `--solver ddim --clip` decode steps are its `ddim_sample` with `cond_fn` (DDIM on the clipped x̂₀,
+    then ε̃ = ε̂ − s·σ·∇ log p(y | x_t)) on the respaced timesteps; an encode is never guided."""
+    pytest.importorskip("guided_diffusion")
+    import torch.nn.functional as F
+    from guided_diffusion.script_util import create_gaussian_diffusion
+
+    scale = 30.0
+    flags, classifier = save_classifier(tmp_path / "classifier.pt")
+    path, ref = save_guided(tmp_path, "imagenet-like", **flags, classifier_scale=scale)
+    model = load_external(path, "guided-diffusion").with_label(7)
+    x, n = _images(2, seed=6), torch.tensor([0.0, 500.0])
+    with torch.no_grad():
+        torch.testing.assert_close(model.classifier.net(x, n), classifier(x, n), rtol=1e-5, atol=1e-5)
+    assert model.classifier.scale == scale
+    assert set(model.classifier.net.state_dict()) == set(classifier.state_dict())
+
+    def cond_fn(x_t, t, y=None):
+        with torch.enable_grad():
+            x_in = x_t.detach().requires_grad_(True)
+            chosen = F.log_softmax(classifier(x_in, t), dim=-1)[range(len(x_t)), y]
+            return torch.autograd.grad(chosen.sum(), x_in)[0] * scale
+
+    diffusion = create_gaussian_diffusion(steps=1000, learn_sigma=True, noise_schedule="linear",
+                                          timestep_respacing="ddim4")  # fmt: skip
+    y = torch.tensor([7, 7])
+    guided_opts, plain_opts = ode.ODEOptions(solver="ddim", clip=True), ode.ODEOptions(solver="ddim", clip=True,
+                                                                                     classifier_scale=0)  # fmt: skip
+    for k in (3, 2, 1):  # respaced index k steps from timestep map[k] to map[k - 1]
+        x_t = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(k)) * 2
+        step = torch.tensor([k, k])
+        with torch.no_grad():
+            expected = diffusion.ddim_sample(ref, x_t, step, clip_denoised=True, cond_fn=cond_fn,
+                                             model_kwargs={"y": y})["sample"]  # fmt: skip
+            unguided = diffusion.ddim_sample(ref, x_t, step, clip_denoised=True, model_kwargs={"y": y})["sample"]
+        ends = torch.tensor([diffusion.timestep_map[k - 1], diffusion.timestep_map[k]]).double()
+        grid = model.schedule.sigma_bar(ends / 999)
+        torch.testing.assert_close(ode.decode(model, x_t, guided_opts, grid=grid), expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(ode.decode(model, x_t, plain_opts, grid=grid), unguided, rtol=1e-4, atol=1e-4)
+        assert (expected - unguided).abs().max() > 1e-3  # the guidance moved the step, ten times the tolerance
+    grid = model.schedule.sigma_bar(torch.tensor([0.0, 250.0, 500.0, 750.0]).double() / 999)
+    encoded = ode.encode(model, x, guided_opts, grid=grid)
+    torch.testing.assert_close(encoded, ode.encode(model, x, plain_opts, grid=grid), rtol=0, atol=0)
+
+
+def test_classifier_flags_errors(tmp_path):
+    pytest.importorskip("guided_diffusion")
+    flags, _ = save_classifier(tmp_path / "classifier.pt")
+    path, _ = save_guided(tmp_path, "imagenet-like", **flags)
+    base = json.loads(path.with_suffix(".json").read_text())
+    with pytest.raises(DDIBError, match="does not match its classifier flags: missing"):
+        load_external(path, "guided-diffusion", {**base, "classifier_depth": 2})
+    with pytest.raises(DDIBError, match="checkpoint not found: .*nowhere.pt"):
+        load_external(path, "guided-diffusion", {**base, "classifier_path": "nowhere.pt"})
+    with pytest.raises(DDIBError, match="unknown classifier_pool 'max'"):
+        load_external(path, "guided-diffusion", {**base, "classifier_pool": "max"})
+    unconditional, _ = save_guided(tmp_path / "u", "improved-like", **flags)
+    with pytest.raises(DDIBError, match="guides the classes of a class-conditional model"):
+        load_external(unconditional, "guided-diffusion")
+    plain = load_external(save_pipeline(tmp_path / "dif"), "diffusers")
+    with pytest.raises(DDIBError, match="--classifier-scale needs a decoding model with a noisy classifier"):
+        ode.decode(plain, _images(1), ode.ODEOptions(steps=2, classifier_scale=1.0))
+    with pytest.raises(DDIBError, match="--classifier-scale must be a finite number ≥ 0"):
+        ode.ODEOptions(classifier_scale=-1.0)
 
 
 def test_guided_checkpoint_errors(tmp_path):

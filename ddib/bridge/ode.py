@@ -19,11 +19,14 @@ hue-0 image to θ afterwards, so a bridge of two of them carries every image's h
 z with what travels beside it (`Latent`); `decode` takes either.
 
 An encode never clips: clipping x̂0 would make it non-invertible. A decode clips x̂0 to [-1, 1] only when asked
-(`ODEOptions.clip`, guided-diffusion's `clip_denoised`, which the official DDIB decodes with).
+(`ODEOptions.clip`, guided-diffusion's `clip_denoised`, which the official DDIB decodes with), and is steered by
+the decoding model's noisy classifier when it has one (`guided_drift`, the official DDIB's ImageNet decode); an
+encode is never guided.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -31,6 +34,7 @@ import torch
 
 from ..errors import DDIBError
 from ..model.diffusion import Diffusion
+from ..model.noisy_classifier import log_prob_grad
 from ..utils import tf32_kernels
 from . import presets
 from .grids import grid_name, sigma_grid, tuned_corrections, tuned_grid
@@ -73,6 +77,9 @@ class ODEOptions:
     quality: str = presets.DEFAULT
     # Decode solves only: x̂₀ clipped to [-1, 1] (`clipped_drift`); an encode never clips.
     clip: bool = False
+    # Decode solves only: the weight of the decoding model's noisy classifier (`guided_drift`); None: the scale the
+    # classifier came with, 0: unguided. An encode is never guided.
+    classifier_scale: float | None = None
 
     def __post_init__(self):
         if self.rho is None:
@@ -86,6 +93,8 @@ class ODEOptions:
             raise DDIBError("--rtol and --atol must be positive")
         if not self.rho > 0:
             raise DDIBError("rho must be positive")
+        if self.classifier_scale is not None and not (0 <= self.classifier_scale < math.inf):
+            raise DDIBError(f"--classifier-scale must be a finite number ≥ 0, got {self.classifier_scale:g}")
 
     @property
     def is_fixed(self) -> bool:
@@ -190,6 +199,27 @@ def clipped_drift(drift):
     return clipped
 
 
+def guided_drift(drift, model: Diffusion, scale: float):
+    """The drift of the classifier-guided denoiser, ε̃ = ε̂ − s·σ̄·∇_x̄ log p_φ(y | α·x̄, t) (Dhariwal & Nichol 2021;
+    guided-diffusion's `condition_score`, applied after clipping as there)."""
+
+    def guided(sigma_bar: torch.Tensor, x_bar: torch.Tensor) -> torch.Tensor:
+        return drift(sigma_bar, x_bar) - scale * sigma_bar * log_prob_grad(model, x_bar, sigma_bar)
+
+    return guided
+
+
+def classifier_scale(model: Diffusion, options: ODEOptions) -> float:
+    """The classifier guidance a decode by `model` uses: the options' scale, else its classifier's own; 0 without
+    a classifier."""
+    if options.classifier_scale is None:
+        return model.classifier.scale if model.classifier is not None else 0.0
+    if options.classifier_scale and model.classifier is None:
+        raise DDIBError("--classifier-scale needs a decoding model with a noisy classifier (a guided-diffusion "
+                        "checkpoint whose flags name a classifier_path)")  # fmt: skip
+    return options.classifier_scale
+
+
 def check_clip(model: Diffusion) -> None:
     """Clipping x̂₀ needs images whose model space is the [−1, 1] cube (RGB or grey), not points or the HSV cone."""
     if len(model.data_shape) != 3 or model.config.color_space != "rgb":
@@ -237,22 +267,26 @@ def describe_solve(options: ODEOptions, *models: Diffusion, name_preset: bool = 
     if uses_tuned_grid(options, *models):
         found = (step_corrections(m, resolve_steps(options, *models), d) for m in models for d in ("encode", "decode"))
         text += ", tuned grid and coefficients" if any(c is not None for c in found) else ", tuned grid"
+    if models and (scale := classifier_scale(models[-1], options)):  # the last model decodes
+        text += f", classifier-guided decode (scale {scale:g})"
     named = preset_followed(options, *models) if name_preset else None
     return text if named is None else f"{text} ({named} preset)"
 
 
 def solve(model: Diffusion, x_bar: torch.Tensor, grid: torch.Tensor, options: ODEOptions = ODEOptions(),
           stats: SolveStats | None = None, corrections: list | None = None,
-          clip: bool = False) -> torch.Tensor:  # fmt: skip
+          clip: bool = False, guide: float = 0.0) -> torch.Tensor:  # fmt: skip
     """Integrate dx̄/dσ̄ from grid[0] to grid[-1] (through every node for fixed-step solvers; the grid's order is
     the direction); `corrections` are tuned per-step coefficients of the `unipc` solver; `clip` clips x̂₀
-    (`clipped_drift`). Differentiable only in a grid or corrections that require gradients (`learned_solver`);
-    otherwise no autograd graph is kept."""
+    (`clipped_drift`), `guide` weighs the model's noisy classifier (`guided_drift`). Differentiable only in a grid
+    or corrections that require gradients (`learned_solver`); otherwise no autograd graph is kept."""
     learning = grid.requires_grad or any(torch.is_tensor(c) and c.requires_grad for c in corrections or [])
     counter = [0]
     drift = pf_ode_drift(model, counter)
     if clip:
         drift = clipped_drift(drift)
+    if guide:
+        drift = guided_drift(drift, model, guide)
     if stats is not None and stats.on_evaluation is not None:
         drift = _announcing(drift, stats.on_evaluation)
     grid = grid.to(device=x_bar.device, dtype=x_bar.dtype)
@@ -298,7 +332,8 @@ def decode(model: Diffusion, latent: Latent | torch.Tensor, options: ODEOptions 
            stats: SolveStats | None = None, grid: torch.Tensor | None = None,
            corrections: list | None = None) -> torch.Tensor:  # fmt: skip
     """x = ODESolve(z; model, 1 → 0): the data point whose latent is z (x̂₀ clipped on the way only with
-    `options.clip`); a `Latent`'s hues turn a hue-quotient model's images (a bare z: its own hue 0).
+    `options.clip`, guided by the model's noisy classifier when it has one); a `Latent`'s hues turn a hue-quotient
+    model's images (a bare z: its own hue 0).
 
     `grid` (increasing σ̄ nodes, walked backwards) overrides the grid a fixed-step solver would use, with
     `corrections` (in solve order) in place of the model's tuned ones.
@@ -309,7 +344,8 @@ def decode(model: Diffusion, latent: Latent | torch.Tensor, options: ODEOptions 
     corrections = step_corrections(model, options, "decode") if grid is None else corrections
     grid = step_grid(model, options, "decode") if grid is None else grid.flip(0)
     alpha_0, alpha_1 = _alpha_ends(model, grid)
-    x_bar = solve(model, z / alpha_1, grid, options, stats, corrections, clip=options.clip)
+    guide = classifier_scale(model, options)
+    x_bar = solve(model, z / alpha_1, grid, options, stats, corrections, clip=options.clip, guide=guide)
     return model.to_images(x_bar * alpha_0, hue)
 
 

@@ -40,6 +40,7 @@ from torch import nn
 from ..color import chroma_angle, cone_to_rgb, hue_angle, rgb_to_cone, rotate_chroma, rotate_hue
 from ..errors import DDIBError
 from ..utils import append_dims
+from .noisy_classifier import NoisyClassifier
 from .schedules import DISCRETE_SCHEDULES, SCHEDULES, CosineSchedule, DiscreteSchedule, discrete_alphas_cumprod
 from .symmetry import check_symmetry, group_average
 
@@ -150,13 +151,15 @@ class Diffusion(nn.Module):
         self.default_steps: dict[str, int] = {}
         # Solves chosen by quality per solver_key (`ddib bench quality --save-presets`, `bridge.presets`).
         self.quality_presets: dict[str, dict] = {}
+        # A classifier of noisy images whose guidance steers decodes towards `label` (`noisy_classifier`).
+        self.classifier: NoisyClassifier | None = None
 
     def derive(self, net: nn.Module | None = None, config: DiffusionConfig | None = None, **changes) -> Diffusion:
         """The same model with another network wrapper, config, label or guidance (the weights are shared)."""
         out = Diffusion(net or self.net, config or self.config, changes.get("label", self.label),
                         changes.get("guidance", self.guidance))  # fmt: skip
         out.solver_grids, out.default_steps = self.solver_grids, self.default_steps
-        out.quality_presets = self.quality_presets
+        out.quality_presets, out.classifier = self.quality_presets, self.classifier
         if config is None:  # the same schedule, solved over the same span (`within`)
             out.schedule = self.schedule
         return out

@@ -17,6 +17,7 @@ from torch import nn
 
 from ...errors import DDIBError
 from ..diffusion import Diffusion, DiffusionConfig
+from ..noisy_classifier import NoisyClassifier
 from . import diffusers_folder, guided
 
 FORMATS = ("diffusers", "guided-diffusion")
@@ -91,6 +92,7 @@ def load_external(path: Path, fmt: str, flags: dict | None = None,
                   device: torch.device | str = "cpu") -> Diffusion:  # fmt: skip
     """A foreign model as a `Diffusion` in eval mode, float32, without gradients."""
     path = Path(path)
+    classifier = None
     if fmt == "diffusers":
         unet_dir, scheduler = diffusers_folder.parts(path)
         dcfg = diffusers_folder.diffusion_config(scheduler)
@@ -109,10 +111,17 @@ def load_external(path: Path, fmt: str, flags: dict | None = None,
         unet, gcfg, dcfg = guided.load_guided(path, flags)
         ecfg = ExternalConfig(fmt, gcfg.image_size, gcfg.in_channels, gcfg.num_classes)
         net = GuidedNet(unet, ecfg)
+        classifier = guided.load_classifier(path, flags)
+        if classifier is not None and not gcfg.num_classes:
+            raise DDIBError(f"{path}: a noisy classifier guides the classes of a class-conditional model; this one "
+                            "is unconditional (class_cond False)")  # fmt: skip
     else:
         raise DDIBError(f"unknown model format {fmt!r}; ddib reads {', '.join(FORMATS)}")
     model = Diffusion(net, dcfg).to(device).eval()
     model.requires_grad_(False)
+    if classifier is not None:
+        cnet, scale = classifier
+        model.classifier = NoisyClassifier(cnet.to(device).eval().requires_grad_(False), scale)
     return model
 
 

@@ -3,7 +3,8 @@
 The flags are guided-diffusion's own (`model_and_diffusion_defaults`), given as a JSON object beside the file
 (`256x256_diffusion.json` for `256x256_diffusion.pt`) or as its command-line string ("--image_size 256
 --class_cond True ..."). improved-diffusion checkpoints use the same flags; its `rescale_timesteps` default (True)
-differs from guided-diffusion's (False), so give it for them.
+differs from guided-diffusion's (False), so give it for them. The flags may name a noisy classifier
+(`classifier_path`, `classifier_scale` and its architecture flags), whose guidance then steers every decode.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from ...errors import DDIBError
 from ..diffusion import DiffusionConfig
+from .guided_classifier import POOLS, GuidedClassifier
 from .guided_unet import GuidedUNet, GuidedUNetConfig
 
 # guided-diffusion's defaults (script_util.model_and_diffusion_defaults), with the entries ddib reads.
@@ -27,11 +29,17 @@ DEFAULTS = {
     "learn_sigma": False, "diffusion_steps": 1000, "noise_schedule": "linear", "predict_xstart": False,
     "rescale_timesteps": False, "in_channels": 3,
 }  # fmt: skip
+# guided-diffusion's noisy-classifier flags (classifier_defaults, and the sampling scripts' path and scale).
+CLASSIFIER_DEFAULTS = {
+    "classifier_path": "", "classifier_scale": 1.0, "classifier_width": 128, "classifier_depth": 2,
+    "classifier_attention_resolutions": "32,16,8", "classifier_use_scale_shift_norm": True,
+    "classifier_resblock_updown": True, "classifier_pool": "attention", "classifier_channel_mult": "",
+}  # fmt: skip
 # Flags that only matter for training or sampling there (accepted and ignored here).
 IGNORED = {"dropout", "use_checkpoint", "use_fp16", "timestep_respacing", "use_kl", "rescale_learned_sigmas",
-           "batch_size", "num_samples", "use_ddim", "clip_denoised", "model_path", "lr", "weight_decay",
-           "microbatch", "ema_rate", "log_interval", "save_interval", "resume_checkpoint", "fp16_scale_growth",
-           "schedule_sampler", "lr_anneal_steps", "data_dir", "sigma_small"}  # fmt: skip
+           "classifier_use_fp16", "batch_size", "num_samples", "use_ddim", "clip_denoised", "model_path", "lr",
+           "weight_decay", "microbatch", "ema_rate", "log_interval", "save_interval", "resume_checkpoint",
+           "fp16_scale_growth", "schedule_sampler", "lr_anneal_steps", "data_dir", "sigma_small"}  # fmt: skip
 # guided-diffusion's channel multipliers by resolution (improved-diffusion's for 32).
 CHANNEL_MULT = {512: (0.5, 1, 1, 2, 2, 4, 4), 256: (1, 1, 2, 2, 4, 4), 128: (1, 1, 2, 3, 4), 64: (1, 2, 3, 4),
                 32: (1, 2, 2, 2)}  # fmt: skip
@@ -72,6 +80,11 @@ def _value(key: str, raw, default):
         if str(raw).lower() in ("false", "0", "no"):
             return False
         raise DDIBError(f"model flag {key} must be True or False, not {raw!r}")
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise DDIBError(f"model flag {key} must be a number, not {raw!r}") from None
     if isinstance(default, int):
         try:
             return int(raw)
@@ -82,10 +95,19 @@ def _value(key: str, raw, default):
 
 def resolve_flags(flags: dict) -> dict:
     """The flags with defaults filled in and types checked; unknown flags are an error naming them."""
-    unknown = sorted(set(flags) - set(DEFAULTS) - IGNORED)
+    known = DEFAULTS | CLASSIFIER_DEFAULTS
+    unknown = sorted(set(flags) - set(known) - IGNORED)
     if unknown:
         raise DDIBError(f"unknown guided-diffusion model flags: {', '.join(unknown)}")
-    return {k: _value(k, flags[k], d) if k in flags else d for k, d in DEFAULTS.items()}
+    return {k: _value(k, flags[k], d) if k in flags else d for k, d in known.items()}
+
+
+def _attention_ds(size: int, key: str, text: str) -> tuple[int, ...]:
+    """Attention resolutions ('32,16,8') as downsampling rates (8, 16, 32 at 256 px)."""
+    try:
+        return tuple(size // int(r) for r in text.split(",") if r.strip())
+    except ValueError:
+        raise DDIBError(f"{key} must be comma-separated sizes, not {text!r}") from None
 
 
 def network_config(f: dict) -> GuidedUNetConfig:
@@ -96,12 +118,7 @@ def network_config(f: dict) -> GuidedUNetConfig:
         mult = CHANNEL_MULT[size]
     else:
         raise DDIBError(f"no default channel_mult for image_size {size}: give channel_mult (e.g. 1,2,2,2)")
-    try:
-        ds = tuple(size // int(r) for r in f["attention_resolutions"].split(",") if r.strip())
-    except ValueError:
-        raise DDIBError(
-            f"attention_resolutions must be comma-separated sizes, not {f['attention_resolutions']!r}"
-        ) from None
+    ds = _attention_ds(size, "attention_resolutions", f["attention_resolutions"])
     c = f["in_channels"]
     return GuidedUNetConfig(
         image_size=size, in_channels=c, model_channels=f["num_channels"], out_channels=2 * c if f["learn_sigma"] else c,
@@ -141,6 +158,39 @@ def load_guided(path: Path, flags: dict) -> tuple[GuidedUNet, GuidedUNetConfig, 
     """The network of a `.pt` state dict (read with weights_only=True) built from its flags, in float32."""
     f = resolve_flags(flags)
     cfg = network_config(f)
+    return _load_state(path, GuidedUNet(cfg), "flags"), cfg, diffusion_config(f)
+
+
+def load_classifier(path: Path, flags: dict) -> tuple[GuidedClassifier, float] | None:
+    """The noisy classifier the flags name (`classifier_path`, relative to the checkpoint's folder) and the scale
+    its guidance is used at (`classifier_scale`), as guided-diffusion's `create_classifier` builds it; None without
+    a classifier_path. `classifier_channel_mult` (ddib's) gives the levels of a classifier of another size."""
+    f = resolve_flags(flags)
+    if not f["classifier_path"]:
+        return None
+    where = Path(f["classifier_path"]).expanduser()
+    where = where if where.is_absolute() else Path(path).parent / where
+    size = f["image_size"]
+    if f["classifier_channel_mult"]:
+        mult = tuple(float(m) for m in f["classifier_channel_mult"].split(","))
+    elif size in CHANNEL_MULT:
+        mult = CHANNEL_MULT[size]
+    else:
+        raise DDIBError(f"no classifier levels for image_size {size}: give classifier_channel_mult (e.g. 1,2,3,4)")
+    cfg = GuidedUNetConfig(
+        image_size=size, in_channels=f["in_channels"], model_channels=f["classifier_width"],
+        out_channels=f["num_classes"], num_res_blocks=f["classifier_depth"], channel_mult=mult,
+        attention_ds=_attention_ds(size, "classifier_attention_resolutions", f["classifier_attention_resolutions"]),
+        num_head_channels=64, use_scale_shift_norm=f["classifier_use_scale_shift_norm"],
+        resblock_updown=f["classifier_resblock_updown"],
+    )  # fmt: skip
+    if f["classifier_pool"] not in POOLS:
+        raise DDIBError(f"unknown classifier_pool {f['classifier_pool']!r}; guided-diffusion has {', '.join(POOLS)}")
+    return _load_state(where, GuidedClassifier(cfg, f["classifier_pool"]), "classifier flags"), f["classifier_scale"]
+
+
+def _load_state(path: Path, net: torch.nn.Module, flags: str) -> torch.nn.Module:
+    """`net` with the `.pt` state dict at `path` (read with weights_only=True), checked key for key, in float32."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -152,16 +202,15 @@ def load_guided(path: Path, flags: dict) -> tuple[GuidedUNet, GuidedUNetConfig, 
         raise DDIBError(f"{path} is not a readable state dict ({type(exc).__name__})") from None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise DDIBError(f"{path} is not a state dict of tensors")
-    net = GuidedUNet(cfg)
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
-        raise DDIBError(f"{path} does not match its flags: {describe_keys(missing, unexpected)}")
+        raise DDIBError(f"{path} does not match its {flags}: {describe_keys(missing, unexpected)}")
     wrong = [k for k in own if own[k].shape != state[k].shape]
     if wrong:
         k, more = wrong[0], f" ({len(wrong) - 1} more differ)" if len(wrong) > 1 else ""
         given, built = tuple(state[k].shape), tuple(own[k].shape)
-        raise DDIBError(f"{path} does not match its flags: {k} is {given}, the flags give {built}{more}")
+        raise DDIBError(f"{path} does not match its {flags}: {k} is {given}, the {flags} give {built}{more}")
     net.load_state_dict({k: v.float() for k, v in state.items()})
-    return net, cfg, diffusion_config(f)
+    return net

@@ -137,36 +137,54 @@ class EmbedSequential(nn.Sequential):
         return x
 
 
+def blocks(cfg: GuidedUNetConfig):
+    """(res, attn): makers of the residual and attention blocks of a network with these flags."""
+    emb = cfg.model_channels * 4
+    res = lambda i, o, **kw: ResBlock(i, emb, o, cfg.use_scale_shift_norm, **kw)  # noqa: E731
+    attn = lambda c, h: AttentionBlock(c, h, cfg.num_head_channels, cfg.use_new_attention_order)  # noqa: E731
+    return res, attn
+
+
+def encoder(cfg: GuidedUNetConfig) -> tuple[nn.Module, nn.ModuleList, EmbedSequential, list[int], int, int]:
+    """The UNet's first half, which guided-diffusion's noisy classifier shares: the timestep embedding, the input
+    blocks and the middle block, with the channels each input block hands a skip connection, the last block's
+    channels and its downsampling rate."""
+    mc, emb = cfg.model_channels, cfg.model_channels * 4
+    res, attn = blocks(cfg)
+    time_embed = nn.Sequential(nn.Linear(mc, emb), nn.SiLU(), nn.Linear(emb, emb))
+    ch = int(cfg.channel_mult[0] * mc)
+    input_blocks = nn.ModuleList([EmbedSequential(nn.Conv2d(cfg.in_channels, ch, 3, padding=1))])
+    chans, ds = [ch], 1
+    for level, mult in enumerate(cfg.channel_mult):
+        for _ in range(cfg.num_res_blocks):
+            layers = [res(ch, int(mult * mc))]
+            ch = int(mult * mc)
+            if ds in cfg.attention_ds:
+                layers.append(attn(ch, cfg.num_heads))
+            input_blocks.append(EmbedSequential(*layers))
+            chans.append(ch)
+        if level != len(cfg.channel_mult) - 1:
+            down = res(ch, ch, down=True) if cfg.resblock_updown else Downsample(ch, True)
+            input_blocks.append(EmbedSequential(down))
+            chans.append(ch)
+            ds *= 2
+    middle = EmbedSequential(res(ch, ch), attn(ch, cfg.num_heads), res(ch, ch))
+    return time_embed, input_blocks, middle, chans, ch, ds
+
+
 class GuidedUNet(nn.Module):
     """guided-diffusion's `UNetModel`: ε̂ (and, with learned variances, the variance interpolation) at (x, n[, y])."""
 
     def __init__(self, cfg: GuidedUNetConfig):
         super().__init__()
-        mc, emb = cfg.model_channels, cfg.model_channels * 4
+        mc = cfg.model_channels
         heads_up = cfg.num_heads if cfg.num_heads_upsample == -1 else cfg.num_heads_upsample
-        res = lambda i, o, **kw: ResBlock(i, emb, o, cfg.use_scale_shift_norm, **kw)  # noqa: E731
-        attn = lambda c, h: AttentionBlock(c, h, cfg.num_head_channels, cfg.use_new_attention_order)  # noqa: E731
+        res, attn = blocks(cfg)
         self.model_channels = mc
-        self.time_embed = nn.Sequential(nn.Linear(mc, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.time_embed, self.input_blocks, self.middle_block, chans, ch, ds = encoder(cfg)
         if cfg.num_classes:
-            self.label_emb = nn.Embedding(cfg.num_classes, emb)
-        ch = input_ch = int(cfg.channel_mult[0] * mc)
-        self.input_blocks = nn.ModuleList([EmbedSequential(nn.Conv2d(cfg.in_channels, ch, 3, padding=1))])
-        chans, ds = [ch], 1
-        for level, mult in enumerate(cfg.channel_mult):
-            for _ in range(cfg.num_res_blocks):
-                layers = [res(ch, int(mult * mc))]
-                ch = int(mult * mc)
-                if ds in cfg.attention_ds:
-                    layers.append(attn(ch, cfg.num_heads))
-                self.input_blocks.append(EmbedSequential(*layers))
-                chans.append(ch)
-            if level != len(cfg.channel_mult) - 1:
-                down = res(ch, ch, down=True) if cfg.resblock_updown else Downsample(ch, True)
-                self.input_blocks.append(EmbedSequential(down))
-                chans.append(ch)
-                ds *= 2
-        self.middle_block = EmbedSequential(res(ch, ch), attn(ch, cfg.num_heads), res(ch, ch))
+            self.label_emb = nn.Embedding(cfg.num_classes, mc * 4)
+        input_ch = int(cfg.channel_mult[0] * mc)
         self.output_blocks = nn.ModuleList()
         for level, mult in list(enumerate(cfg.channel_mult))[::-1]:
             for i in range(cfg.num_res_blocks + 1):
