@@ -3,7 +3,7 @@ Su et al. 2023, Alg. 1: decode(target, encode(source, x))), `sample`. Every `ddi
 
 Images are a float tensor (N, C, H, W) in [-1, 1], or a list of PIL images (then PIL images come back); point
 domains take and give (N, 2) raw coordinates. The solve keywords (`solver`, `steps`, `quality`, `rtol`, `atol`,
-`rho`, `tuned`, `clip`, `batch_size`, `progress`) are those of the command line's options.
+`rho`, `tuned`, `clip`, `classifier_scale`, `batch_size`, `progress`) are those of the command line's options.
 """
 
 from __future__ import annotations

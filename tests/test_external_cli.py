@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from .conftest import make_blob_images, run_cli
-from .external_models import SIZE, save_guided, save_pipeline
+from .external_models import CLASSIFIER_FLAGS, GUIDED_FLAGS, SIZE, save_classifier, save_guided, save_pipeline
 
 pytest.importorskip("diffusers")
 pytest.importorskip("guided_diffusion")
@@ -154,6 +154,42 @@ def test_a_class_conditional_checkpoint_gives_one_domain_per_label(tmp_path):
     )
     r = run_cli("translate", str(images), "--from", str(path), "--to", "tabby", "--models-dir", str(models))
     _one_line_error(r, "is class-conditional")
+
+
+def test_a_noisy_classifier_in_the_flags_guides_every_decode(tmp_path):
+    """The official DDIB's ImageNet run: encode with label 260, decode with 261 guided by the classifier."""
+    flags, _ = save_classifier(tmp_path / "ckpt" / "classifier.pt")
+    path, _ = save_guided(tmp_path / "ckpt", "imagenet-like", **{**flags, "classifier_path": "classifier.pt"},
+                          classifier_scale=20)  # fmt: skip
+    image = make_blob_images(tmp_path / "im", 1, (200, 40, 40), seed=5, size=16) / "img000.png"
+    common = ("--from", f"{path}:260", "--to", f"{path}:261", "--steps", "3", "--solver", "ddim", "--clip")
+    out = _ok(run_cli("translate", str(image), *common, "--out", str(tmp_path / "g.png")))
+    assert "classifier-guided decode (scale 20)" in out
+    out = _ok(run_cli("translate", str(image), *common, "--classifier-scale", "0", "--out", str(tmp_path / "u.png")))
+    assert "classifier-guided" not in out
+    guided, unguided = (np.asarray(Image.open(tmp_path / f), dtype=float) for f in ("g.png", "u.png"))
+    assert np.abs(guided - unguided).max() > 0
+    # registered with the flags on the command line: a relative classifier_path is from the working directory
+    models, text = tmp_path / "models", " ".join(f"--{k} {v}" for k, v in CLASSIFIER_FLAGS.items())
+    bare, _ = save_guided(tmp_path / "bare", "imagenet-like", flags_beside=False)
+    shape = " ".join(f"--{k} {v}" for k, v in GUIDED_FLAGS["imagenet-like"].items())
+    add = ("models", "add", "keeshonds", str(bare), "--label", "261", "--models-dir", str(models), "--flags",
+           f"{shape} {text} --classifier_path ckpt/classifier.pt --classifier_scale 2")  # fmt: skip
+    assert "registered keeshonds" in _ok(run_cli(*add, cwd=tmp_path))
+    cells, key = {}, ""  # the model column by domain, its wrapped lines joined
+    for line in _ok(run_cli("models", "--models-dir", str(models))).splitlines():
+        if line.startswith("│"):
+            domain, _, model = (c.strip() for c in line.split("│")[1:4])
+            key = domain or key
+            cells[key] = f"{cells.get(key, '')} {model}".strip()
+    assert cells["keeshonds"].endswith("label 261 of 1000 classes, classifier-guided (scale 2)"), cells
+
+    _ok(run_cli("translate", str(image), "--from", f"{path}:260", "--to", "keeshonds", "--steps", "2", "--out",
+                str(tmp_path / "k.png"), "--models-dir", str(models)))  # fmt: skip
+    plain, _ = save_guided(tmp_path / "plain", "imagenet-like")
+    _one_line_error(run_cli("translate", str(image), "--from", f"{path}:260", "--to", f"{plain}:261",
+                            "--classifier-scale", "1"), "--classifier-scale needs a decoding model")  # fmt: skip
+    _one_line_error(run_cli("translate", str(image), *common, "--classifier-scale", "-1"), "finite number ≥ 0")
 
 
 def test_translate_between_tables_of_different_reach_meets_where_both_reach(foreign, tmp_path):

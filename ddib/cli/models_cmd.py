@@ -70,6 +70,8 @@ def _foreign_row(loc, models_dir) -> list[str]:
     arch = f"{ref.format} {model.data_shape[1]}×{model.data_shape[2]}, {model.data_shape[0]} channels"
     if model.num_classes:
         arch += f", label {ref.label} of {model.num_classes} classes"
+    if model.classifier is not None:
+        arch += f", classifier-guided (scale {model.classifier.scale:g})"
     return [loc.domain, loc.origin, arch, describe_diffusion(model.config), "", "", str(ref.path)]
 
 
@@ -99,6 +101,8 @@ def add_command(
     if flags is not None and fmt != "guided-diffusion":
         raise DDIBError("--flags are for guided-diffusion checkpoints; a diffusers folder describes itself")
     parsed = guided.parse_flags(flags) if flags is not None else None
+    if parsed and parsed.get("classifier_path"):  # given here, a relative path is from the working directory
+        parsed["classifier_path"] = str(Path(parsed["classifier_path"]).expanduser().resolve())
     folder = models_dir_or_default(models_dir) / name
     if folder.exists() and not (force and is_reference_dir(folder)):
         if is_reference_dir(folder):

@@ -39,6 +39,12 @@ ClipOpt = typer.Option(
     "official DDIB decodes so) and diffusers' clip_sample do; encoding never clips (it would no longer be "
     "invertible)",
 )
+ClassifierScaleOpt = typer.Option(
+    None,
+    "--classifier-scale",
+    help="Weight of the decoding model's noisy classifier (guided-diffusion's classifier_scale; 0: unguided) "
+    "[default: the scale its flags give, 1 if they give none; encoding is never guided]",
+)
 RtolOpt = typer.Option(ode.DEFAULT_RTOL, "--rtol", help="Relative tolerance (adaptive solvers)")
 AtolOpt = typer.Option(ode.DEFAULT_ATOL, "--atol", help="Absolute tolerance (adaptive solvers)")
 RhoOpt = typer.Option(
@@ -104,19 +110,20 @@ def resolve_speed(device, channels_last: bool | None, compile: bool, bf16: bool,
 
 
 def solve_options(command):
-    """Give a command the seven options of an ODE solve (--solver, --steps, --quality, --rtol, --atol, --rho,
-    --clip), handed to it as one `opts: ODEOptions` argument (its last parameter)."""
+    """Give a command the eight options of an ODE solve (--solver, --steps, --quality, --rtol, --atol, --rho,
+    --clip, --classifier-scale), handed to it as one `opts: ODEOptions` argument (its last parameter)."""
     added = [("solver", str, SolverOpt), ("steps", Optional[int], StepsOpt), ("quality", str, QualityOpt),
              ("rtol", float, RtolOpt), ("atol", float, AtolOpt), ("rho", Optional[float], RhoOpt),
-             ("clip", bool, ClipOpt)]  # fmt: skip
+             ("clip", bool, ClipOpt), ("classifier_scale", Optional[float], ClassifierScaleOpt)]  # fmt: skip
     signature = inspect.signature(command)
     kept = [p for name, p in signature.parameters.items() if name != "opts"]
     params = kept + [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=t)
                      for n, t, d in added]  # fmt: skip
 
     @functools.wraps(command)
-    def run(*args, solver, steps, quality, rtol, atol, rho, clip, **kwargs):
-        return command(*args, opts=ode_options(solver, steps, rtol, atol, rho, quality, clip), **kwargs)
+    def run(*args, solver, steps, quality, rtol, atol, rho, clip, classifier_scale, **kwargs):
+        opts = ode_options(solver, steps, rtol, atol, rho, quality, clip, classifier_scale)
+        return command(*args, opts=opts, **kwargs)
 
     run.__signature__ = signature.replace(parameters=params)
     run.__annotations__ = {k: v for k, v in command.__annotations__.items() if k != "opts"}
@@ -125,7 +132,8 @@ def solve_options(command):
 
 
 def ode_options(solver: str, steps: int | None, rtol: float, atol: float, rho: float | None = None,
-                quality: str = "default", clip: bool = False) -> ode.ODEOptions:  # fmt: skip
+                quality: str = "default", clip: bool = False,
+                classifier_scale: float | None = None) -> ode.ODEOptions:  # fmt: skip
     """The solve the user asked for; a model's tuned grid is used unless --rho names a grid shape."""
     return ode.ODEOptions(solver=solver, steps=steps, rtol=rtol, atol=atol, rho=rho, tuned=rho is None,
-                          quality=quality, clip=clip)  # fmt: skip
+                          quality=quality, clip=clip, classifier_scale=classifier_scale)  # fmt: skip
