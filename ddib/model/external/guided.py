@@ -110,14 +110,22 @@ def _attention_ds(size: int, key: str, text: str) -> tuple[int, ...]:
         raise DDIBError(f"{key} must be comma-separated sizes, not {text!r}") from None
 
 
+def _channel_mult(f: dict, key: str) -> tuple[float, ...]:
+    """The levels' channel multipliers: the flag `key`, else guided-diffusion's for the image size."""
+    size = f["image_size"]
+    if f[key]:
+        try:
+            return tuple(float(m) for m in f[key].split(","))
+        except ValueError:
+            raise DDIBError(f"{key} must be comma-separated numbers, not {f[key]!r}") from None
+    if size in CHANNEL_MULT:
+        return CHANNEL_MULT[size]
+    raise DDIBError(f"no default {key} for image_size {size}: give {key} (e.g. 1,2,2,2)")
+
+
 def network_config(f: dict) -> GuidedUNetConfig:
     size = f["image_size"]
-    if f["channel_mult"]:
-        mult = tuple(float(m) for m in f["channel_mult"].split(","))
-    elif size in CHANNEL_MULT:
-        mult = CHANNEL_MULT[size]
-    else:
-        raise DDIBError(f"no default channel_mult for image_size {size}: give channel_mult (e.g. 1,2,2,2)")
+    mult = _channel_mult(f, "channel_mult")
     ds = _attention_ds(size, "attention_resolutions", f["attention_resolutions"])
     c = f["in_channels"]
     return GuidedUNetConfig(
@@ -170,13 +178,7 @@ def load_classifier(path: Path, flags: dict) -> tuple[GuidedClassifier, float] |
         return None
     where = Path(f["classifier_path"]).expanduser()
     where = where if where.is_absolute() else Path(path).parent / where
-    size = f["image_size"]
-    if f["classifier_channel_mult"]:
-        mult = tuple(float(m) for m in f["classifier_channel_mult"].split(","))
-    elif size in CHANNEL_MULT:
-        mult = CHANNEL_MULT[size]
-    else:
-        raise DDIBError(f"no classifier levels for image_size {size}: give classifier_channel_mult (e.g. 1,2,3,4)")
+    size, mult = f["image_size"], _channel_mult(f, "classifier_channel_mult")
     cfg = GuidedUNetConfig(
         image_size=size, in_channels=f["in_channels"], model_channels=f["classifier_width"],
         out_channels=f["num_classes"], num_res_blocks=f["classifier_depth"], channel_mult=mult,
