@@ -216,17 +216,21 @@ def test_guided_flags_choose_schedule_prediction_and_timestep_scale(tmp_path):
     torch.testing.assert_close(model.eps(x, n.double() / 3999), eps, rtol=1e-4, atol=1e-4)
 
 
-def test_classifier_guided_ddim_steps_are_guided_diffusions(tmp_path):
+@pytest.mark.parametrize("name", ["imagenet-like", "improved-like"])
+def test_classifier_guided_ddim_steps_are_guided_diffusions(tmp_path, name):
     """A checkpoint whose flags name a noisy classifier: the classifier is guided-diffusion's EncoderUNetModel key
     for key, and `--solver ddim --clip` decode steps are its `ddim_sample` with `cond_fn` (DDIM on the clipped x̂₀,
-    then ε̃ = ε̂ − s·σ·∇ log p(y | x_t)) on the respaced timesteps; an encode is never guided."""
+    then ε̃ = ε̂ − s·σ·∇ log p(y | x_t)) on the respaced timesteps, for a class-conditional network and for an
+    unconditional one (whose label is the classifier's class); an encode is never guided."""
     pytest.importorskip("guided_diffusion")
     import torch.nn.functional as F
     from guided_diffusion.script_util import create_gaussian_diffusion
 
     scale = 30.0
     flags, classifier = save_classifier(tmp_path / "classifier.pt")
-    path, ref = save_guided(tmp_path, "imagenet-like", **flags, classifier_scale=scale)
+    path, net = save_guided(tmp_path, name, **flags, classifier_scale=scale)
+    conditional = json.loads(path.with_suffix(".json").read_text())["class_cond"]
+    ref = net if conditional else (lambda x_t, t, y=None: net(x_t, t))  # noqa: E731
     model = load_external(path, "guided-diffusion").with_label(7)
     x, n = _images(2, seed=6), torch.tensor([0.0, 500.0])
     with torch.no_grad():
@@ -240,7 +244,7 @@ def test_classifier_guided_ddim_steps_are_guided_diffusions(tmp_path):
             chosen = F.log_softmax(classifier(x_in, t), dim=-1)[range(len(x_t)), y]
             return torch.autograd.grad(chosen.sum(), x_in)[0] * scale
 
-    diffusion = create_gaussian_diffusion(steps=1000, learn_sigma=True, noise_schedule="linear",
+    diffusion = create_gaussian_diffusion(steps=1000, learn_sigma=conditional, noise_schedule="linear",
                                           timestep_respacing="ddim4")  # fmt: skip
     y = torch.tensor([7, 7])
     guided_opts, plain_opts = ode.ODEOptions(solver="ddim", clip=True), ode.ODEOptions(solver="ddim", clip=True,
@@ -273,9 +277,15 @@ def test_classifier_flags_errors(tmp_path):
         load_external(path, "guided-diffusion", {**base, "classifier_path": "nowhere.pt"})
     with pytest.raises(DDIBError, match="unknown classifier_pool 'max'"):
         load_external(path, "guided-diffusion", {**base, "classifier_pool": "max"})
-    unconditional, _ = save_guided(tmp_path / "u", "improved-like", **flags)
-    with pytest.raises(DDIBError, match="guides the classes of a class-conditional model"):
-        load_external(unconditional, "guided-diffusion")
+    unconditional = load_external(save_guided(tmp_path / "u", "improved-like", **flags)[0], "guided-diffusion")
+    assert unconditional.label_count == 1000 and unconditional.num_classes == 0
+    z = _images(1)  # without a label to guide towards, the unconditional model decodes unguided
+    torch.testing.assert_close(ode.decode(unconditional, z, ode.ODEOptions(steps=2)),
+                               ode.decode(unconditional, z, ode.ODEOptions(steps=2, classifier_scale=0)))  # fmt: skip
+    with pytest.raises(DDIBError, match="--classifier-scale needs the class to guide towards"):
+        ode.decode(unconditional, z, ode.ODEOptions(steps=2, classifier_scale=1.0))
+    with pytest.raises(DDIBError, match="label 1000 is not one of the classifier's 1000 classes"):
+        unconditional.with_label(1000)
     plain = load_external(save_pipeline(tmp_path / "dif"), "diffusers")
     with pytest.raises(DDIBError, match="--classifier-scale needs a decoding model with a noisy classifier"):
         ode.decode(plain, _images(1), ode.ODEOptions(steps=2, classifier_scale=1.0))

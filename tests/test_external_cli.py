@@ -186,6 +186,11 @@ def test_a_noisy_classifier_in_the_flags_guides_every_decode(tmp_path):
 
     _ok(run_cli("translate", str(image), "--from", f"{path}:260", "--to", "keeshonds", "--steps", "2", "--out",
                 str(tmp_path / "k.png"), "--models-dir", str(models)))  # fmt: skip
+    # an unconditional checkpoint guided by the classifier: its labels are the classifier's classes
+    uncond, _ = save_guided(tmp_path / "ckpt", "improved-like", **{**flags, "classifier_path": "classifier.pt"})
+    out = _ok(run_cli("translate", str(image), "--from", str(uncond), "--to", f"{uncond}:261", "--steps", "2",
+                      "--out", str(tmp_path / "v.png")))  # fmt: skip
+    assert "→ improved-like:261" in out and "classifier-guided decode (scale 1)" in out
     plain, _ = save_guided(tmp_path / "plain", "imagenet-like")
     _one_line_error(run_cli("translate", str(image), "--from", f"{path}:260", "--to", f"{plain}:261",
                             "--classifier-scale", "1"), "--classifier-scale needs a decoding model")  # fmt: skip

@@ -211,12 +211,15 @@ def guided_drift(drift, model: Diffusion, scale: float):
 
 def classifier_scale(model: Diffusion, options: ODEOptions) -> float:
     """The classifier guidance a decode by `model` uses: the options' scale, else its classifier's own; 0 without
-    a classifier."""
+    a classifier or a label to guide towards."""
     if options.classifier_scale is None:
-        return model.classifier.scale if model.classifier is not None else 0.0
+        return model.classifier.scale if model.classifier is not None and model.label is not None else 0.0
     if options.classifier_scale and model.classifier is None:
         raise DDIBError("--classifier-scale needs a decoding model with a noisy classifier (a guided-diffusion "
                         "checkpoint whose flags name a classifier_path)")  # fmt: skip
+    if options.classifier_scale and model.label is None:
+        raise DDIBError("--classifier-scale needs the class to guide towards: name the model as PATH:LABEL or "
+                        "register it with --label")  # fmt: skip
     return options.classifier_scale
 
 

@@ -70,6 +70,8 @@ def _foreign_row(loc, models_dir) -> list[str]:
     arch = f"{ref.format} {model.data_shape[1]}×{model.data_shape[2]}, {model.data_shape[0]} channels"
     if model.num_classes:
         arch += f", label {ref.label} of {model.num_classes} classes"
+    elif ref.label is not None:
+        arch += f", label {ref.label} of its classifier's {model.label_count} classes"
     if model.classifier is not None:
         arch += f", classifier-guided (scale {model.classifier.scale:g})"
     return [loc.domain, loc.origin, arch, describe_diffusion(model.config), "", "", str(ref.path)]
@@ -111,8 +113,8 @@ def add_command(
     model = load_external(path, fmt, parsed)  # fails now, with its reason, rather than at the first translation
     if model.num_classes and label is None:
         raise DDIBError(f"{path} is class-conditional ({model.num_classes} classes): give the class with --label N")
-    if label is not None and not 0 <= label < max(model.num_classes, 0):
-        raise DDIBError(f"--label {label}: {path} has {model.num_classes or 'no'} classes")
+    if label is not None and not 0 <= label < model.label_count:
+        raise DDIBError(f"--label {label}: {path} has {model.label_count or 'no'} classes")
     write_reference(folder, Reference(fmt, path.resolve(), label, parsed))
     console.print(f"registered {name}: {fmt} model {path.resolve()}"
                   f"{f', label {label}' if label is not None else ''} → {folder}")  # fmt: skip

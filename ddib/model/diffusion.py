@@ -132,15 +132,19 @@ class Diffusion(nn.Module):
     """
 
     def __init__(self, net: nn.Module, cfg: DiffusionConfig | None = None, label: int | None = None,
-                 guidance: float = 0.0):  # fmt: skip
+                 guidance: float = 0.0, classifier: NoisyClassifier | None = None):  # fmt: skip
         super().__init__()
         self.net = net
         self.config = cfg or DiffusionConfig()
         self.schedule = make_schedule(self.config)
         if self.config.symmetry != "none":  # (known-answer tests build a Diffusion before they set its net)
             check_symmetry(self.config.symmetry, self.data_shape, self.config.color_space, self.config.quotient)
-        if label is not None and not 0 <= label < self.num_classes:
-            raise DDIBError(f"label {label} is not one of the network's {self.num_classes} classes")
+        # A classifier of noisy images whose guidance steers decodes towards `label` (`noisy_classifier`); its
+        # classes are the labels of an unconditional network.
+        self.classifier = classifier
+        if label is not None and not 0 <= label < self.label_count:
+            whose = "network's" if self.num_classes else "classifier's"
+            raise DDIBError(f"label {label} is not one of the {whose} {self.label_count} classes")
         if guidance and label is None:
             raise DDIBError("classifier-free guidance needs a class label (a conditional model and a domain)")
         self.label = label
@@ -151,15 +155,13 @@ class Diffusion(nn.Module):
         self.default_steps: dict[str, int] = {}
         # Solves chosen by quality per solver_key (`ddib bench quality --save-presets`, `bridge.presets`).
         self.quality_presets: dict[str, dict] = {}
-        # A classifier of noisy images whose guidance steers decodes towards `label` (`noisy_classifier`).
-        self.classifier: NoisyClassifier | None = None
 
     def derive(self, net: nn.Module | None = None, config: DiffusionConfig | None = None, **changes) -> Diffusion:
         """The same model with another network wrapper, config, label or guidance (the weights are shared)."""
         out = Diffusion(net or self.net, config or self.config, changes.get("label", self.label),
-                        changes.get("guidance", self.guidance))  # fmt: skip
+                        changes.get("guidance", self.guidance), changes.get("classifier", self.classifier))  # fmt: skip
         out.solver_grids, out.default_steps = self.solver_grids, self.default_steps
-        out.quality_presets, out.classifier = self.quality_presets, self.classifier
+        out.quality_presets = self.quality_presets
         if config is None:  # the same schedule, solved over the same span (`within`)
             out.schedule = self.schedule
         return out
@@ -187,9 +189,15 @@ class Diffusion(nn.Module):
         """Classes of a conditional network; 0 for an unconditional one."""
         return getattr(getattr(unwrap(self.net), "config", None), "num_classes", 0)
 
+    @property
+    def label_count(self) -> int:
+        """The classes a label may name: the network's, else its noisy classifier's; 0 for neither."""
+        return self.num_classes or (self.classifier.classes if self.classifier is not None else 0)
+
     def with_label(self, label: int | None, guidance: float = 0.0) -> Diffusion:
-        """The same network (shared weights, not copied) as the denoiser of class `label` (None: the union)."""
-        if self.num_classes == 0:
+        """The same network (shared weights, not copied) as the denoiser of class `label` (None: the union); an
+        unconditional network's label is its noisy classifier's class, which only guided decodes use."""
+        if self.label_count == 0:
             raise DDIBError("this model is not class-conditional: it has no labels")
         return self.derive(label=label, guidance=guidance)
 

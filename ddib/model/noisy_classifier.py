@@ -22,6 +22,7 @@ class NoisyClassifier:
     guidance is used at unless a solve gives another (guided-diffusion's `classifier_scale`)."""
 
     net: nn.Module
+    classes: int
     scale: float = 1.0
 
 

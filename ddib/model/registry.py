@@ -265,7 +265,7 @@ def _load_foreign(loc: ModelLocation, device, symmetry: str, guidance: float) ->
         _LOADED[key] = (external.load_external(ref.path, ref.format, ref.flags, device), None)
     model = _LOADED[key][0]
     if ref.label is not None:
-        if not model.num_classes:
+        if not model.label_count:
             raise DDIBError(f"{ref.path} is not class-conditional, so it has no label {ref.label}")
         model = model.with_label(ref.label)
     elif model.num_classes:

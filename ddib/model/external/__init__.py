@@ -112,16 +112,13 @@ def load_external(path: Path, fmt: str, flags: dict | None = None,
         ecfg = ExternalConfig(fmt, gcfg.image_size, gcfg.in_channels, gcfg.num_classes)
         net = GuidedNet(unet, ecfg)
         classifier = guided.load_classifier(path, flags)
-        if classifier is not None and not gcfg.num_classes:
-            raise DDIBError(f"{path}: a noisy classifier guides the classes of a class-conditional model; this one "
-                            "is unconditional (class_cond False)")  # fmt: skip
     else:
         raise DDIBError(f"unknown model format {fmt!r}; ddib reads {', '.join(FORMATS)}")
-    model = Diffusion(net, dcfg).to(device).eval()
-    model.requires_grad_(False)
     if classifier is not None:
-        cnet, scale = classifier
-        model.classifier = NoisyClassifier(cnet.to(device).eval().requires_grad_(False), scale)
+        cnet, classes, scale = classifier
+        classifier = NoisyClassifier(cnet.to(device).eval().requires_grad_(False), classes, scale)
+    model = Diffusion(net, dcfg, classifier=classifier).to(device).eval()
+    model.requires_grad_(False)
     return model
 
 

@@ -169,10 +169,11 @@ def load_guided(path: Path, flags: dict) -> tuple[GuidedUNet, GuidedUNetConfig, 
     return _load_state(path, GuidedUNet(cfg), "flags"), cfg, diffusion_config(f)
 
 
-def load_classifier(path: Path, flags: dict) -> tuple[GuidedClassifier, float] | None:
-    """The noisy classifier the flags name (`classifier_path`, relative to the checkpoint's folder) and the scale
-    its guidance is used at (`classifier_scale`), as guided-diffusion's `create_classifier` builds it; None without
-    a classifier_path. `classifier_channel_mult` (ddib's) gives the levels of a classifier of another size."""
+def load_classifier(path: Path, flags: dict) -> tuple[GuidedClassifier, int, float] | None:
+    """The noisy classifier the flags name (`classifier_path`, relative to the checkpoint's folder), its classes
+    (`num_classes`) and the scale its guidance is used at (`classifier_scale`), as guided-diffusion's
+    `create_classifier` builds it; None without a classifier_path. `classifier_channel_mult` (ddib's) gives the
+    levels of a classifier of another size."""
     f = resolve_flags(flags)
     if not f["classifier_path"]:
         return None
@@ -188,7 +189,8 @@ def load_classifier(path: Path, flags: dict) -> tuple[GuidedClassifier, float] |
     )  # fmt: skip
     if f["classifier_pool"] not in POOLS:
         raise DDIBError(f"unknown classifier_pool {f['classifier_pool']!r}; guided-diffusion has {', '.join(POOLS)}")
-    return _load_state(where, GuidedClassifier(cfg, f["classifier_pool"]), "classifier flags"), f["classifier_scale"]
+    net = _load_state(where, GuidedClassifier(cfg, f["classifier_pool"]), "classifier flags")
+    return net, f["num_classes"], f["classifier_scale"]
 
 
 def _load_state(path: Path, net: torch.nn.Module, flags: str) -> torch.nn.Module:
