@@ -66,21 +66,31 @@ GUIDED_FLAGS = {
 }  # fmt: skip
 
 
-def guided_reference(name: str, seed: int = 0):
-    """guided-diffusion's own UNetModel for a flag set, every weight random (its zero-initialised layers too)."""
+def _guided_diffusion():
+    """guided-diffusion's modules, imported without their deprecation warnings."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from guided_diffusion.script_util import create_model
+        from guided_diffusion import script_util, unet
+    return script_util, unet
 
-    flags = dict(GUIDED_FLAGS[name])
+
+def _randomised(net: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Every weight drawn at random, its zero-initialised layers too, in eval mode."""
     torch.manual_seed(seed)
-    net = create_model(**flags, dropout=0.0, use_checkpoint=False, use_fp16=False, num_heads_upsample=-1).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.1)
-    return net, flags
+    return net.eval()
+
+
+def guided_reference(name: str, seed: int = 0):
+    """guided-diffusion's own UNetModel for a flag set, every weight random."""
+    flags = dict(GUIDED_FLAGS[name])
+    net = _guided_diffusion()[0].create_model(**flags, dropout=0.0, use_checkpoint=False, use_fp16=False,
+                                              num_heads_upsample=-1)  # fmt: skip
+    return _randomised(net, seed), flags
 
 
 def save_guided(folder: Path, name: str, flags_beside: bool = True, **extra_flags) -> tuple[Path, object]:
@@ -103,19 +113,12 @@ CLASSIFIER_FLAGS = dict(classifier_width=32, classifier_depth=1, classifier_atte
 def save_classifier(path: Path, seed: int = 1):
     """(the classifier's flags with its path, reference network): guided-diffusion's EncoderUNetModel as
     `create_classifier` builds it (64 channels a head, 1000 classes), every weight random, saved at `path`."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from guided_diffusion.unet import EncoderUNetModel
-
-    torch.manual_seed(seed)
-    net = EncoderUNetModel(image_size=SIZE, in_channels=3, model_channels=32, out_channels=1000, num_res_blocks=1,
-                           attention_resolutions=(2,), channel_mult=(1, 2), num_head_channels=64,
-                           use_scale_shift_norm=True, resblock_updown=True, pool="attention").eval()  # fmt: skip
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0, 0.1)
+    net = _guided_diffusion()[1].EncoderUNetModel(
+        image_size=SIZE, in_channels=3, model_channels=32, out_channels=1000, num_res_blocks=1,
+        attention_resolutions=(2,), channel_mult=(1, 2), num_head_channels=64, use_scale_shift_norm=True,
+        resblock_updown=True, pool="attention",
+    )  # fmt: skip
+    net = _randomised(net, seed)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), path)
     return {**CLASSIFIER_FLAGS, "classifier_path": str(path)}, net
