@@ -73,3 +73,12 @@ def test_bad_input_is_a_one_line_error(pair):
         ddib.translate(torch.zeros(1, 3, 32, 32), fives, sevens, stepz=3)
     with pytest.raises(DDIBError, match="unknown solver"):
         ddib.translate(torch.zeros(1, 3, 32, 32), fives, sevens, solver="magic")
+
+
+def test_models_and_latents_print_on_one_line(pair):
+    fives, _ = pair
+    assert repr(fives) == f"DomainModel('fives': ddib 3×32×32, cosine, v; {fives.location.path})"
+    latent = ddib.encode(fives, ddib.sample(fives, 2, seed=0, steps=4), steps=4)
+    text = repr(latent)
+    assert "\n" not in text and "tensor" not in text
+    assert text == "Latent(z=(2, 3, 32, 32) float32 on cpu, hue=(2,) float32, label=None, meta={'source': 'fives'})"

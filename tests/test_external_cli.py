@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import ddib
+
 from .conftest import make_blob_images, run_cli
 from .external_models import CLASSIFIER_FLAGS, GUIDED_FLAGS, SIZE, save_classifier, save_guided, save_pipeline
 
@@ -149,6 +151,8 @@ def test_a_class_conditional_checkpoint_gives_one_domain_per_label(tmp_path):
                       "--out-dir", str(tmp_path / "o")))  # fmt: skip
     assert "imagenet-like:260" in out and "imagenet-like:261" in out
     _ok(run_cli("models", "add", "tabby", str(path), "--label", "281", "--models-dir", str(models)))
+    tabby = f"guided-diffusion 3×{SIZE}×{SIZE}, linear β × 1000, ε, label 281; {path}"
+    assert repr(ddib.load("tabby", models_dir=models)) == f"DomainModel('tabby': {tabby})"
     _one_line_error(
         run_cli("models", "add", "cls", str(path), "--models-dir", str(models)), "give the class with --label"
     )

@@ -38,6 +38,12 @@ class Latent:
     def __len__(self) -> int:
         return len(self.z)
 
+    def __repr__(self) -> str:
+        """Shapes, not numbers: a latent of a thousand images prints on one line."""
+        show = lambda t: None if t is None else f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"  # noqa: E731
+        extra = f"hue={show(self.hue)}, label={show(self.label)}, meta={self.meta}"
+        return f"Latent(z={show(self.z)} on {self.z.device}, {extra})"
+
     def __getitem__(self, index) -> Latent:
         """The items at `index` (a slice, list or index tensor), with what travels beside each."""
         pick = lambda t: None if t is None else t[index]  # noqa: E731

@@ -186,6 +186,16 @@ class DomainModel:
     config: ckpt.RunConfig
     location: ModelLocation
 
+    def __repr__(self) -> str:
+        """One line for a REPL: the domain, format, data shape, schedule, label and path (not the network)."""
+        ref = self.location.reference
+        label, path = (self.location.label, self.location.path) if ref is None else (ref.label, ref.path)
+        parts = [f"{self.location.format} {'×'.join(map(str, self.data_shape))}"]
+        parts.append(external.describe_diffusion(self.diffusion.config))
+        if label is not None:
+            parts.append(f"label {label}")
+        return f"DomainModel({self.name!r}: {', '.join(parts)}; {path})"
+
     @property
     def is_points(self) -> bool:
         return self.config.model.kind == "mlp"
