@@ -86,7 +86,7 @@ def sample_command(
         where = str(out)
     nfe = stats.nfe // batch_count(n, batch_size)
     console.print(
-        f"sampled {n} {domain} ({loc.where} model) with {ode.describe_solve(opts, model)}"
+        f"sampled {n} {domain} ({loc.where}) with {ode.describe_solve(opts, model)}"
         f"{f', guidance w = {guidance:g}' if guidance else ''}: {nfe} NFE per image"
         f"{describe_averaging(model.config.symmetry)}, "
         f"{seconds:.1f}s → {where}"
@@ -114,6 +114,6 @@ def _sample_points(
         write_points(out, raw)
     nfe = stats.nfe / batch_count(n, batch_size)
     console.print(
-        f"sampled {n} {pm.name} points ({pm.where} model) with {opts.describe()}: {nfe:.0f} NFE per "
+        f"sampled {n} {pm.name} points ({pm.where}) with {opts.describe()}: {nfe:.0f} NFE per "
         f"point, {seconds:.1f}s → {out}"
     )
