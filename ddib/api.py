@@ -33,10 +33,11 @@ _OPTION_NAMES = {f.name for f in fields(ode.ODEOptions)}
 
 
 def load(name_or_path: str | Path, device: torch.device | str = "cpu", *, models_dir: str | Path | None = None,
-         symmetry: str = "auto", guidance: float = 0.0) -> DomainModel:  # fmt: skip
+         symmetry: str = "auto", guidance: float = 0.0, flags: str | dict | None = None) -> DomainModel:  # fmt: skip
     """A domain's model: a bundled or trained domain's name ("fives"), `NAME:LABEL` of a conditional model, or a
-    path (a ddib run folder, a diffusers folder, a guided-diffusion `.pt`), on `device`."""
-    return load_domain_model(str(name_or_path), models_dir, device, symmetry, guidance)
+    path (a ddib run folder, a diffusers folder, a guided-diffusion `.pt` with its `flags`: guided-diffusion's
+    MODEL_FLAGS text or a dict, else the JSON beside it), on `device`."""
+    return load_domain_model(str(name_or_path), models_dir, device, symmetry, guidance, flags)
 
 
 def encode(model: Model, images, *, batch_size: int | None = None, progress: ProgressFn | None = None,

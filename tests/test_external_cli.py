@@ -1,4 +1,5 @@
-"""Every command on models trained elsewhere: tiny diffusers and guided-diffusion models, registered or by path."""
+"""Every command, and the Python API, on models trained elsewhere: tiny diffusers and guided-diffusion models,
+registered or by path."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import ddib
+from ddib.errors import DDIBError
 
 from .conftest import make_blob_images, run_cli
 from .external_models import CLASSIFIER_FLAGS, GUIDED_FLAGS, SIZE, save_classifier, save_guided, save_pipeline
@@ -158,6 +161,25 @@ def test_a_class_conditional_checkpoint_gives_one_domain_per_label(tmp_path):
     )
     r = run_cli("translate", str(images), "--from", str(path), "--to", "tabby", "--models-dir", str(models))
     _one_line_error(r, "is class-conditional")
+
+
+def test_python_load_takes_a_checkpoints_flags_as_text_or_dict(foreign, tmp_path, monkeypatch):
+    path, _ = save_guided(tmp_path / "ckpt", "imagenet-like", flags_beside=False)
+    flags = GUIDED_FLAGS["imagenet-like"]
+    with pytest.raises(DDIBError, match="needs its model flags"):
+        ddib.load(f"{path}:3")
+    x = torch.rand((2, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    by_text = ddib.load(f"{path}:3", flags=" ".join(f"--{k} {v}" for k, v in flags.items()))
+    by_dict = ddib.load(f"{path}:3", flags=flags)
+    assert torch.equal(ddib.encode(by_text, x, steps=3).z, ddib.encode(by_dict, x, steps=3).z)
+    other = ddib.encode(ddib.load(f"{path}:4", flags=flags), x, steps=3).z
+    assert not torch.allclose(other, ddib.encode(by_dict, x, steps=3).z)  # the label reaches the network
+    save_classifier(tmp_path / "cls" / "c.pt")
+    monkeypatch.chdir(tmp_path)  # given here, a relative classifier path is from the working directory
+    guided = ddib.load(f"{path}:3", flags={**flags, **CLASSIFIER_FLAGS, "classifier_path": "cls/c.pt"})
+    assert guided.diffusion.classifier is not None and by_dict.diffusion.classifier is None
+    with pytest.raises(DDIBError, match="flags are for guided-diffusion checkpoints; .* is a diffusers model"):
+        ddib.load(foreign[0] / "dif", flags=flags)
 
 
 def test_a_noisy_classifier_in_the_flags_guides_every_decode(tmp_path):

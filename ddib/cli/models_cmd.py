@@ -102,9 +102,7 @@ def add_command(
         raise DDIBError(f"{path} is neither a diffusers folder nor a guided-diffusion checkpoint (.pt)")
     if flags is not None and fmt != "guided-diffusion":
         raise DDIBError("--flags are for guided-diffusion checkpoints; a diffusers folder describes itself")
-    parsed = guided.parse_flags(flags) if flags is not None else None
-    if parsed and parsed.get("classifier_path"):  # given here, a relative path is from the working directory
-        parsed["classifier_path"] = str(Path(parsed["classifier_path"]).expanduser().resolve())
+    parsed = guided.given_flags(flags) if flags is not None else None
     folder = models_dir_or_default(models_dir) / name
     if folder.exists() and not (force and is_reference_dir(folder)):
         if is_reference_dir(folder):

@@ -245,10 +245,16 @@ def load_domain_model(
     device: torch.device | str = "cpu",
     symmetry: str = "auto",
     guidance: float = 0.0,
+    flags: str | dict | None = None,
 ) -> DomainModel:
     """A domain's model (bound to its label when it is one of a conditional model's); `symmetry` other than
-    "auto" (the saved config's) overrides its group averaging; `guidance` is the classifier-free guidance scale."""
+    "auto" (the saved config's) overrides its group averaging; `guidance` is the classifier-free guidance scale;
+    `flags` are a guided-diffusion checkpoint's (instead of the JSON beside it or those it was registered with)."""
     loc = find_model(domain, models_dir)
+    if flags is not None:
+        if loc.format != "guided-diffusion":
+            raise DDIBError(f"flags are for guided-diffusion checkpoints; {domain} is a {loc.format} model")
+        loc = replace(loc, reference=replace(loc.reference, flags=external.guided.given_flags(flags)))
     if loc.reference is not None:
         return _load_foreign(loc, device, symmetry, guidance)
     if guidance and loc.label is None:

@@ -70,6 +70,15 @@ def parse_flags(text: str) -> dict:
     return flags
 
 
+def given_flags(flags: str | dict) -> dict:
+    """Flags a user gives (MODEL_FLAGS text, JSON text or a dict): a relative `classifier_path` is from the working
+    directory, where the user stands, not from the checkpoint's folder as in the JSON beside it."""
+    parsed = dict(flags) if isinstance(flags, dict) else parse_flags(flags)
+    if parsed.get("classifier_path"):
+        parsed["classifier_path"] = str(Path(parsed["classifier_path"]).expanduser().resolve())
+    return parsed
+
+
 def _value(key: str, raw, default):
     """A flag's value in its default's type ('True' → True, '16,8' stays a string)."""
     if isinstance(default, bool):
