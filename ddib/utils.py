@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 
@@ -50,3 +51,20 @@ def tf32_kernels(allowed: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+_REDUCED_PRECISION: ContextVar[bool] = ContextVar("reduced_precision", default=True)
+
+
+@contextmanager
+def reduced_precision(allowed: bool) -> Iterator[None]:
+    """Allow or forbid a speed setting's bf16/fp16 autocast of the network inside the block."""
+    token = _REDUCED_PRECISION.set(allowed)
+    try:
+        yield
+    finally:
+        _REDUCED_PRECISION.reset(token)
+
+
+def reduced_precision_allowed() -> bool:
+    return _REDUCED_PRECISION.get()

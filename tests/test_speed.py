@@ -1,4 +1,4 @@
-"""Kernel settings (channels_last, bf16 autocast), the automatic batch size and `ddib bench speed`."""
+"""Kernel settings (channels_last, bf16 / fp16 autocast), the automatic batch size and `ddib bench speed`."""
 
 import pytest
 import torch
@@ -36,20 +36,42 @@ def test_channels_last_computes_the_same_translation_without_touching_the_caller
     assert ((a - b).norm() / b.norm()).item() < 1e-4
 
 
-def test_bf16_autocast_runs_on_cpu_and_moves_the_output_a_little():
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_runs_on_cpu_and_moves_the_output_a_little(precision):
     model = _model()
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
     t = torch.full((2,), 0.3)
     exact = model.eps(x, t)
-    approx = accelerate(model, SpeedOptions(bf16=True)).eps(x, t)
+    approx = accelerate(model, SpeedOptions(**{precision: True})).eps(x, t)
     assert approx.dtype == torch.float32 and approx.shape == exact.shape
     err = (approx - exact).abs().max().item()
-    assert 0 < err < 0.2 * exact.abs().max().item()  # bf16 keeps ~3 significant digits, not 7
+    assert 0 < err < 0.2 * exact.abs().max().item()  # bf16 keeps ~3 significant digits, fp16 ~4, not 7
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_autocast_decodes_but_never_encodes(compiled, monkeypatch):
+    """Encoding runs towards noise, where the flow grows rounding errors: it stays fp32 under an autocast setting."""
+    if compiled:
+        import torch._dynamo as dynamo
+
+        real_compile = torch.compile
+        monkeypatch.setattr(torch, "compile", lambda fn, mode=None, dynamic=None: real_compile(fn, backend="eager"))
+        dynamo.reset()
+    model = _model()
+    fast = accelerate(model, SpeedOptions(bf16=True, compile=compiled))
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    opts = ode.ODEOptions("heun2", steps=3)
+    z = ode.encode(model, x, opts)
+    assert torch.equal(ode.encode(fast, x, opts), z)  # the very fp32 network
+    exact, approx = ode.decode(model, z, opts), ode.decode(fast, z, opts)
+    assert not torch.equal(approx, exact) and ((approx - exact).norm() / exact.norm()).item() < 0.05
+    with pytest.raises(DDIBError, match="choose one"):
+        accelerate(model, SpeedOptions(bf16=True, fp16=True))
 
 
 def test_parse_speed_round_trips_describe():
     for opts in (SpeedOptions(), SpeedOptions(channels_last=True, compile=True), SpeedOptions(bf16=True, tf32=True),
-                 SpeedOptions(cuda_graphs=True)):  # fmt: skip
+                 SpeedOptions(cuda_graphs=True), SpeedOptions(fp16=True, compile=True)):  # fmt: skip
         assert parse_speed(opts.describe()) == opts
     with pytest.raises(DDIBError, match="unknown speed setting"):
         parse_speed("channels_first")
@@ -165,12 +187,12 @@ def test_shard_then_gather_restores_order_and_covers_everything_once():
 def test_bench_speed_end_to_end(tmp_path, tiny_models):
     r = run_cli("bench", "speed", "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
                 "--batch-size", "2", "--steps", "2", "--threads", "1", "--train-size", "tiny",
-                "--settings", "eager,channels_last,bf16,tf32,cuda_graphs", "--out-dir", str(tmp_path))  # fmt: skip
+                "--settings", "eager,channels_last,bf16,fp16,tf32,cuda_graphs", "--out-dir", str(tmp_path))  # fmt: skip
     assert r.returncode == 0, r.stderr
     rows = (tmp_path / "speed-cpu.csv").read_text().splitlines()
-    # header, 3 translate settings (tf32 and CUDA graphs are CUDA-only), 2 train settings (bf16 training is
-    # CUDA-only, no tf32 or CUDA-graph rows)
-    assert len(rows) == 1 + 3 + 2
+    # header, 4 translate settings (tf32 and CUDA graphs are CUDA-only), 2 train settings (bf16 training is
+    # CUDA-only, no fp16, tf32 or CUDA-graph rows)
+    assert len(rows) == 1 + 4 + 2
     assert rows[1].startswith("translate,fp32 eager,1,2,") and ",1.0," in rows[1]
     bad = run_cli("bench", "speed", "--models-dir", str(tiny_models), "--from", "reds", "--to", "blues",
                   "--settings", "turbo", "--out-dir", str(tmp_path))  # fmt: skip
@@ -185,3 +207,6 @@ def test_translate_accepts_speed_options(tmp_path, tiny_models):
                 "--steps", "2", "--channels-last", "--bf16", "--out-dir", str(tmp_path / "o"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "o").iterdir())) == 1
+    both = run_cli("translate", str(src), "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
+                   "--steps", "2", "--bf16", "--fp16", "--out-dir", str(tmp_path / "p"))  # fmt: skip
+    assert both.returncode != 0 and "choose one" in both.stderr and not (tmp_path / "p").exists()

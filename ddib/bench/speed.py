@@ -24,6 +24,7 @@ SETTINGS = [
     SpeedOptions(compile=True),
     SpeedOptions(channels_last=True, compile=True),
     SpeedOptions(bf16=True),
+    SpeedOptions(fp16=True),
     SpeedOptions(tf32=True),  # CUDA only; ODE solves otherwise forbid TF32
     SpeedOptions(cuda_graphs=True),  # CUDA only
 ]
@@ -123,7 +124,7 @@ def bench_translate_speed(
         return first, seconds, *_rms_max(y, reference[0])
 
     on_device = lambda s: device.type == "cuda" or not any(getattr(s, n) for n in CUDA_ONLY)  # noqa: E731
-    chosen = [s for s in settings if not (s.bf16 and device.type == "mps") and on_device(s)]
+    chosen = [s for s in settings if not (s.autocast and device.type == "mps") and on_device(s)]
     return _sweep("translate", chosen, threads or [torch.get_num_threads()], len(x), device, measure, on_row)
 
 
@@ -139,9 +140,10 @@ def bench_train_speed(
 ) -> list[SpeedRow]:
     """Training images/s (forward, backward, AdamW) of one UNet size per (threads, setting), random data."""
     device = torch.device(device)
-    # bf16 training is CUDA-only; training runs with PyTorch's own precision defaults (TF32 convolutions on CUDA),
-    # so no tf32 row; CUDA graphs are an inference setting (a training step's graph would hold the optimizer too).
-    trains = lambda s: (not s.bf16 or device.type == "cuda") and not (s.tf32 or s.cuda_graphs)  # noqa: E731
+    # bf16 training is CUDA-only, fp16 training would need loss scaling (not built); training runs with PyTorch's
+    # own precision defaults (TF32 convolutions on CUDA), so no tf32 row; CUDA graphs are an inference setting (a
+    # training step's graph would hold the optimizer too).
+    trains = lambda s: (not s.bf16 or device.type == "cuda") and not (s.fp16 or s.tf32 or s.cuda_graphs)  # noqa: E731
     settings = [s for s in (SETTINGS if settings is None else settings) if trains(s)]
 
     def measure(setting: SpeedOptions):

@@ -35,7 +35,7 @@ import torch
 from ..errors import DDIBError
 from ..model.diffusion import Diffusion
 from ..model.noisy_classifier import log_prob_grad
-from ..utils import tf32_kernels
+from ..utils import reduced_precision, tf32_kernels
 from . import presets
 from .grids import grid_name, sigma_grid, tuned_corrections, tuned_grid
 from .latent import Latent
@@ -293,8 +293,15 @@ def solve(model: Diffusion, x_bar: torch.Tensor, grid: torch.Tensor, options: OD
     if stats is not None and stats.on_evaluation is not None:
         drift = _announcing(drift, stats.on_evaluation)
     grid = grid.to(device=x_bar.device, dtype=x_bar.dtype)
-    # Full fp32 kernels: a solve must not depend on the GPU's default precision.
-    with torch.set_grad_enabled(learning and torch.is_grad_enabled()), tf32_kernels(False):
+    # Full fp32 kernels: a solve must not depend on the GPU's default precision. An encode (increasing σ̄) never
+    # runs a bf16/fp16 speed setting either: the flow expands towards noise and grows rounding errors, which the
+    # decode direction damps (docs/speed.md).
+    encoding = bool(grid[-1] > grid[0])
+    with (
+        torch.set_grad_enabled(learning and torch.is_grad_enabled()),
+        tf32_kernels(False),
+        reduced_precision(not encoding),
+    ):
         if corrections is not None:
             if not options.spec.corrections:
                 takers = " and ".join(name for name, s in SOLVERS.items() if s.corrections)

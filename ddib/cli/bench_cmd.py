@@ -296,7 +296,7 @@ def bench_speed_command(
     threads: str = typer.Option("", "--threads", help="Comma-separated CPU thread counts [default: 1 and all]"),
     train_size: str = typer.Option("small", "--train-size", help="UNet size of the training rows ('' to skip)"),
     settings: str = typer.Option(
-        "eager,channels_last,compile,channels_last+compile,bf16", "--settings", help="Comma-separated settings"
+        "eager,channels_last,compile,channels_last+compile,bf16,fp16", "--settings", help="Comma-separated settings"
     ),
     solver: str = SolverOpt,
     steps: Optional[int] = StepsOpt,
@@ -306,7 +306,8 @@ def bench_speed_command(
     symmetry: str = SymmetryOpt,
     out_dir: Path = OutDirOpt,
 ) -> None:
-    """Images/s of translation and training per kernel setting (channels_last, compile, bf16) and thread count."""
+    """Images/s of translation and training per kernel setting (channels_last, compile, bf16, fp16, ...) and thread
+    count."""
     from ..bench import speed as bench_speed
 
     dev = resolve_device(device)

@@ -62,7 +62,8 @@ CudaGraphsOpt = typer.Option(
     False, "--cuda-graphs", help="Replay each network evaluation as a recorded CUDA graph (CUDA; torch.compile "
     "reduce-overhead: pays off at small batches, after a first call that records)"
 )  # fmt: skip
-Bf16Opt = typer.Option(False, "--bf16", help="bfloat16 autocast for the network (faster, but moves encodings)")
+Bf16Opt = typer.Option(False, "--bf16", help="bfloat16 autocast of the network while decoding (encoding stays fp32)")
+Fp16Opt = typer.Option(False, "--fp16", help="float16 autocast of the network while decoding (encoding stays fp32)")
 SymmetryOpt = typer.Option(
     "auto",
     "--symmetry",
@@ -99,12 +100,12 @@ def report_skipped(images: ImageBatch) -> None:
         console.print(f"skipped {len(images.skipped)} unreadable image(s) ({names})")
 
 
-def resolve_speed(device, channels_last: bool | None, compile: bool, bf16: bool,
-                  cuda_graphs: bool = False) -> SpeedOptions:  # fmt: skip
+def resolve_speed(device, channels_last: bool | None, compile: bool, bf16: bool, cuda_graphs: bool = False,
+                  fp16: bool = False) -> SpeedOptions:  # fmt: skip
     """The user's kernel settings over the device's measured defaults."""
     base = default_speed(device)
     speed = SpeedOptions(base.channels_last if channels_last is None else channels_last, compile or base.compile,
-                         cuda_graphs or base.cuda_graphs, bf16 or base.bf16)  # fmt: skip
+                         cuda_graphs or base.cuda_graphs, bf16 or base.bf16, fp16 or base.fp16)  # fmt: skip
     check_speed(speed, device)
     return speed
 

@@ -30,6 +30,7 @@ from .options import (
     CompileOpt,
     CudaGraphsOpt,
     DeviceOpt,
+    Fp16Opt,
     GuidanceOpt,
     ModelsDirOpt,
     ResizeOpt,
@@ -82,6 +83,7 @@ def translate_command(
     compile: bool = CompileOpt,
     cuda_graphs: bool = CudaGraphsOpt,
     bf16: bool = Bf16Opt,
+    fp16: bool = Fp16Opt,
     method: str = MethodOpt,
     levels: int = LevelsOpt,
     skip_bad: bool = SkipBadOpt,
@@ -110,7 +112,7 @@ def translate_command(
                           n or 5000, opts, batch_size or DEFAULT_POINT_BATCH, seed)  # fmt: skip
         return
     _translate_images(src, tgt, images, pairs, out, out_dir, grid, save_latent, n or 8, opts, batch_size, seed, dev,
-                      resolve_speed(dev, channels_last, compile, bf16, cuda_graphs))  # fmt: skip
+                      resolve_speed(dev, channels_last, compile, bf16, cuda_graphs, fp16))  # fmt: skip
 
 
 def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, out_dir, grid, save_latent, n, opts,
