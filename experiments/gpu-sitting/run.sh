@@ -6,10 +6,10 @@
 #               is bench/quality-fives-sevens-rgb/quality-cpu.md): `bench quality` on fresh exports in $WORK
 #   throughput  images/s of every preset of both bundled pairs at batch 1, 16, 256, 1024 against the RGB pair's
 #               unipc × 20 rgb-cyclic, fp32 and bf16 eager (`bench throughput --presets`)
-#   ddpm256     the google/ddpm-cat-256-sized diffusers pair (experiments/ddpm-256-speed/), fp32 and bf16; needs
+#   ddpm256     the google/ddpm-cat-256-sized diffusers pair (experiments/ddpm-256-speed/), fp32, bf16, fp16; needs
 #               diffusers importable, or DEPS naming a tarball of it (pack-carry.sh beside this script) to unpack
 #   speed       how far each kernel setting (SPEED_SETTINGS) moves each preset's translation from fp32 eager
-#               (`bench speed`): bf16 counts only where it stays within one 8-bit level
+#               (`bench speed`): bf16 / fp16 (decoding only, as always) count only within one 8-bit level
 #   graphs      the throughput stage with CUDA graphs, fp32 and bf16 (one torch.compile per batch size: the slowest)
 #   PYTHONPATH=. DDIB_DATA_DIR=.carry DEPS=.carry/site.tar.gz bash experiments/gpu-sitting/run.sh   (repository root;
 #   PYTHON picks the interpreter; MNIST in $DDIB_DATA_DIR/MNIST/raw for the quality stage)
@@ -76,12 +76,12 @@ ddpm256() {
     [ -f "runs/ddpm-256/$seed/model_index.json" ] ||
       $py experiments/ddpm-256-speed/make_folder.py "runs/ddpm-256/$seed" --seed "$seed"
   done
-  for k in eager bf16; do
+  for k in eager bf16 fp16; do
     ddib bench throughput --device "$dev" --from runs/ddpm-256/0 --to runs/ddpm-256/1 --batch-sizes 1,8,32 \
       --kernels "$k" --out-dir "$out/throughput-ddpm-256-$dev/$k"
   done
   ddib bench speed --device "$dev" --from runs/ddpm-256/0 --to runs/ddpm-256/1 --batch-size 8 --threads 1 \
-    --train-size "" --settings eager,bf16 --out-dir "$out/speed-ddpm-256-$dev"
+    --train-size "" --settings eager,bf16,fp16 --out-dir "$out/speed-ddpm-256-$dev"
 }
 
 for stage in ${stages//,/ }; do
