@@ -1,7 +1,9 @@
 """Kernel settings (channels_last, bf16 / fp16 autocast), the automatic batch size and `ddib bench speed`."""
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ddib.bridge import ode
 from ddib.bridge.batching import CPU_BATCH, auto_batch_size, fitting_batch
@@ -199,14 +201,27 @@ def test_bench_speed_end_to_end(tmp_path, tiny_models):
     assert bad.returncode != 0 and "unknown speed setting" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_translate_accepts_speed_options(tmp_path, tiny_models):
+def test_solving_commands_take_kernel_options_and_say_when_decodes_are_reduced(tmp_path, tiny_models):
     from .conftest import make_blob_images
 
     src = make_blob_images(tmp_path / "in", 1, (230, 30, 30), seed=3)
-    r = run_cli("translate", str(src), "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
-                "--steps", "2", "--channels-last", "--bf16", "--out-dir", str(tmp_path / "o"))  # fmt: skip
+    common = ("--models-dir", str(tiny_models), "--steps", "2")
+    r = run_cli("translate", str(src), "--from", "reds", "--to", "blues", *common, "--channels-last", "--bf16",
+                "--save-latent", str(tmp_path / "z.safetensors"), "--out-dir", str(tmp_path / "o"))  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert len(list((tmp_path / "o").iterdir())) == 1
-    both = run_cli("translate", str(src), "--from", "reds", "--to", "blues", "--models-dir", str(tiny_models),
-                   "--steps", "2", "--bf16", "--fp16", "--out-dir", str(tmp_path / "p"))  # fmt: skip
-    assert both.returncode != 0 and "choose one" in both.stderr and not (tmp_path / "p").exists()
+    assert len(list((tmp_path / "o").iterdir())) == 1 and ", bf16 decodes:" in r.stdout
+    r = run_cli("decode", str(tmp_path / "z.safetensors"), "--to", "blues", *common, "--fp16",
+                "--out", str(tmp_path / "d.png"))  # fmt: skip
+    assert r.returncode == 0 and ", fp16 decodes:" in r.stdout and (tmp_path / "d.png").is_file(), r.stderr
+    plain = run_cli("sample", "--domain", "reds", "-n", "2", *common, "--out", str(tmp_path / "a.png"))
+    low = run_cli("sample", "--domain", "reds", "-n", "2", *common, "--fp16", "--out", str(tmp_path / "b.png"))
+    assert plain.returncode == low.returncode == 0 and ", fp16 decodes:" in low.stdout
+    assert "decodes" not in plain.stdout
+    a, b = (np.asarray(Image.open(tmp_path / f"{k}.png"), dtype=float) for k in "ab")
+    assert 0 < np.abs(a - b).max() and np.sqrt(((a - b) ** 2).mean()) < 8  # the autocast reaches the network
+    for args in (("translate", str(src), "--from", "reds", "--to", "blues", "--bf16", "--fp16"),
+                 ("sample", "--domain", "reds", "--cuda-graphs"),
+                 ("decode", str(tmp_path / "z.safetensors"), "--to", "blues", "--cuda-graphs")):  # fmt: skip
+        bad = run_cli(*args, *common, "--out-dir", str(tmp_path / "p"))
+        assert bad.returncode != 0 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+        assert ("choose one" in bad.stderr or "CUDA graphs need" in bad.stderr) and not (tmp_path / "p").exists()

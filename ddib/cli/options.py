@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from dataclasses import dataclass
 from typing import Optional
 
 import typer
@@ -100,34 +101,59 @@ def report_skipped(images: ImageBatch) -> None:
         console.print(f"skipped {len(images.skipped)} unreadable image(s) ({names})")
 
 
-def resolve_speed(device, channels_last: bool | None, compile: bool, bf16: bool, cuda_graphs: bool = False,
-                  fp16: bool = False) -> SpeedOptions:  # fmt: skip
-    """The user's kernel settings over the device's measured defaults."""
-    base = default_speed(device)
-    speed = SpeedOptions(base.channels_last if channels_last is None else channels_last, compile or base.compile,
-                         cuda_graphs or base.cuda_graphs, bf16 or base.bf16, fp16 or base.fp16)  # fmt: skip
-    check_speed(speed, device)
-    return speed
+@dataclass(frozen=True)
+class Kernels:
+    """The kernel options a user gave (None / False: the device's measured default)."""
+
+    channels_last: bool | None = None
+    compile: bool = False
+    cuda_graphs: bool = False
+    bf16: bool = False
+    fp16: bool = False
+
+    def resolve(self, device) -> SpeedOptions:
+        """The user's kernel settings over the device's measured defaults."""
+        base = default_speed(device)
+        channels_last = base.channels_last if self.channels_last is None else self.channels_last
+        speed = SpeedOptions(channels_last, self.compile or base.compile, self.cuda_graphs or base.cuda_graphs,
+                             self.bf16 or base.bf16, self.fp16 or base.fp16)  # fmt: skip
+        check_speed(speed, device)
+        return speed
+
+
+def kernel_options(command):
+    """Give a command the kernel options (--channels-last, --compile, --cuda-graphs, --bf16, --fp16), handed to it
+    as one `kernels: Kernels` argument."""
+    return _grouped(command, "kernels", Kernels, [
+        ("channels_last", Optional[bool], ChannelsLastOpt), ("compile", bool, CompileOpt),
+        ("cuda_graphs", bool, CudaGraphsOpt), ("bf16", bool, Bf16Opt), ("fp16", bool, Fp16Opt)])  # fmt: skip
 
 
 def solve_options(command):
     """Give a command the eight options of an ODE solve (--solver, --steps, --quality, --rtol, --atol, --rho,
-    --clip, --classifier-scale), handed to it as one `opts: ODEOptions` argument (its last parameter)."""
-    added = [("solver", str, SolverOpt), ("steps", Optional[int], StepsOpt), ("quality", str, QualityOpt),
-             ("rtol", float, RtolOpt), ("atol", float, AtolOpt), ("rho", Optional[float], RhoOpt),
-             ("clip", bool, ClipOpt), ("classifier_scale", Optional[float], ClassifierScaleOpt)]  # fmt: skip
+    --clip, --classifier-scale), handed to it as one `opts: ODEOptions` argument."""
+    return _grouped(command, "opts", ode_options, [
+        ("solver", str, SolverOpt), ("steps", Optional[int], StepsOpt), ("quality", str, QualityOpt),
+        ("rtol", float, RtolOpt), ("atol", float, AtolOpt), ("rho", Optional[float], RhoOpt),
+        ("clip", bool, ClipOpt), ("classifier_scale", Optional[float], ClassifierScaleOpt)])  # fmt: skip
+
+
+def _grouped(command, name: str, build, added: list[tuple]):
+    """`command` with the options `added` (name, type, typer option) in place of its parameter `name`, which gets
+    `build(**their values)`: typer sees each option, the command one object."""
     signature = inspect.signature(command)
-    kept = [p for name, p in signature.parameters.items() if name != "opts"]
+    kept = [p for n, p in signature.parameters.items() if n != name]
     params = kept + [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=t)
                      for n, t, d in added]  # fmt: skip
+    names = [n for n, _, _ in added]
 
     @functools.wraps(command)
-    def run(*args, solver, steps, quality, rtol, atol, rho, clip, classifier_scale, **kwargs):
-        opts = ode_options(solver, steps, rtol, atol, rho, quality, clip, classifier_scale)
-        return command(*args, opts=opts, **kwargs)
+    def run(*args, **kwargs):
+        given = {n: kwargs.pop(n) for n in names}
+        return command(*args, **{name: build(**given)}, **kwargs)
 
     run.__signature__ = signature.replace(parameters=params)
-    run.__annotations__ = {k: v for k, v in command.__annotations__.items() if k != "opts"}
+    run.__annotations__ = {k: v for k, v in command.__annotations__.items() if k != name}
     run.__annotations__.update({n: t for n, t, _ in added})
     return run
 

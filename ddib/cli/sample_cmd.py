@@ -16,15 +16,18 @@ from ..io.images import image_grid, save_png, to_pil
 from ..io.point_figures import scatter_image
 from ..io.points import POINT_SUFFIXES, write_points
 from ..model.registry import DomainModel, load_domain_model
+from ..model.speed import accelerate, describe_precision
 from ..model.symmetry import describe_averaging
 from ..utils import resolve_device
 from .app import app, console
 from .options import (
     DeviceOpt,
     GuidanceOpt,
+    Kernels,
     ModelsDirOpt,
     SeedOpt,
     SymmetryOpt,
+    kernel_options,
     solve_options,
 )
 from .progress import bar
@@ -32,6 +35,7 @@ from .progress import bar
 
 @app.command("sample")
 @solve_options
+@kernel_options
 def sample_command(
     domain: str = typer.Option(..., "--domain", help="Domain whose model samples"),
     n: int | None = typer.Option(
@@ -53,12 +57,14 @@ def sample_command(
     models_dir: str | None = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
     guidance: float = GuidanceOpt,
+    kernels: Kernels | None = None,  # --channels-last --compile --cuda-graphs --bf16 --fp16 (kernel_options)
     opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
     """Sample z ~ N(0, I) and decode it with the domain's model (deterministic given --seed)."""
     if out is not None and out_dir is not None:
         raise DDIBError("give either --out or --out-dir, not both")
     dev = resolve_device(device)
+    speed = kernels.resolve(dev)
     chosen = load_domain_model(domain, models_dir, dev, symmetry, guidance)
     model, loc, domain = chosen.diffusion, chosen.location, chosen.name  # the name also for a directory or MODEL:LABEL
     opts = ode.resolve_steps(opts, model)
@@ -74,7 +80,8 @@ def sample_command(
     with bar("sample") as progress:
         task = progress.add_task(domain, total=n)
         on_progress = lambda p: progress.update(task, completed=p.done)  # noqa: E731
-        (x,) = pipeline.collect(pipeline.decode_batches(model, latent, opts, batch_size, on_progress, stats))
+        fast = accelerate(model, speed)
+        (x,) = pipeline.collect(pipeline.decode_batches(fast, latent, opts, batch_size, on_progress, stats))
     seconds = time.perf_counter() - t0
     if out_dir is not None:
         for i, img in enumerate(x):
@@ -87,7 +94,7 @@ def sample_command(
     nfe = stats.nfe // batch_count(n, batch_size)
     console.print(
         f"sampled {n} {domain} ({loc.where}) with {ode.describe_solve(opts, model)}"
-        f"{f', guidance w = {guidance:g}' if guidance else ''}: {nfe} NFE per image"
+        f"{f', guidance w = {guidance:g}' if guidance else ''}{describe_precision(speed)}: {nfe} NFE per image"
         f"{describe_averaging(model.config.symmetry)}, "
         f"{seconds:.1f}s → {where}"
     )

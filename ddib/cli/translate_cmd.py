@@ -19,25 +19,21 @@ from ..io.point_figures import transport_figure
 from ..io.points import is_point_file, read_points, write_points
 from ..likelihood.source_inference import check_method, choose_source
 from ..model.registry import DomainModel, describe_bridge, load_domain_model
-from ..model.speed import accelerate
+from ..model.speed import accelerate, describe_precision
 from ..model.symmetry import describe_averaging
 from ..train import distributed
 from ..utils import resolve_device
 from .app import app, console
 from .options import (
-    Bf16Opt,
-    ChannelsLastOpt,
-    CompileOpt,
-    CudaGraphsOpt,
     DeviceOpt,
-    Fp16Opt,
     GuidanceOpt,
+    Kernels,
     ModelsDirOpt,
     ResizeOpt,
     SkipBadOpt,
     SymmetryOpt,
+    kernel_options,
     report_skipped,
-    resolve_speed,
     solve_options,
 )
 from .progress import bar
@@ -49,6 +45,7 @@ LARGE_IMAGE = 128
 
 @app.command("translate")
 @solve_options
+@kernel_options
 def translate_command(
     inputs: list[Path] | None = typer.Argument(
         None, help="Image files and/or folders, or .csv/.npy point files for point domains (none: sample -n sources)"
@@ -79,21 +76,18 @@ def translate_command(
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
-    channels_last: bool | None = ChannelsLastOpt,
-    compile: bool = CompileOpt,
-    cuda_graphs: bool = CudaGraphsOpt,
-    bf16: bool = Bf16Opt,
-    fp16: bool = Fp16Opt,
     method: str = MethodOpt,
     levels: int = LevelsOpt,
     skip_bad: bool = SkipBadOpt,
     resize: str = ResizeOpt,
     guidance: float = GuidanceOpt,
+    kernels: Kernels | None = None,  # --channels-last --compile --cuda-graphs --bf16 --fp16 (kernel_options)
     opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
     """Translate images: encode with the source model's ODE (t 0→1), decode with the target's (t 1→0)."""
     check_method(method)
     dev = resolve_device(device)
+    speed = kernels.resolve(dev)
     tgt = load_domain_model(to, models_dir, dev, symmetry, guidance)
     images = pairs = None
     if inputs and not tgt.is_points:  # every input read (and outputs planned) before any solve
@@ -112,7 +106,7 @@ def translate_command(
                           n or 5000, opts, batch_size or DEFAULT_POINT_BATCH, seed)  # fmt: skip
         return
     _translate_images(src, tgt, images, pairs, out, out_dir, grid, save_latent, n or 8, opts, batch_size, seed, dev,
-                      resolve_speed(dev, channels_last, compile, bf16, cuda_graphs, fp16))  # fmt: skip
+                      speed)  # fmt: skip
 
 
 def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, out_dir, grid, save_latent, n, opts,
@@ -189,7 +183,8 @@ def _translate_images(src: DomainModel, tgt: DomainModel, images, pairs, out, ou
     bridge = describe_bridge(src_name, src.location, to, tgt.location)
     console.print(
         f"translated {written:.0f} image{'' if written == 1 else 's'} {bridge} with "
-        f"{ode.describe_solve(opts, src_model, tgt_model)}{guided(tgt_model)}{procs}: {nfe:.0f} NFE per image"
+        f"{ode.describe_solve(opts, src_model, tgt_model)}{guided(tgt_model)}{describe_precision(speed)}{procs}: "
+        f"{nfe:.0f} NFE per image"
         f"{averaging(src_model, tgt_model)}{hue_carried(src_model)}"
         f"{'' if images is None else images.describe_resize()}, "
         f"{seconds:.1f}s, "
@@ -286,6 +281,7 @@ def _translate_points(src: DomainModel, tgt: DomainModel, inputs, out, out_dir, 
 
 @app.command("decode")
 @solve_options
+@kernel_options
 def decode_command(
     latent: Path = typer.Argument(..., help="Latent .safetensors written by `ddib translate --save-latent`"),
     to: str = typer.Option(..., "--to", help="Domain whose model decodes"),
@@ -305,6 +301,7 @@ def decode_command(
     models_dir: str | None = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
     guidance: float = GuidanceOpt,
+    kernels: Kernels | None = None,  # --channels-last --compile --cuda-graphs --bf16 --fp16 (kernel_options)
     opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
     """Decode saved latents with a domain's model (ODE t 1→0)."""
@@ -313,6 +310,7 @@ def decode_command(
     saved = Latent.load(latent)
     z, meta = saved.z, saved.meta or {}
     dev = resolve_device(device)
+    speed = kernels.resolve(dev)
     target = load_domain_model(to, models_dir, dev, symmetry, guidance)
     model, loc, to = target.diffusion, target.location, target.name
     opts = ode.resolve_steps(opts, model)
@@ -328,7 +326,8 @@ def decode_command(
         check_point_outputs([(latent, out)])
         write_points(out, pm.to_raw(decode_points(model, z, opts, stats, batch_size)))
         console.print(
-            f"decoded {len(z)} point latents (from {meta.get('source', '?')}) with {to} ({loc.where}), "
+            f"decoded {len(z)} point latent{'' if len(z) == 1 else 's'} (from {meta.get('source', '?')}) with {to} "
+            f"({loc.where}), "
             f"{opts.describe()}, {time.perf_counter() - t0:.1f}s → {out} (raw {to} coordinates)"
         )
         return
@@ -338,7 +337,8 @@ def decode_command(
     with bar("decode") as progress:
         task = progress.add_task(f"decode with {to}", total=len(z))
         on_progress = lambda p: progress.update(task, completed=p.done)  # noqa: E731
-        (x,) = pipeline.collect(pipeline.decode_batches(model, saved, opts, batch_size, on_progress, stats))
+        fast = accelerate(model, speed)
+        (x,) = pipeline.collect(pipeline.decode_batches(fast, saved, opts, batch_size, on_progress, stats))
     seconds = time.perf_counter() - t0
     if out_dir is not None:
         for i, img in enumerate(x):
@@ -350,9 +350,10 @@ def decode_command(
         where = str(out)
     batches = batch_count(len(z), batch_size)
     console.print(
-        f"decoded {len(z)} latents (from {meta.get('source', '?')}) with {to} ({loc.where}), "
+        f"decoded {len(z)} latent{'' if len(z) == 1 else 's'} (from {meta.get('source', '?')}) with {to} "
+        f"({loc.where}), "
         f"{ode.describe_solve(opts, model)}"
-        f"{guided(model)}: "
+        f"{guided(model)}{describe_precision(speed)}: "
         f"{stats.nfe / batches:.0f} NFE per image{averaging(model)}, {seconds:.1f}s → {where}"
         + (" (the file carries no hues: hue 0)" if model.hue_quotient and saved.hue is None else "")
     )

@@ -49,6 +49,11 @@ class SpeedOptions:
         return "+".join(on) or "fp32 eager"
 
 
+def describe_precision(options: SpeedOptions) -> str:
+    """', fp16 decodes' for summary lines when a reduced precision is on (encodes are fp32 anyway); else ''."""
+    return "" if options.autocast is None else f", {'bf16' if options.bf16 else 'fp16'} decodes"
+
+
 def parse_speed(text: str) -> SpeedOptions:
     """'fp32 eager' / 'eager' or a '+'-joined subset of NAMES (as `describe` writes)."""
     names = {n.strip() for n in text.replace("fp32 eager", "eager").split("+") if n.strip()} - {"eager"}
