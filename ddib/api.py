@@ -3,7 +3,9 @@ Su et al. 2023, Alg. 1: decode(target, encode(source, x))), `sample`. Every `ddi
 
 Images are a float tensor (N, C, H, W) in [-1, 1], or a list of PIL images (then PIL images come back); point
 domains take and give (N, 2) raw coordinates. The solve keywords (`solver`, `steps`, `quality`, `rtol`, `atol`,
-`rho`, `tuned`, `clip`, `classifier_scale`, `batch_size`, `progress`) are those of the command line's options.
+`rho`, `tuned`, `clip`, `classifier_scale`, `batch_size`, `progress`) are those of the command line's options;
+`speed` names kernel settings as `ddib bench speed` does ("fp16", "channels_last+compile", ...; default: the
+device's measured best).
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from .errors import DDIBError
 from .io.images import check_resize, convert_image, to_pil, to_unit_range
 from .model.diffusion import Diffusion
 from .model.registry import DomainModel, load_domain_model
-from .model.speed import accelerate_for
+from .model.speed import SpeedOptions, accelerate, accelerate_for, parse_speed
 
 __all__ = ["Latent", "Progress", "decode", "encode", "load", "sample", "translate"]
 
 Model = DomainModel | str | Path
+Speed = SpeedOptions | str | None
 _OPTION_NAMES = {f.name for f in fields(ode.ODEOptions)}
 
 
@@ -41,17 +44,18 @@ def load(name_or_path: str | Path, device: torch.device | str = "cpu", *, models
 
 
 def encode(model: Model, images, *, batch_size: int | None = None, progress: ProgressFn | None = None,
-           resize: str = "crop", **solve: Any) -> Latent:  # fmt: skip
+           resize: str = "crop", speed: Speed = None, **solve: Any) -> Latent:  # fmt: skip
     """z = ODESolve(x; model, t 0 → 1) (DDIB eq. 5) with what travels beside it (a hue-quotient image's hue)."""
     model = _model(model)
     x, _ = _as_model_input(model, images, resize)
-    batches = pipeline.encode_batches(_fast(model), x, _options(solve), _batch(model, batch_size), progress)
+    fast = _fast(model, speed)
+    batches = pipeline.encode_batches(fast, x, _options(solve), _batch(model, batch_size), progress)
     (latent,) = pipeline.collect(batches)
     return latent.with_meta(source=model.name)
 
 
 def decode(model: Model, latent: Latent | torch.Tensor, *, batch_size: int | None = None,
-           progress: ProgressFn | None = None, pil: bool = False, **solve: Any):  # fmt: skip
+           progress: ProgressFn | None = None, pil: bool = False, speed: Speed = None, **solve: Any):  # fmt: skip
     """x = ODESolve(z; model, t 1 → 0), turned to the latent's hues: a (N, C, H, W) tensor in [-1, 1] (a list of
     PIL images with `pil=True`; (N, 2) raw coordinates for a point domain)."""
     model = _model(model)
@@ -62,30 +66,32 @@ def decode(model: Model, latent: Latent | torch.Tensor, *, batch_size: int | Non
     if latent.hue is not None and not model.diffusion.hue_quotient:
         raise DDIBError(f"the latent carries hues (a hue-quotient encoder's); decode it with a hue-quotient model, "
                         f"not {model.name}")  # fmt: skip
-    batches = pipeline.decode_batches(_fast(model), latent, _options(solve), _batch(model, batch_size), progress)
+    fast = _fast(model, speed)
+    batches = pipeline.decode_batches(fast, latent, _options(solve), _batch(model, batch_size), progress)
     (y,) = pipeline.collect(batches)
     return _as_output(model, y, pil)
 
 
 def translate(images, source: Model, target: Model, *, batch_size: int | None = None,
               progress: ProgressFn | None = None, resize: str = "crop", device: torch.device | str = "cpu",
-              **solve: Any):  # fmt: skip
+              speed: Speed = None, **solve: Any):  # fmt: skip
     """DDIB (Su et al. 2023, Alg. 1): decode(target, encode(source, x)), the latent's hue carried between
     hue-quotient models; the result is of the input's kind (tensor, PIL list, point coordinates)."""
     src, tgt = _model(source, device), _model(target, device)
     ode.check_compatible(src.diffusion, tgt.diffusion)
     x, was_pil = _as_model_input(src, images, resize)
-    batches = pipeline.translate_batches(_fast(src), _fast(tgt), x, _options(solve), _batch(src, batch_size), progress)
+    fast_src, fast_tgt = _fast(src, speed), _fast(tgt, speed)
+    batches = pipeline.translate_batches(fast_src, fast_tgt, x, _options(solve), _batch(src, batch_size), progress)
     _, y = pipeline.collect(batches)
     return _as_output(tgt, y, was_pil)
 
 
 def sample(model: Model, n: int, *, seed: int = 0, batch_size: int | None = None,
-           progress: ProgressFn | None = None, pil: bool = False, **solve: Any):  # fmt: skip
+           progress: ProgressFn | None = None, pil: bool = False, speed: Speed = None, **solve: Any):  # fmt: skip
     """decode(model, z) with z ~ N(0, I) (and a hue-quotient model's θ ~ U[0, 2π)), deterministic given `seed`."""
     model = _model(model)
     latent = ode.sample_latent(model.diffusion, n, torch.Generator().manual_seed(seed))
-    return decode(model, latent, batch_size=batch_size, progress=progress, pil=pil, **solve)
+    return decode(model, latent, batch_size=batch_size, progress=progress, pil=pil, speed=speed, **solve)
 
 
 def _options(solve: dict[str, Any]) -> ode.ODEOptions:
@@ -127,9 +133,12 @@ def _as_output(model: DomainModel, y: torch.Tensor, pil: bool):
     return [to_pil(img) for img in y] if pil else y
 
 
-def _fast(model: DomainModel) -> Diffusion:
-    """The model's diffusion with its device's default kernels: what the command line runs."""
-    return accelerate_for(model.diffusion, next(model.diffusion.parameters()).device)
+def _fast(model: DomainModel, speed: Speed) -> Diffusion:
+    """The model's diffusion with the kernel settings asked for, else its device's default: what the command line
+    runs."""
+    if speed is None:
+        return accelerate_for(model.diffusion, next(model.diffusion.parameters()).device)
+    return accelerate(model.diffusion, parse_speed(speed) if isinstance(speed, str) else speed)
 
 
 def _batch(model: DomainModel, batch_size: int | None) -> int | None:

@@ -11,6 +11,7 @@ from PIL import Image
 
 import ddib
 from ddib.errors import DDIBError
+from ddib.model.speed import SpeedOptions
 
 from .conftest import run_cli
 
@@ -82,3 +83,15 @@ def test_models_and_latents_print_on_one_line(pair):
     text = repr(latent)
     assert "\n" not in text and "tensor" not in text
     assert text == "Latent(z=(2, 3, 32, 32) float32 on cpu, hue=(2,) float32, label=None, meta={'source': 'fives'})"
+
+
+def test_speed_names_kernel_settings_and_autocast_only_decodes(pair):
+    fives, sevens = pair
+    x = ddib.sample(fives, 2, seed=1, steps=4)
+    z = ddib.encode(fives, x, steps=4, speed="eager").z
+    assert torch.equal(ddib.encode(fives, x, steps=4, speed="bf16").z, z)  # an encode never runs in bf16
+    exact = ddib.decode(sevens, z, steps=4, speed="eager")
+    low = ddib.decode(sevens, z, steps=4, speed=SpeedOptions(fp16=True))
+    assert not torch.equal(low, exact) and (low - exact).abs().max() < 0.1
+    with pytest.raises(DDIBError, match="unknown speed setting"):
+        ddib.sample(fives, 1, steps=2, speed="turbo")
