@@ -166,6 +166,11 @@ def test_evaluate_folder_domains_reports_what_applies(tmp_path, tiny_models):
     rep = json.loads((tmp_path / "e.json").read_text())
     assert rep["n"] == 3 and rep["target_accuracy"] is None and rep["frechet_distance"] is None
     assert rep["cycle_rmse"] is not None and rep["hue_error_median"] is not None
+    assert "decodes" not in rep["solver"]
+    r = run_cli("evaluate", "--from", "reds", "--to", "blues", "--inputs", str(inputs), "--models-dir",
+                str(tiny_models), "--steps", "2", "--fp16", "--json", str(tmp_path / "f.json"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "f.json").read_text())["solver"].endswith(", fp16 decodes")
 
 
 def test_likelihood_reports_bits_per_dim_under_each_model(tmp_path, tiny_models):

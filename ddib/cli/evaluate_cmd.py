@@ -19,17 +19,19 @@ from ..evaluation.evaluate import EvalReport, evaluate_pair
 from ..io.atomic import atomic_write
 from ..io.images import image_grid, interleave, save_png
 from ..model.registry import load_domain_model
-from ..model.speed import accelerate_for
+from ..model.speed import accelerate, describe_precision
 from ..utils import resolve_device
 from .app import app, console
 from .options import (
     DataDirOpt,
     DeviceOpt,
     GuidanceOpt,
+    Kernels,
     ModelsDirOpt,
     ResizeOpt,
     SkipBadOpt,
     SymmetryOpt,
+    kernel_options,
     report_skipped,
     solve_options,
 )
@@ -66,6 +68,7 @@ def report_table(r: EvalReport) -> Table:
 
 @app.command("evaluate")
 @solve_options
+@kernel_options
 def evaluate_command(
     source: str = typer.Option("fives", "--from", help="Source digit domain, or a model directory (runs/a/fives)"),
     target: str = typer.Option(
@@ -88,12 +91,14 @@ def evaluate_command(
     skip_bad: bool = SkipBadOpt,
     resize: str = ResizeOpt,
     guidance: float = GuidanceOpt,
+    kernels: Kernels | None = None,  # --channels-last --compile --cuda-graphs --bf16 --fp16 (kernel_options)
     opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
     """Score a translation on held-out digits: target accuracy, hue kept, cycle consistency, FD, speed."""
     if source == target:
         raise DDIBError("--from and --to must differ (two models of one domain: name their directories)")
     dev = resolve_device(device)
+    speed = kernels.resolve(dev)
     src, tgt = (
         load_domain_model(source, models_dir, dev, symmetry),
         load_domain_model(target, models_dir, dev, symmetry),
@@ -108,7 +113,7 @@ def evaluate_command(
     opts = ode.resolve_steps(opts, src_model, tgt_model)
     if guidance and tgt_loc.label is None:
         raise DDIBError(f"--guidance needs a label of a conditional model as --to; {target} is not one")
-    src_model, tgt_model = accelerate_for(src_model, dev), accelerate_for(tgt_model, dev)
+    src_model, tgt_model = accelerate(src_model, speed), accelerate(tgt_model, speed)
     data_dir = data_dir_or_default(data_dir)
     src_digits, tgt_digits = src.digits, tgt.digits  # `fives` for the model fives-rgb
     chosen = source_images(src_digits or source, src_model, n, files=inputs, seed=seed, data_dir=data_dir,
@@ -138,7 +143,8 @@ def evaluate_command(
             guidance=guidance,
             digits=(src_digits, tgt_digits),
         )
-    report = dataclasses.replace(report, source_model=src_loc.where, target_model=tgt_loc.where)
+    report = dataclasses.replace(report, source_model=src_loc.where, target_model=tgt_loc.where,
+                                 solver=report.solver + describe_precision(speed))  # fmt: skip
     console.print(report_table(report))
     if json_out is not None:
         text = json.dumps(report.to_dict(), indent=2) + "\n"
