@@ -27,6 +27,7 @@ from .io.images import check_resize, convert_image, to_pil, to_unit_range
 from .model.diffusion import Diffusion
 from .model.registry import DomainModel, load_domain_model
 from .model.speed import SpeedOptions, accelerate, accelerate_for, parse_speed
+from .utils import resolve_device
 
 __all__ = ["Latent", "Progress", "decode", "encode", "load", "sample", "translate"]
 
@@ -39,7 +40,8 @@ def load(name_or_path: str | Path, device: torch.device | str = "cpu", *, models
          symmetry: str = "auto", guidance: float = 0.0, flags: str | dict | None = None) -> DomainModel:  # fmt: skip
     """A domain's model: a bundled or trained domain's name ("fives"), `NAME:LABEL` of a conditional model, or a
     path (a ddib run folder, a diffusers folder, a guided-diffusion `.pt` with its `flags`: guided-diffusion's
-    MODEL_FLAGS text or a dict, else the JSON beside it), on `device`."""
+    MODEL_FLAGS text or a dict, else the JSON beside it), on `device` ("auto": CUDA, else MPS, else the CPU)."""
+    device = resolve_device(str(device))
     return load_domain_model(str(name_or_path), models_dir, device, symmetry, guidance, flags)
 
 

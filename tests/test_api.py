@@ -74,6 +74,11 @@ def test_bad_input_is_a_one_line_error(pair):
         ddib.translate(torch.zeros(1, 3, 32, 32), fives, sevens, stepz=3)
     with pytest.raises(DDIBError, match="unknown solver"):
         ddib.translate(torch.zeros(1, 3, 32, 32), fives, sevens, solver="magic")
+    with pytest.raises(DDIBError, match="unknown device 'gpu'"):
+        ddib.load("fives", "gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DDIBError, match="CUDA is not available"):
+            ddib.translate(torch.zeros(1, 3, 32, 32), "fives", "sevens", device="cuda")
 
 
 def test_models_and_latents_print_on_one_line(pair):
