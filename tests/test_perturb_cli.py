@@ -76,10 +76,11 @@ def test_perturb_composed_plan_with_image_op_and_default_sweep(tmp_path, tiny_mo
     images = make_blob_images(tmp_path / "in", 2, (230, 30, 30), seed=6)
     r = cli("perturb", str(images), "--from", "reds", "--to", "blues", "--op", "blur-image",
                 "--op", "rotate2x2", "--op", "blur=0.5", "--base", "normalized", "--steps", "1",
-                "--models-dir", str(tiny_models), "--json", "n.json")  # fmt: skip
+                "--models-dir", str(tiny_models), "--json", "n.json", "--bf16")  # fmt: skip
     assert r.returncode == 0, r.stderr
     out = tmp_path / "perturb-blur-image-rotate2x2-blur.png"  # default name from the ops
     data = json.loads((tmp_path / "n.json").read_text())
+    assert data["solver"].endswith(", bf16 decodes") and ", bf16 decodes" in r.stdout
     assert data["coefs"] == [0.5, 1.0, 1.5, 2.0]  # blur-image's default sweep
     assert data["plan"] == "blur-image then rotate2x2 then blur=0.5, normalized base"
     assert "encoded 8 perturbed inputs" in r.stdout

@@ -16,6 +16,7 @@ from ..errors import DDIBError
 from ..evaluation.classifier import load_classifier
 from ..evaluation.evaluate import digit_of
 from ..model.registry import describe_bridge, load_domain_model
+from ..model.speed import accelerate, describe_precision
 from ..perturb.latent_ops import BASES, OPS, OTHERS
 from ..perturb.report import write_experiment, write_preset
 from ..perturb.runner import (
@@ -33,10 +34,12 @@ from .options import (
     DataDirOpt,
     DeviceOpt,
     GuidanceOpt,
+    Kernels,
     ModelsDirOpt,
     ResizeOpt,
     SkipBadOpt,
     SymmetryOpt,
+    kernel_options,
     report_skipped,
     solve_options,
 )
@@ -69,6 +72,7 @@ def numbers_table(rows: list[RowResult], title: str, target: str, with_experimen
 
 @app.command("perturb")
 @solve_options
+@kernel_options
 def perturb_command(
     inputs: Optional[list[Path]] = typer.Argument(
         None, help="Image files and/or folders [default: -n held-out source digits, or samples]"
@@ -109,6 +113,7 @@ def perturb_command(
     skip_bad: bool = SkipBadOpt,
     resize: str = ResizeOpt,
     guidance: float = GuidanceOpt,
+    kernels: Kernels | None = None,  # --channels-last --compile --cuda-graphs --bf16 --fp16 (kernel_options)
     opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
     """Perturb DDIB latents (normalize, noise, blend, checkerboard, 2x2 rotation, blur) and decode them."""
@@ -132,6 +137,7 @@ def perturb_command(
             raise DDIBError(f"--out {out}: the figure is written as PNG; give a .png name")
 
     dev = resolve_device(device)
+    speed = kernels.resolve(dev)
     src, tgt = (
         load_domain_model(source, models_dir, dev, symmetry),
         load_domain_model(target, models_dir, dev, symmetry, guidance),
@@ -141,7 +147,7 @@ def perturb_command(
     opts = ode.resolve_steps(opts, src_model, tgt_model)
     source, target = src_loc.domain, tgt_loc.domain
     guided = f", guidance w = {guidance:g}" if guidance else ""
-    solve = ode.describe_solve(opts, src_model, tgt_model)
+    solve = ode.describe_solve(opts, src_model, tgt_model) + describe_precision(speed)
     console.print(f"models: {describe_bridge(source, src_loc, target, tgt_loc)}; {solve}{guided}")
     data_dir = data_dir_or_default(data_dir)
     chosen = source_images(src.digits or source, src_model, None if inputs else n, files=inputs, seed=seed,
@@ -156,7 +162,8 @@ def perturb_command(
         if classifier.config.image_size != tgt_model.data_shape[-1] or tgt_model.data_shape[0] not in (1, 3):
             classifier, target_digit = None, None
 
-    runner = PerturbRunner(src_model, tgt_model, x, opts, classifier, target_digit, dev, batch_size)
+    src_fast, tgt_fast = accelerate(src_model, speed), accelerate(tgt_model, speed)
+    runner = PerturbRunner(src_fast, tgt_fast, x, opts, classifier, target_digit, dev, batch_size)
     t0 = time.perf_counter()
     results: list[ExperimentResult] = []
     with bar("perturb") as progress:
@@ -169,8 +176,8 @@ def perturb_command(
     latent = runner.latent.z
     input_label = f"inputs\n({source})"
 
-    about = {"source": source, "target": target, "inputs": inputs_text, "n": len(x), "solver": opts.describe(),
-             "device": str(dev)}  # fmt: skip
+    about = {"source": source, "target": target, "inputs": inputs_text, "n": len(x),
+             "solver": opts.describe() + describe_precision(speed), "device": str(dev)}  # fmt: skip
     if preset_name is not None:
         write_preset(out_dir, preset_name, results, x, latent, ref_images, input_label, about)
         rows = [ref_row] + [row for r in results for row in r.rows]
