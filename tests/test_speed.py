@@ -225,3 +225,32 @@ def test_solving_commands_take_kernel_options_and_say_when_decodes_are_reduced(t
         bad = run_cli(*args, *common, "--out-dir", str(tmp_path / "p"))
         assert bad.returncode != 0 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
         assert ("choose one" in bad.stderr or "CUDA graphs need" in bad.stderr) and not (tmp_path / "p").exists()
+
+
+class _Blowup(torch.nn.Module):
+    """A network whose activations pass float16's largest value (65504) while fp32 holds them."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.config = net, net.config
+        self.conv = torch.nn.Conv2d(3, 3, 1, bias=False)
+        torch.nn.init.constant_(self.conv.weight, 1e4)
+
+    def forward(self, x, t):
+        return self.conv(self.net(x, t) + 10) * 1e-6
+
+
+def test_an_overflowing_decode_is_one_error_naming_fp16_not_black_images():
+    from ddib.bridge import pipeline
+
+    model = Diffusion(_Blowup(_model().net)).eval()
+    z = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(6))
+    opts = ode.ODEOptions("euler", steps=2)
+    (fine,) = pipeline.collect(pipeline.decode_batches(model, z, opts))
+    assert torch.isfinite(fine).all()  # fp32 holds the activations
+    with pytest.raises(DDIBError, match=r"decode gave NaN or inf for 2 of 2 images; float16 overflowed"):
+        pipeline.collect(pipeline.decode_batches(accelerate(model, SpeedOptions(fp16=True)), z, opts))
+    with torch.no_grad():
+        model.net.conv.weight.fill_(float("nan"))
+    with pytest.raises(DDIBError, match="encode gave NaN or inf for 2 of 2 images; the model's output diverges"):
+        pipeline.collect(pipeline.encode_batches(model, z, opts))

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import DDIBError
 from ..model.diffusion import Diffusion
+from ..model.speed import FastNet
 from . import ode
 from .batching import auto_batch_size
 from .latent import Latent
@@ -85,6 +87,17 @@ def _size(batch_size: int | None, models: list[Diffusion], n: int) -> int:
     return batch_size or auto_batch_size(models, _device(models[0]), max(n, 1))
 
 
+def _finite(x: torch.Tensor, what: str, model: Diffusion) -> torch.Tensor:
+    """x, unless a solve overflowed or diverged: non-finite values would be written as black or white images."""
+    bad = ~torch.isfinite(x.flatten(1)).all(1)
+    if bool(bad.any()):
+        fp16 = what == "decode" and isinstance(model.net, FastNet) and model.net.options.fp16  # encodes run fp32
+        why = ("float16 overflowed (values past 65504): decode with --bf16 or in fp32" if fp16 else
+               "the model's output diverges: check its weights and schedule, or solve with more steps")  # fmt: skip
+        raise DDIBError(f"the {what} gave NaN or inf for {int(bad.sum())} of {len(x)} images; {why}")
+    return x
+
+
 def encode_batches(model: Diffusion, x: torch.Tensor, options: ode.ODEOptions = ode.ODEOptions(),
                    batch_size: int | None = None, progress: ProgressFn | None = None,
                    stats: ode.SolveStats | None = None) -> Iterator[tuple[slice, Latent]]:  # fmt: skip
@@ -95,6 +108,7 @@ def encode_batches(model: Diffusion, x: torch.Tensor, options: ode.ODEOptions = 
     dev = _device(model)
     for span in _spans(len(x), size):
         latent = ode.encode_latent(model, x[span].to(dev), options, track.stats).cpu()
+        _finite(latent.z, "encode", model)
         track.finished(len(latent))
         yield span, latent
 
@@ -109,7 +123,7 @@ def decode_batches(model: Diffusion, latent: Latent | torch.Tensor, options: ode
     track = _Tracker(len(latent), _per_batch(options, 1), progress, stats)
     dev = _device(model)
     for span in _spans(len(latent), size):
-        y = ode.decode(model, latent[span].to(dev), options, track.stats).cpu()
+        y = _finite(ode.decode(model, latent[span].to(dev), options, track.stats).cpu(), "decode", model)
         track.finished(len(y))
         yield span, y
 
@@ -127,7 +141,8 @@ def translate_batches(source: Diffusion, target: Diffusion, x: torch.Tensor,
     dev = _device(source)
     for span in _spans(len(x), size):
         latent = ode.encode_latent(source, x[span].to(dev), options, track.stats)
-        y = ode.decode(target, latent.to(_device(target)), options, track.stats).cpu()
+        _finite(latent.z, "encode", source)
+        y = _finite(ode.decode(target, latent.to(_device(target)), options, track.stats).cpu(), "decode", target)
         track.finished(len(y))
         yield span, latent.cpu(), y
 
