@@ -160,3 +160,15 @@ def test_torchrun_translate_shards_inputs_and_writes_each_output_once(tmp_path, 
     assert two.meta["names"] == one.meta["names"]
     torch.testing.assert_close(two.z, one.z, atol=1e-4, rtol=1e-4)  # gathered back in input order
     assert (tmp_path / "g2.png").exists()
+
+
+def test_commands_that_do_not_shard_refuse_to_run_under_several_processes(tmp_path):
+    """Each torchrun process would repeat the whole command and race the others on its output files."""
+    world = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}
+    sample = ("sample", "--domain", "fives", "-n", "1", "--steps", "2", "--out", str(tmp_path / "s.png"))
+    for args, name in ((sample, "ddib sample"), (("models", "add", "x", str(tmp_path)), "ddib models add")):
+        r = run_cli(*args, env=world)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"`{name}` runs in one process" in r.stderr and not (tmp_path / "s.png").exists()
+    r = run_cli(*sample, env={**world, "WORLD_SIZE": "1"})
+    assert r.returncode == 0 and (tmp_path / "s.png").is_file(), r.stderr  # a world of one is a plain run

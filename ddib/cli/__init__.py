@@ -6,6 +6,7 @@ import functools
 import sys
 
 from ..errors import DDIBError
+from ..train.distributed import several_processes
 from ..train.interrupts import Interrupted
 
 # Registering the commands; the import order is the order of `ddib --help`, a user's order.
@@ -36,18 +37,24 @@ class _Stopped(Exception):
         self.interrupt = interrupt
 
 
-def _carry_interrupts(typer_app) -> None:
+def _carry_interrupts(typer_app, prefix: str = "ddib") -> None:
     """Wrap every command so that an interrupt reaches main() with its detail and exit code."""
     for info in typer_app.registered_commands:
         if info.callback is not None and not getattr(info.callback, "_carries_interrupts", False):
-            info.callback = _carrying(info.callback)
+            info.callback = _carrying(info.callback, f"{prefix} {info.name or info.callback.__name__}")
     for group in typer_app.registered_groups:
-        _carry_interrupts(group.typer_instance)
+        name = group.name or group.typer_instance.info.name
+        _carry_interrupts(group.typer_instance, f"{prefix} {name}")
 
 
-def _carrying(callback):
+def _carrying(callback, name: str):
     @functools.wraps(callback)
     def wrapped(*args, **kwargs):
+        # Under torchrun every process runs the command: one that does not split its work would repeat it and
+        # race the others on its output files.
+        if several_processes() and not getattr(callback, "shards_across_processes", False):
+            raise DDIBError(f"`{name}` runs in one process; under torchrun only `ddib train` and `ddib "
+                            "translate` split their work: run it without torchrun")  # fmt: skip
         try:
             return callback(*args, **kwargs)
         except KeyboardInterrupt as exc:

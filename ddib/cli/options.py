@@ -129,6 +129,13 @@ def kernel_options(command):
         ("cuda_graphs", bool, CudaGraphsOpt), ("bf16", bool, Bf16Opt), ("fp16", bool, Fp16Opt)])  # fmt: skip
 
 
+def shards(command):
+    """Mark a command that splits its work across torchrun's processes (every other one refuses to run under
+    several)."""
+    command.shards_across_processes = True
+    return command
+
+
 def solve_options(command):
     """Give a command the eight options of an ODE solve (--solver, --steps, --quality, --rtol, --atol, --rho,
     --clip, --classifier-scale), handed to it as one `opts: ODEOptions` argument."""

@@ -14,11 +14,12 @@ from ..train.loop import TrainOptions, train
 from ..train.recipe import DEFAULT_PREDICTION, POINT_DEFAULTS, TrainRequest, plan_run
 from ..utils import resolve_device
 from .app import app, console
-from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SeedOpt, SkipBadOpt, report_skipped
+from .options import DataDirOpt, DeviceOpt, ModelsDirOpt, SeedOpt, SkipBadOpt, report_skipped, shards
 from .progress import TrainDisplay
 
 
 @app.command("train")
+@shards
 def train_command(
     domain: str = typer.Option(
         ...,

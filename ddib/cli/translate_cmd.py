@@ -34,6 +34,7 @@ from .options import (
     SymmetryOpt,
     kernel_options,
     report_skipped,
+    shards,
     solve_options,
 )
 from .progress import bar
@@ -44,6 +45,7 @@ LARGE_IMAGE = 128
 
 
 @app.command("translate")
+@shards
 @solve_options
 @kernel_options
 def translate_command(
