@@ -131,6 +131,9 @@ def test_ddim_grid_of_a_table_steps_on_its_integer_timesteps(tmp_path):
         len(grid) == 11 and float(grid[0]) == model.schedule.sigma_min and float(grid[-1]) == model.schedule.sigma_max
     )
     assert len(sigma_grid(model, 5000, uniform_t=True)) == 1000  # never more steps than the table has
+    assert ode.describe_solve(ode.ODEOptions("ddim", steps=10), model) == "ddim × 10 steps"
+    many = ode.describe_solve(ode.ODEOptions("ddim", steps=5000), model)
+    assert many == "ddim × 5000 steps (the table's own timesteps: 999 steps taken)"  # what the summary reports
 
 
 @pytest.mark.parametrize("schedule", ["linear", "squaredcos_cap_v2"])

@@ -266,7 +266,13 @@ def uses_tuned_grid(options: ODEOptions, *models: Diffusion) -> bool:
 def describe_solve(options: ODEOptions, *models: Diffusion, name_preset: bool = True) -> str:
     """'unipc × 10 steps', with ', tuned grid' (and coefficients) when one of the models solves on its tuned grid,
     and (with `name_preset`) ' (fast preset)' when the solve is the models' stored preset `options.quality`."""
-    text = resolve_steps(options, *models).describe()
+    resolved = resolve_steps(options, *models)
+    text = resolved.describe()
+    if models and resolved.is_fixed and resolved.spec.uniform_t:  # DDIM's grid: a table's integer timesteps
+        taken = sorted({len(step_grid(m, resolved, "decode")) - 1 for m in models})
+        if taken != [resolved.steps]:
+            tables = "table's" if len(models) == 1 else "tables'"
+            text += f" (the {tables} own timesteps: {' / '.join(map(str, taken))} steps taken)"
     if uses_tuned_grid(options, *models):
         found = (step_corrections(m, resolve_steps(options, *models), d) for m in models for d in ("encode", "decode"))
         text += ", tuned grid and coefficients" if any(c is not None for c in found) else ", tuned grid"
