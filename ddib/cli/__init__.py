@@ -53,8 +53,8 @@ def _carrying(callback, name: str):
         # Under torchrun every process runs the command: one that does not split its work would repeat it and
         # race the others on its output files.
         if several_processes() and not getattr(callback, "shards_across_processes", False):
-            raise DDIBError(f"`{name}` runs in one process; under torchrun only `ddib train` and `ddib "
-                            "translate` split their work: run it without torchrun")  # fmt: skip
+            raise DDIBError(f"`{name}` runs in one process; under torchrun only `ddib train`, `translate` and `sample` "
+                            "split their work: run it without torchrun")  # fmt: skip
         try:
             return callback(*args, **kwargs)
         except KeyboardInterrupt as exc:

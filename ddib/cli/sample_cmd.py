@@ -18,6 +18,7 @@ from ..io.points import POINT_SUFFIXES, write_points
 from ..model.registry import DomainModel, load_domain_model
 from ..model.speed import accelerate, describe_precision
 from ..model.symmetry import describe_averaging
+from ..train import distributed
 from ..utils import resolve_device
 from .app import app, console
 from .options import (
@@ -28,12 +29,14 @@ from .options import (
     SeedOpt,
     SymmetryOpt,
     kernel_options,
+    shards,
     solve_options,
 )
 from .progress import bar
 
 
 @app.command("sample")
+@shards
 @solve_options
 @kernel_options
 def sample_command(
@@ -69,33 +72,46 @@ def sample_command(
     model, loc, domain = chosen.diffusion, chosen.location, chosen.name  # the name also for a directory or MODEL:LABEL
     opts = ode.resolve_steps(opts, model)
     if chosen.is_points:
+        if distributed.several_processes():
+            raise DDIBError("point samples are drawn in one process (they are cheap): run without torchrun")
         _sample_points(require_points(chosen), n or 5000, out, out_dir, batch_size, seed, opts)
         return
     n = n or 64
     batch_size = batch_size or 256
+    info, dev = distributed.setup(dev)
+    model = model.to(dev)
     stats = ode.SolveStats()
     t0 = time.perf_counter()
-    # Noise is drawn for all n at once so the images do not depend on --batch-size.
+    # Noise is drawn for all n at once, on every process, so image i depends neither on --batch-size nor on how
+    # many processes share the work; each decodes its share (torchrun).
     latent = ode.sample_latent(model, n, torch.Generator().manual_seed(seed))
+    indices = distributed.shard(list(range(n)), info)
     with bar("sample") as progress:
-        task = progress.add_task(domain, total=n)
-        on_progress = lambda p: progress.update(task, completed=p.done)  # noqa: E731
+        task = progress.add_task(domain, total=n, visible=info.is_main)
+        on_progress = lambda p: progress.update(task, completed=p.done * info.world_size)  # noqa: E731
         fast = accelerate(model, speed)
-        (x,) = pipeline.collect(pipeline.decode_batches(fast, latent, opts, batch_size, on_progress, stats))
+        batches = pipeline.decode_batches(fast, latent[indices], opts, batch_size, on_progress, stats)
+        x = pipeline.collect(batches)[0] if indices else torch.empty(0, *model.data_shape)
     seconds = time.perf_counter() - t0
     if out_dir is not None:
-        for i, img in enumerate(x):
+        for i, img in zip(indices, x, strict=True):
             save_png(to_pil(img), out_dir / f"{domain}-{i:04d}.png")
+    nfe = stats.nfe // batch_count(len(indices), batch_size) if indices else 0
+    gathered = distributed.gather_in_order(list(x), info) if out_dir is None else None
+    distributed.teardown(info)
+    if not info.is_main:
+        return
+    if out_dir is not None:
         where = f"{out_dir}/ ({n} files)"
     else:
         out = out or Path(f"{domain}-samples.png")
-        save_png(image_grid(x, nrow=nrow), out)
+        save_png(image_grid(torch.stack(gathered), nrow=nrow), out)
         where = str(out)
-    nfe = stats.nfe // batch_count(n, batch_size)
+    procs = f" on {info.world_size} processes" if info.enabled else ""
     console.print(
         f"sampled {n} {domain} ({loc.where}) with {ode.describe_solve(opts, model)}"
-        f"{f', guidance w = {guidance:g}' if guidance else ''}{describe_precision(speed)}: {nfe} NFE per image"
-        f"{describe_averaging(model.config.symmetry)}, "
+        f"{f', guidance w = {guidance:g}' if guidance else ''}{describe_precision(speed)}{procs}: {nfe} NFE per "
+        f"image{describe_averaging(model.config.symmetry)}, "
         f"{seconds:.1f}s → {where}"
     )
 
