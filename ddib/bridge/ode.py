@@ -274,7 +274,7 @@ def describe_solve(options: ODEOptions, *models: Diffusion, name_preset: bool = 
             tables = "table's" if len(models) == 1 else "tables'"
             text += f" (the {tables} own timesteps: {' / '.join(map(str, taken))} steps taken)"
     if uses_tuned_grid(options, *models):
-        found = (step_corrections(m, resolve_steps(options, *models), d) for m in models for d in ("encode", "decode"))
+        found = (step_corrections(m, resolved, d) for m in models for d in ("encode", "decode"))
         text += ", tuned grid and coefficients" if any(c is not None for c in found) else ", tuned grid"
     if models and (scale := classifier_scale(models[-1], options)):  # the last model decodes
         text += f", classifier-guided decode (scale {scale:g})"

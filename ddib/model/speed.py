@@ -41,8 +41,13 @@ class SpeedOptions:
     tf32: bool = False
 
     @property
+    def reduced(self) -> str | None:
+        """The reduced precision decodes run in ('bf16' or 'fp16'), if any."""
+        return "bf16" if self.bf16 else "fp16" if self.fp16 else None
+
+    @property
     def autocast(self) -> torch.dtype | None:
-        return torch.bfloat16 if self.bf16 else torch.float16 if self.fp16 else None
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.reduced)
 
     def describe(self) -> str:
         on = [name for name in NAMES if getattr(self, name)]
@@ -51,7 +56,7 @@ class SpeedOptions:
 
 def describe_precision(options: SpeedOptions) -> str:
     """', fp16 decodes' for summary lines when a reduced precision is on (encodes are fp32 anyway); else ''."""
-    return "" if options.autocast is None else f", {'bf16' if options.bf16 else 'fp16'} decodes"
+    return "" if options.reduced is None else f", {options.reduced} decodes"
 
 
 def parse_speed(text: str) -> SpeedOptions:
@@ -75,9 +80,8 @@ def default_speed(device: torch.device) -> SpeedOptions:
 def check_speed(options: SpeedOptions, device: torch.device) -> None:
     if options.bf16 and options.fp16:
         raise DDIBError("--bf16 and --fp16 are two autocast precisions: choose one")
-    if options.autocast is not None and device.type not in ("cuda", "cpu"):
-        name = "bf16" if options.bf16 else "fp16"
-        raise DDIBError(f"--{name} autocast is supported on cuda and cpu, not {device.type}")
+    if options.reduced is not None and device.type not in ("cuda", "cpu"):
+        raise DDIBError(f"--{options.reduced} autocast is supported on cuda and cpu, not {device.type}")
     if options.cuda_graphs and device.type != "cuda":
         raise DDIBError(f"CUDA graphs need a CUDA device, not {device.type}; use --compile there")
 
