@@ -184,6 +184,56 @@ def test_torchrun_sample_shards_the_draws_and_matches_one_process(tmp_path, tiny
         assert np.abs(a - b).max() <= 1  # batch composition may move a pixel across a rounding edge
 
 
+def _same_pngs(a, b) -> None:
+    import numpy as np
+    from PIL import Image
+
+    a, b = (np.asarray(Image.open(p), dtype=np.int16) for p in (a, b))
+    assert a.shape == b.shape and np.abs(a - b).max() <= 1  # batch composition may move a pixel a level
+
+
+def test_torchrun_decode_shards_the_latents_and_matches_one_process(tmp_path, tiny_models):
+    src = make_blob_images(tmp_path / "in", 5, (230, 30, 30), seed=3)
+    models = ["--models-dir", str(tiny_models), "--steps", "2", "--batch-size", "2"]
+    z = tmp_path / "z.safetensors"
+    r = run_cli("translate", str(src), "--from", "reds", "--to", "blues", "--out-dir", str(tmp_path / "t"),
+                "--save-latent", str(z), *models)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    common = ["decode", str(z), "--to", "blues", *models]
+    two = _torchrun(*common, "--out-dir", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("decoded 5 latents") == 1 and "on 2 processes" in two.stdout  # rank 0 alone reports
+    g = _torchrun(*common, "--out", str(tmp_path / "g2.png"))
+    assert g.returncode == 0, g.stderr
+    for args in (("--out-dir", str(tmp_path / "one")), ("--out", str(tmp_path / "g1.png"))):
+        one = run_cli(*common, *args)
+        assert one.returncode == 0 and "processes" not in one.stdout, one.stderr
+    names = sorted(p.name for p in (tmp_path / "two").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "one").iterdir()) and len(names) == 5
+    for name in names:
+        _same_pngs(tmp_path / "two" / name, tmp_path / "one" / name)
+    _same_pngs(tmp_path / "g2.png", tmp_path / "g1.png")  # the grid gathered back in latent order
+
+
+def test_torchrun_evaluate_shards_the_sources_and_scores_them_all_once(tmp_path, tiny_models):
+    import json
+
+    src = make_blob_images(tmp_path / "in", 5, (230, 30, 30), seed=4)
+    common = ["evaluate", "--from", "reds", "--to", "blues", "--inputs", str(src), "--models-dir", str(tiny_models),
+              "--steps", "2", "--batch-size", "2"]  # fmt: skip
+    two = _torchrun(*common, "--json", str(tmp_path / "two.json"), "--grid", str(tmp_path / "g2.png"))
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("held-out images") == 1  # one report, from rank 0
+    one = run_cli(*common, "--json", str(tmp_path / "one.json"), "--grid", str(tmp_path / "g1.png"))
+    assert one.returncode == 0, one.stderr
+    a, b = (json.loads((tmp_path / f"{k}.json").read_text()) for k in ("two", "one"))
+    assert a["n"] == b["n"] == 5 and a["device"] == "cpu × 2 processes" and b["device"] == "cpu"
+    assert a["nfe_per_image"] == b["nfe_per_image"]
+    for key in ("hue_error_median", "hue_error_p90", "cycle_rmse"):  # every source scored, none twice
+        assert abs(a[key] - b[key]) <= 1e-3 * max(1.0, abs(b[key])), key
+    _same_pngs(tmp_path / "g2.png", tmp_path / "g1.png")  # outputs gathered back in source order
+
+
 def test_commands_that_do_not_shard_refuse_to_run_under_several_processes(tmp_path):
     """Each torchrun process would repeat the whole command and race the others on its output files."""
     world = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}
@@ -192,5 +242,6 @@ def test_commands_that_do_not_shard_refuse_to_run_under_several_processes(tmp_pa
         r = run_cli(*args, env=world)
         assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert f"`{name}` runs in one process" in r.stderr and not (tmp_path / "d.png").exists()
+        assert "only `ddib train`, `ddib sample`, `ddib translate`, `ddib decode` and `ddib evaluate` split" in r.stderr
     r = run_cli(*demo, env={**world, "WORLD_SIZE": "1"})
     assert r.returncode == 0 and (tmp_path / "d.png").is_file(), r.stderr  # a world of one is a plain run

@@ -37,24 +37,32 @@ class _Stopped(Exception):
         self.interrupt = interrupt
 
 
-def _carry_interrupts(typer_app, prefix: str = "ddib") -> None:
+def _carry_interrupts(typer_app, prefix: str = "ddib", sharding: str | None = None) -> None:
     """Wrap every command so that an interrupt reaches main() with its detail and exit code."""
+    if sharding is None:
+        names = [info.name for info in typer_app.registered_commands if _shards(info.callback)]
+        quoted = [f"`{prefix} {n}`" for n in names]
+        sharding = " and ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
     for info in typer_app.registered_commands:
         if info.callback is not None and not getattr(info.callback, "_carries_interrupts", False):
-            info.callback = _carrying(info.callback, f"{prefix} {info.name or info.callback.__name__}")
+            info.callback = _carrying(info.callback, f"{prefix} {info.name or info.callback.__name__}", sharding)
     for group in typer_app.registered_groups:
         name = group.name or group.typer_instance.info.name
-        _carry_interrupts(group.typer_instance, f"{prefix} {name}")
+        _carry_interrupts(group.typer_instance, f"{prefix} {name}", sharding)
 
 
-def _carrying(callback, name: str):
+def _shards(callback) -> bool:
+    return getattr(callback, "shards_across_processes", False)
+
+
+def _carrying(callback, name: str, sharding: str):
     @functools.wraps(callback)
     def wrapped(*args, **kwargs):
         # Under torchrun every process runs the command: one that does not split its work would repeat it and
         # race the others on its output files.
-        if several_processes() and not getattr(callback, "shards_across_processes", False):
-            raise DDIBError(f"`{name}` runs in one process; under torchrun only `ddib train`, `translate` and `sample` "
-                            "split their work: run it without torchrun")  # fmt: skip
+        if several_processes() and not _shards(callback):
+            raise DDIBError(f"`{name}` runs in one process; under torchrun only {sharding} split their work: "
+                            "run it without torchrun")  # fmt: skip
         try:
             return callback(*args, **kwargs)
         except KeyboardInterrupt as exc:

@@ -20,6 +20,7 @@ from ..io.atomic import atomic_write
 from ..io.images import image_grid, interleave, save_png
 from ..model.registry import load_domain_model
 from ..model.speed import accelerate, describe_precision
+from ..train import distributed
 from ..utils import resolve_device
 from .app import app, console
 from .options import (
@@ -33,6 +34,7 @@ from .options import (
     SymmetryOpt,
     kernel_options,
     report_skipped,
+    shards,
     solve_options,
 )
 from .progress import bar
@@ -67,6 +69,7 @@ def report_table(r: EvalReport) -> Table:
 
 
 @app.command("evaluate")
+@shards
 @solve_options
 @kernel_options
 def evaluate_command(
@@ -99,6 +102,7 @@ def evaluate_command(
         raise DDIBError("--from and --to must differ (two models of one domain: name their directories)")
     dev = resolve_device(device)
     speed = kernels.resolve(dev)
+    info, dev = distributed.setup(dev)  # under torchrun each process translates its share of the sources
     src, tgt = (
         load_domain_model(source, models_dir, dev, symmetry),
         load_domain_model(target, models_dir, dev, symmetry),
@@ -122,12 +126,12 @@ def evaluate_command(
     digits = tgt_digits is not None
     classifier = load_classifier(device=dev) if digits or src_digits is not None else None
     reals = held_out_digits(data_dir, tgt_digits, 10_000, seed) if digits else None
-    if not digits:
+    if not digits and info.is_main:
         console.print(f"{target} is not a digit domain: no classifier reads it, so no target accuracy and no FD")
     total = len(sources) * (1 if no_cycle else 2)
     with bar("evaluate") as progress:
-        task = progress.add_task(f"{source} → {target}", total=total)
-        report, outputs = evaluate_pair(
+        task = progress.add_task(f"{source} → {target}", total=total, visible=info.is_main)
+        evaluated = evaluate_pair(
             source,
             target,
             src_model,
@@ -139,10 +143,15 @@ def evaluate_command(
             batch_size,
             dev,
             cycle=not no_cycle,
-            on_batch=lambda k: progress.advance(task, k),
+            on_batch=lambda k: progress.advance(task, k * info.world_size),
             guidance=guidance,
             digits=(src_digits, tgt_digits),
+            info=info,
         )
+    distributed.teardown(info)
+    if evaluated is None:  # not rank 0: it reports for all
+        return
+    report, outputs = evaluated
     report = dataclasses.replace(report, source_model=src_loc.where, target_model=tgt_loc.where,
                                  solver=report.solver + describe_precision(speed))  # fmt: skip
     console.print(report_table(report))

@@ -282,6 +282,7 @@ def _translate_points(src: DomainModel, tgt: DomainModel, inputs, out, out_dir, 
 
 
 @app.command("decode")
+@shards
 @solve_options
 @kernel_options
 def decode_command(
@@ -321,6 +322,8 @@ def decode_command(
     stats = ode.SolveStats()
     t0 = time.perf_counter()
     if target.is_points:  # point latents → points in the target's raw coordinates (.csv/.npy)
+        if distributed.several_processes():
+            raise DDIBError("point latents decode in one process (they are cheap): run without torchrun")
         pm = require_points(target)
         if out_dir is not None:
             raise DDIBError("point latents decode to one file: use --out FILE.csv|.npy")
@@ -335,27 +338,37 @@ def decode_command(
         return
     if saved.hue is not None and not model.hue_quotient:
         raise DDIBError(f"{latent} carries hues (from a hue-quotient encoder); decode it with a hue-quotient model")
-    batch_size = batch_size or auto_batch_size([model], dev, len(z))
+    info, dev = distributed.setup(dev)  # under torchrun each process decodes its share of the latents
+    model = model.to(dev)
+    indices = distributed.shard(list(range(len(z))), info)
+    batch_size = batch_size or auto_batch_size([model], dev, max(len(indices), 1))
     with bar("decode") as progress:
-        task = progress.add_task(f"decode with {to}", total=len(z))
-        on_progress = lambda p: progress.update(task, completed=p.done)  # noqa: E731
+        task = progress.add_task(f"decode with {to}", total=len(z), visible=info.is_main)
+        on_progress = lambda p: progress.update(task, completed=p.done * info.world_size)  # noqa: E731
         fast = accelerate(model, speed)
-        (x,) = pipeline.collect(pipeline.decode_batches(fast, saved, opts, batch_size, on_progress, stats))
+        batches = pipeline.decode_batches(fast, saved[indices], opts, batch_size, on_progress, stats)
+        x = pipeline.collect(batches)[0] if indices else torch.empty(0, *model.data_shape)
     seconds = time.perf_counter() - t0
     if out_dir is not None:
-        for i, img in enumerate(x):
+        for i, img in zip(indices, x, strict=True):
             save_png(to_pil(img), out_dir / f"{latent.stem}-{i:04d}-{to}.png")
+    nfe = stats.nfe / batch_count(len(indices), batch_size) if indices else 0
+    gathered = distributed.gather_in_order(list(x), info) if out_dir is None else None
+    distributed.teardown(info)
+    if not info.is_main:
+        return
+    if out_dir is not None:
         where = f"{out_dir}/"
     else:
         out = out or latent.with_name(f"{latent.stem}-{to}.png")
-        save_png(image_grid(x, nrow=8), out)
+        save_png(image_grid(torch.stack(gathered), nrow=8), out)
         where = str(out)
-    batches = batch_count(len(z), batch_size)
+    procs = f" on {info.world_size} processes" if info.enabled else ""
     console.print(
         f"decoded {len(z)} latent{'' if len(z) == 1 else 's'} (from {meta.get('source', '?')}) with {to} "
         f"({loc.where}), "
         f"{ode.describe_solve(opts, model)}"
-        f"{guided(model)}{describe_precision(speed)}: "
-        f"{stats.nfe / batches:.0f} NFE per image{averaging(model)}, {seconds:.1f}s → {where}"
+        f"{guided(model)}{describe_precision(speed)}{procs}: "
+        f"{nfe:.0f} NFE per image{averaging(model)}, {seconds:.1f}s → {where}"
         + (" (the file carries no hues: hue 0)" if model.hue_quotient and saved.hue is None else "")
     )

@@ -12,6 +12,7 @@ from ..bridge import ode, pipeline
 from ..bridge.batching import batch_count
 from ..data.colored_mnist import DIGIT_DOMAINS
 from ..model.diffusion import Diffusion
+from ..train import distributed
 from .classifier import DigitClassifier, extract_features, predict
 from .metrics import frechet_distance, hue_errors, quantile, rmse
 
@@ -70,22 +71,36 @@ def evaluate_pair(
     on_batch: Callable[[int], None] | None = None,
     guidance: float = 0.0,
     digits: tuple[str | None, str | None] | None = None,
-) -> tuple[EvalReport, torch.Tensor]:
+    info: distributed.DistInfo = distributed.DistInfo(),
+) -> tuple[EvalReport, torch.Tensor] | None:
     """Translate `sources` and score the outputs; returns (report, translations).
 
     `guidance` w applies where a label of a conditional model decodes (the target, and the source on the way
     back); encoding always solves the plain probability-flow ODE. `digits`: the digit domains of source and
-    target where their names are not ones (`fives` for the model fives-rgb)."""
+    target where their names are not ones (`fives` for the model fives-rgb). Under torchrun (`info`) each process
+    translates its share of `sources`; rank 0 gathers them, scores all and returns the report, the others None."""
     device = torch.device(device)
     stats = ode.SolveStats()
-    t0 = time.perf_counter()
+    mine = distributed.shard(list(range(len(sources))), info)
     tgt_decoder, src_decoder = (guided(m, guidance) for m in (tgt_model, src_model))
-    outputs = translate_batched(src_model, tgt_decoder, sources, opts, batch_size, stats, on_batch)
+    distributed.barrier(info)
+    t0 = time.perf_counter()
+    outputs = sources[:0]  # a process with no share (more processes than images) translates nothing
+    if mine:
+        outputs = translate_batched(src_model, tgt_decoder, sources[mine], opts, batch_size, stats, on_batch)
+    distributed.barrier(info)  # the slowest process sets the time
     seconds = time.perf_counter() - t0
-    nfe = stats.nfe / batch_count(len(sources), batch_size)
+    nfe = stats.nfe / batch_count(len(mine), batch_size) if mine else 0.0
     back = None
     if cycle:
-        back = translate_batched(tgt_model, src_decoder, outputs, opts, batch_size, ode.SolveStats(), on_batch)
+        back = outputs
+        if mine:
+            back = translate_batched(tgt_model, src_decoder, outputs, opts, batch_size, ode.SolveStats(), on_batch)
+    if info.enabled:
+        outputs, back = (None if t is None else distributed.gather_in_order(list(t), info) for t in (outputs, back))
+        if not info.is_main:
+            return None
+        outputs, back = (None if t is None else torch.stack(t) for t in (outputs, back))
     real_feats = None
     if classifier is not None and target_reals is not None:
         real_feats = extract_features(classifier, target_reals)
@@ -95,7 +110,7 @@ def evaluate_pair(
         target=target,
         n=len(sources),
         solver=ode.describe_solve(opts, src_model, tgt_model),
-        device=str(device),
+        device=str(device) + (f" × {info.world_size} processes" if info.enabled else ""),
         **scores,
         nfe_per_image=nfe,
         images_per_s=len(sources) / seconds,
