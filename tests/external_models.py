@@ -27,6 +27,42 @@ def tiny_unet(out_channels: int = 3, num_class_embeds: int | None = None, seed: 
     return unet.eval()
 
 
+def tiny_score_unet(skip: bool = True, seed: int = 0):
+    """A Fourier-embedded UNet2DModel for 8×8 RGB, a score-SDE network: NCSN++'s skip blocks when `skip` (the input
+    reaches the output unnormalised, so a random one diverges in a solve), else plain blocks."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    if skip:  # as google/ncsnpp-*: group counts from the widths, attention heads of full width
+        blocks = dict(down_block_types=("SkipDownBlock2D", "AttnSkipDownBlock2D"), block_out_channels=(32, 32),
+                      up_block_types=("AttnSkipUpBlock2D", "SkipUpBlock2D"), norm_num_groups=None,
+                      attention_head_dim=None)  # fmt: skip
+    else:
+        blocks = dict(down_block_types=("DownBlock2D", "AttnDownBlock2D"), block_out_channels=(8, 16),
+                      up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4,
+                      attention_head_dim=8)  # fmt: skip
+    unet = UNet2DModel(sample_size=SIZE, in_channels=3, out_channels=3, layers_per_block=1, norm_eps=1e-6,
+                       time_embedding_type="fourier", flip_sin_to_cos=True, freq_shift=1, **blocks)  # fmt: skip
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+
+    return unet.eval()
+
+
+VE_SCHEDULER = {"_class_name": "ScoreSdeVeScheduler", "num_train_timesteps": 2000, "sigma_min": 0.01,
+                "sigma_max": 348.0, "snr": 0.15}  # fmt: skip
+
+
+def save_score_sde(folder: Path, unet=None, **scheduler) -> Path:
+    """A score-SDE VE pipeline folder (model_index.json, unet/, scheduler/), as google/ncsnpp-* are laid out."""
+    save_pipeline(folder, unet if unet is not None else tiny_score_unet(), scheduler={**VE_SCHEDULER, **scheduler})
+    index = {"_class_name": "ScoreSdeVePipeline", "unet": ["diffusers", "UNet2DModel"],
+             "scheduler": ["diffusers", "ScoreSdeVeScheduler"]}  # fmt: skip
+    (Path(folder) / "model_index.json").write_text(json.dumps(index))
+    return Path(folder)
+
+
 def scheduler_config(schedule: str = "linear", prediction: str | None = "epsilon", **extra) -> dict:
     cfg = {"_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02,
            "beta_schedule": schedule, "clip_sample": True, "variance_type": "fixed_small", **extra}  # fmt: skip
@@ -35,9 +71,10 @@ def scheduler_config(schedule: str = "linear", prediction: str | None = "epsilon
     return cfg
 
 
-def save_pipeline(folder: Path, unet=None, layout: str = "pipeline", **scheduler) -> Path:
+def save_pipeline(folder: Path, unet=None, layout: str = "pipeline", scheduler: dict | None = None, **options) -> Path:
     """A diffusers folder: 'pipeline' (model_index.json, unet/, scheduler/), 'pair' (unet/ + scheduler/) or 'flat'
-    (config.json, weights and scheduler_config.json side by side)."""
+    (config.json, weights and scheduler_config.json side by side); the scheduler config is `scheduler`, else a
+    DDPMScheduler's with `options` (`scheduler_config`)."""
     unet = unet if unet is not None else tiny_unet()
     folder = Path(folder)
     unet_dir = folder / "unet" if layout in ("pipeline", "pair") else folder
@@ -46,7 +83,7 @@ def save_pipeline(folder: Path, unet=None, layout: str = "pipeline", **scheduler
         folder / "scheduler" / "scheduler_config.json" if layout != "flat" else folder / "scheduler_config.json"
     )
     sched_file.parent.mkdir(parents=True, exist_ok=True)
-    sched_file.write_text(json.dumps(scheduler_config(**scheduler)))
+    sched_file.write_text(json.dumps(scheduler if scheduler is not None else scheduler_config(**options)))
     if layout == "pipeline":
         index = {"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"],
                  "scheduler": ["diffusers", "DDPMScheduler"]}  # fmt: skip

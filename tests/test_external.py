@@ -327,8 +327,8 @@ def test_diffusers_folder_errors(tmp_path):
         f.unlink()
     with pytest.raises(DDIBError, match="has no weights"):
         load_external(folder, "diffusers")
-    folder = save_pipeline(tmp_path / "sched", _class_name="ScoreSdeVeScheduler")
-    with pytest.raises(DDIBError, match="scheduler ScoreSdeVeScheduler is not supported"):
+    folder = save_pipeline(tmp_path / "sched", _class_name="KarrasVeScheduler")
+    with pytest.raises(DDIBError, match="scheduler KarrasVeScheduler is not supported"):
         load_external(folder, "diffusers")
     folder = save_pipeline(tmp_path / "block")
     cfg = json.loads((folder / "unet" / "config.json").read_text())

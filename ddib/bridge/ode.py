@@ -75,7 +75,8 @@ class ODEOptions:
     # Without steps: the models' stored preset of this name (`presets`); `default` without one is the rule before
     # presets (`model_steps`).
     quality: str = presets.DEFAULT
-    # Decode solves only: x̂₀ clipped to [-1, 1] (`clipped_drift`); an encode never clips.
+    # Decode solves only: x̂₀ clipped to the model's data box, [-1, 1] or [0, 1] (`clipped_drift`); an encode never
+    # clips.
     clip: bool = False
     # Decode solves only: the weight of the decoding model's noisy classifier (`guided_drift`); None: the scale the
     # classifier came with, 0: unguided. An encode is never guided.
@@ -188,12 +189,13 @@ def pf_ode_drift(model: Diffusion, counter: list[int]):
     return drift
 
 
-def clipped_drift(drift):
-    """The drift of the denoiser whose x̂₀ = x̄ − σ̄ε̂ is clipped to [−1, 1]: ε̃ = (x̄ − clip(x̂₀))/σ̄, guided-diffusion's
-    `clip_denoised` (diffusers' `clip_sample` with `use_clipped_model_output`); with --solver ddim, its DDIM sampler."""
+def clipped_drift(drift, bounds: tuple[float, float] = (-1.0, 1.0)):
+    """The drift of the denoiser whose x̂₀ = x̄ − σ̄ε̂ is clipped to the data's box (e.g. [−1, 1]):
+    ε̃ = (x̄ − clip(x̂₀))/σ̄, guided-diffusion's `clip_denoised` (diffusers' `clip_sample` with
+    `use_clipped_model_output`); with --solver ddim, its DDIM sampler."""
 
     def clipped(sigma_bar: torch.Tensor, x_bar: torch.Tensor) -> torch.Tensor:
-        x0 = (x_bar - sigma_bar * drift(sigma_bar, x_bar)).clamp(-1.0, 1.0)
+        x0 = (x_bar - sigma_bar * drift(sigma_bar, x_bar)).clamp(*bounds)
         return (x_bar - x0) / sigma_bar
 
     return clipped
@@ -224,10 +226,11 @@ def classifier_scale(model: Diffusion, options: ODEOptions) -> float:
 
 
 def check_clip(model: Diffusion) -> None:
-    """Clipping x̂₀ needs images whose model space is the [−1, 1] cube (RGB or grey), not points or the HSV cone."""
+    """Clipping x̂₀ needs images whose model space is a cube ([−1, 1] or [0, 1], RGB or grey), not points or the
+    HSV cone."""
     if len(model.data_shape) != 3 or model.config.color_space != "rgb":
         kind = "points" if len(model.data_shape) != 3 else f"{model.config.color_space} colour space"
-        raise DDIBError(f"--clip is for image models whose data lie in [-1, 1] (RGB or grey), not {kind}")
+        raise DDIBError(f"--clip is for image models whose data lie in a box (RGB or grey), not {kind}")
 
 
 def step_grid(model: Diffusion, options: ODEOptions, direction: str) -> torch.Tensor:
@@ -293,7 +296,7 @@ def solve(model: Diffusion, x_bar: torch.Tensor, grid: torch.Tensor, options: OD
     counter = [0]
     drift = pf_ode_drift(model, counter)
     if clip:
-        drift = clipped_drift(drift)
+        drift = clipped_drift(drift, model.data_bounds)
     if guide:
         drift = guided_drift(drift, model, guide)
     if stats is not None and stats.on_evaluation is not None:

@@ -82,7 +82,7 @@ def elbo(model: Diffusion, x: torch.Tensor, levels: int = 8, sample: ELBODraw | 
     s1_sq = 1 - a1**2
     prior = 0.5 * ((a1**2) * flat.pow(2).sum(1) + dims * (s1_sq - 1 - math.log(s1_sq)))
     recon = 0.5 * dims * (LOG_2PI + 2 * math.log(sched.sigma_min) + 1)  # expected Gaussian NLL at σ̄_min
-    constant = prior + recon
+    constant = prior + recon - dims * model.log_scale  # the density of the image, not of the model's coordinates
     log_p = -(diffusion + constant)
     per_draw = -(per_level + constant[:, None])
     return LikelihoodResult(log_p.float().cpu(), stderr.float().cpu(), levels, dims, per_draw.float().cpu())

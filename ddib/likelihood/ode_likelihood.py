@@ -115,7 +115,9 @@ def log_likelihood(
     x_bar_1, integral = x_bar_1[-1], integral[-1]
     x_1 = x_bar_1 * alpha_1
     prior = -0.5 * (x_1.reshape(len(x), -1) ** 2).sum(1) - 0.5 * dims * LOG_2PI
-    per_probe = prior[:, None] + dims * math.log(alpha_1) - dims * math.log(alpha_0) + integral
+    # Change of variables z → x̄₁ → x̄₀ → x₀, and to the image y in [-1, 1] (`log_scale`).
+    jacobian = dims * (math.log(alpha_1) - math.log(alpha_0) + model.log_scale)
+    per_probe = prior[:, None] + jacobian + integral
     log_p = per_probe.mean(1)
     stderr = per_probe.std(1) / math.sqrt(n_div) if n_div > 1 else torch.zeros_like(log_p)
     return LikelihoodResult(log_p, stderr, counter[0], dims, per_probe)

@@ -7,7 +7,7 @@ Schedule: the cosine schedule of Nichol & Dhariwal (2021) written in its log-SNR
 early and spends most of t in near-pure noise; the cosine schedule spreads log-SNR evenly over t, so
 uniform t in training covers the noise levels that matter. The truncation keeps the ODE finite at both
 ends: at σ̄ = 80 the data is 1/80 of the latent's scale, so x_1 is N(0, I) up to 1.3e-2. Models trained elsewhere
-bring their discrete DDPM table instead (`schedules.DiscreteSchedule`, `external/`).
+bring their discrete DDPM table, or a score-SDE model its VE schedule, instead (`schedules.py`, `external/`).
 
 Parameterisation (`prediction`): the network outputs ε ("eps", Ho et al. 2020), v = α·ε − σ·x_0 ("v",
 Salimans & Ho 2022) or x_0 ("sample"), trained with the plain MSE on its own target; the wrapper hands out ε̂, so
@@ -41,14 +41,23 @@ from ..color import chroma_angle, cone_to_rgb, hue_angle, rgb_to_cone, rotate_ch
 from ..errors import DDIBError
 from ..utils import append_dims
 from .noisy_classifier import NoisyClassifier
-from .schedules import DISCRETE_SCHEDULES, SCHEDULES, CosineSchedule, DiscreteSchedule, discrete_alphas_cumprod
+from .schedules import (
+    DISCRETE_SCHEDULES,
+    SCHEDULES,
+    CosineSchedule,
+    DiscreteSchedule,
+    GeometricSchedule,
+    discrete_alphas_cumprod,
+)
 from .symmetry import check_symmetry, group_average
 
 
-def make_schedule(cfg: DiffusionConfig) -> CosineSchedule | DiscreteSchedule:
+def make_schedule(cfg: DiffusionConfig) -> CosineSchedule | GeometricSchedule | DiscreteSchedule:
     """The schedule a config names (schedules.py)."""
     if cfg.schedule == "cosine":
         return CosineSchedule(cfg.sigma_min, cfg.sigma_max)
+    if cfg.schedule == "ve":
+        return GeometricSchedule(cfg.sigma_min, cfg.sigma_max)
     steps = len(cfg.trained_betas) if cfg.schedule == "trained_betas" else cfg.num_train_timesteps
     try:
         table = discrete_alphas_cumprod(cfg.schedule, steps, cfg.beta_start, cfg.beta_end, cfg.trained_betas)
@@ -89,6 +98,8 @@ class DiffusionConfig:
     beta_end: float = 0.02
     trained_betas: tuple[float, ...] | None = None
     timestep_scale: float = 1.0  # noise input "timestep": the network is told n·timestep_scale
+    # Where the model's images lie: [-1, 1], or [0, 1] (score-SDE's uncentred data) when False.
+    centered: bool = True
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -110,6 +121,8 @@ class DiffusionConfig:
         check_symmetry(self.symmetry, color_space=self.color_space, quotient=self.quotient)
         if self.noise_input not in NOISE_INPUTS:
             raise DDIBError(f"unknown noise input {self.noise_input!r}; use one of {', '.join(NOISE_INPUTS)}")
+        if not self.centered and self.color_space != "rgb":
+            raise DDIBError("uncentred ([0, 1]) data is for RGB or grey models")
         if not 0 < self.sigma_min < self.sigma_max:
             raise DDIBError("noise schedule needs 0 < sigma_min < sigma_max")
 
@@ -247,17 +260,34 @@ class Diffusion(nn.Module):
         None for other models, whose latent keeps everything."""
         return hue_angle(images) if self.hue_quotient else None
 
+    @property
+    def data_bounds(self) -> tuple[float, float]:
+        """The box the model's images lie in, in its own coordinates: [-1, 1], or [0, 1] for uncentred data."""
+        return (-1.0, 1.0) if self.config.centered else (0.0, 1.0)
+
+    @property
+    def log_scale(self) -> float:
+        """ln |dx/dy| per dimension of the affine map from images y in [-1, 1] to model coordinates x (likelihoods of
+        the same images under models of different data ranges differ by it)."""
+        return 0.0 if self.config.centered else math.log(0.5)
+
     def to_model_space(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] RGB → the coordinates the diffusion runs in (the HSV cone for `cone` models); a
-        hue-quotient model first turns each image to hue 0, x ↦ R(−θ(x))·x (canonicalisation, Kaba et al. 2023)."""
+        """Images in [-1, 1] RGB → the coordinates the diffusion runs in (the HSV cone for `cone` models, [0, 1] for
+        uncentred ones); a hue-quotient model first turns each image to hue 0, x ↦ R(−θ(x))·x (canonicalisation,
+        Kaba et al. 2023)."""
         if self.hue_quotient:
             images = rotate_hue(images, -hue_angle(images))
-        return rgb_to_cone(images) if self.config.color_space == "cone" else images
+        if self.config.color_space == "cone":
+            return rgb_to_cone(images)
+        return images if self.config.centered else (images + 1) / 2
 
     def to_images(self, x: torch.Tensor, hue: torch.Tensor | None = None) -> torch.Tensor:
         """The diffusion's coordinates → images in [-1, 1] RGB (inverse of `to_model_space`); a hue-quotient model's
         images turned from hue 0 to `hue` (radians, per image), its inverse given the θ that `image_hue` took out."""
-        images = cone_to_rgb(x) if self.config.color_space == "cone" else x
+        if self.config.color_space == "cone":
+            images = cone_to_rgb(x)
+        else:
+            images = x if self.config.centered else 2 * x - 1
         if hue is None:
             return images
         if not self.hue_quotient:

@@ -4,6 +4,8 @@ Every schedule offers the same small interface: `sigma_bar(t)`, `t_of_sigma_bar(
 [sigma_min, sigma_max] the ODE is solved over, and `timestep(t)`, the noise level in the units its network was
 trained on. Two kinds:
 - `CosineSchedule`: ddib's own, continuous (Nichol & Dhariwal 2021 in its log-SNR form, truncated as EDM).
+- `GeometricSchedule`: the variance-exploding SDE of score-SDE models (Song et al. 2021), σ(t) = σ_min·(σ_max/σ_min)^t,
+  whose x is already x̄: the VP process with the same σ̄ has the same probability-flow ODE in DDIM coordinates.
 - `DiscreteSchedule`: a DDPM table ᾱ_n, n = 0 … T−1 (Ho et al. 2020), as diffusers' and guided-diffusion's models
   are trained on: `linear`, `scaled_linear`, `squaredcos_cap_v2` or given betas. Between table entries the
   timestep is interpolated linearly in log σ̄ (as k-diffusion's `DiscreteSchedule`), so the ODE can be solved at
@@ -18,7 +20,7 @@ import math
 import torch
 
 DISCRETE_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "trained_betas")
-SCHEDULES = ("cosine", *DISCRETE_SCHEDULES)
+SCHEDULES = ("cosine", "ve", *DISCRETE_SCHEDULES)
 
 
 def alpha_of_sigma_bar(sigma_bar):
@@ -77,6 +79,26 @@ class CosineSchedule(_Span):
 
     def timestep(self, t):
         return t
+
+
+class GeometricSchedule(_Span):
+    """σ̄(t) = σ_min·(σ_max/σ_min)^t: the VE SDE's noise level (Song et al. 2021), log σ̄ linear in t."""
+
+    def __init__(self, sigma_min: float, sigma_max: float):
+        self.sigma_min, self.sigma_max = sigma_min, sigma_max
+        self.log_ratio = math.log(sigma_max / sigma_min)
+
+    def sigma_bar(self, t):
+        exp = torch.exp if torch.is_tensor(t) else math.exp
+        return self.sigma_min * exp(self.log_ratio * t)
+
+    def t_of_sigma_bar(self, sigma_bar):
+        log = torch.log if torch.is_tensor(sigma_bar) else math.log
+        return log(sigma_bar / self.sigma_min) / self.log_ratio
+
+    def timestep(self, t):
+        """σ itself: what a score-SDE network is conditioned on."""
+        return self.sigma_bar(t)
 
 
 def discrete_alphas_cumprod(name: str, steps: int, beta_start: float = 1e-4, beta_end: float = 0.02,

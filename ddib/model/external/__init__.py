@@ -2,8 +2,9 @@
 parameterisation it was trained with, wrapped in the same `Diffusion` as ddib's own (k-diffusion's `external.py`
 idea): the bridge, the solvers and every command see one interface, ε̂(x̄, σ̄[, label]).
 
-Formats: diffusers folders (`diffusers_folder.py`, needs the `ddib[diffusers]` extra) and guided-diffusion /
-improved-diffusion `.pt` state dicts (`guided.py`, ddib's own network in `guided_unet.py`).
+Formats: diffusers folders (`diffusers_folder.py`: DDPM-type and score-SDE VE models; needs the `ddib[diffusers]`
+extra) and guided-diffusion / improved-diffusion `.pt` state dicts (`guided.py`, ddib's own network in
+`guided_unet.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from ...errors import DDIBError
+from ...utils import append_dims
 from ..diffusion import Diffusion, DiffusionConfig
 from ..noisy_classifier import NoisyClassifier
 from . import diffusers_folder, guided
@@ -62,6 +64,15 @@ class DiffusersNet(ExternalNet):
         return self.net(x, c_noise, class_labels=labels).sample
 
 
+class ScoreNet(ExternalNet):
+    """A score-SDE network as an ε-predictor: told σ̄ (its noise input) and x̄ = x_t/α, it gives s ≈ ∇ log p(x̄) =
+    −ε/σ̄, so ε̂ = −σ̄·s (Song et al. 2021)."""
+
+    def run(self, x, c_noise, labels):
+        sigma_bar = append_dims(c_noise, x.ndim)
+        return -sigma_bar * self.net(x * torch.sqrt(1 + sigma_bar**2), c_noise, class_labels=labels).sample
+
+
 class GuidedNet(ExternalNet):
     def run(self, x, c_noise, labels):
         return self.net(x, c_noise, labels)
@@ -96,11 +107,12 @@ def load_external(path: Path, fmt: str, flags: dict | None = None,
     if fmt == "diffusers":
         unet_dir, scheduler = diffusers_folder.parts(path)
         dcfg = diffusers_folder.diffusion_config(scheduler)
-        unet = diffusers_folder.load_unet(unet_dir)
+        score_sde = dcfg.schedule == "ve"
+        unet = diffusers_folder.load_unet(unet_dir, score_sde)
         c = unet.config
         size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
         ecfg = ExternalConfig(fmt, int(size), int(c.in_channels), int(c.num_class_embeds or 0))
-        net = DiffusersNet(unet, ecfg)
+        net = (ScoreNet if score_sde else DiffusersNet)(unet, ecfg)
     elif fmt == "guided-diffusion":
         if flags is None:
             beside = guided.flags_beside(path)
@@ -127,5 +139,7 @@ def describe_diffusion(cfg: DiffusionConfig) -> str:
     prediction = {"eps": "ε", "v": "v", "sample": "x₀"}[cfg.prediction]
     if cfg.schedule == "cosine":
         return f"cosine, {prediction}"
+    if cfg.schedule == "ve":
+        return f"VE σ {cfg.sigma_min:g}–{cfg.sigma_max:g}, score, data in [0, 1]"
     steps = len(cfg.trained_betas) if cfg.trained_betas else cfg.num_train_timesteps
     return f"{cfg.schedule} β × {steps}, {prediction}"

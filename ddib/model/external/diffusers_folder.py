@@ -1,6 +1,10 @@
 """diffusers folders: a pipeline (model_index.json, unet/, scheduler/), a bare unet/ + scheduler/ pair, or the older
 flat layout (the UNet's config.json, its weights and scheduler_config.json side by side).
 
+Two kinds: DDPM-type models (a β table, ε/v/x₀ output, data in [-1, 1]) and score-SDE VE models (`ScoreSdeVeScheduler`
+with a Fourier-embedded UNet2DModel, as google/ncsnpp-*: conditioned on σ, it outputs the score ∇ log p(x̄) and
+was trained on data in [0, 1]).
+
 The network is diffusers' own `UNet2DModel`, built and loaded by the `diffusers` package (the `ddib[diffusers]`
 extra); the scheduler config is read here, since ddib solves with its own solvers and needs only its noise table
 and parameterisation.
@@ -22,6 +26,7 @@ DDPM_SCHEDULERS = {
     "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",
     "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "DDPMParallelScheduler", "DDIMParallelScheduler",
 }  # fmt: skip
+VE_SCHEDULER = "ScoreSdeVeScheduler"
 PREDICTIONS = {"epsilon": "eps", "v_prediction": "v", "sample": "sample"}
 LATENT_PARTS = ("vae", "vqvae", "vq_vae")
 
@@ -75,9 +80,12 @@ def diffusion_config(scheduler_file: Path) -> DiffusionConfig:
     """The noise table and parameterisation of a DDPM-type scheduler config (no prediction_type: epsilon)."""
     cfg = _read_json(scheduler_file)
     name = cfg.get("_class_name", "DDPMScheduler")
+    if name == VE_SCHEDULER:
+        return _ve_config(scheduler_file, cfg)
     if name not in DDPM_SCHEDULERS:
         raise DDIBError(f"{scheduler_file}: scheduler {name} is not supported; ddib reads DDPM-type schedulers "
-                        "(a β table over discrete timesteps: DDPM, DDIM, PNDM, DPM-Solver, Euler, ...)")  # fmt: skip
+                        "(a β table over discrete timesteps: DDPM, DDIM, PNDM, DPM-Solver, Euler, ...) and "
+                        f"{VE_SCHEDULER}")  # fmt: skip
     prediction = cfg.get("prediction_type") or "epsilon"
     if prediction not in PREDICTIONS:
         raise DDIBError(f"{scheduler_file}: prediction_type {prediction!r} is not supported ({', '.join(PREDICTIONS)})")
@@ -95,7 +103,17 @@ def diffusion_config(scheduler_file: Path) -> DiffusionConfig:
     )  # fmt: skip
 
 
-def load_unet(unet_dir: Path):
+def _ve_config(scheduler_file: Path, cfg: dict) -> DiffusionConfig:
+    """A VE SDE over [σ_min, σ_max] (diffusers' defaults 0.01 and 1348); the network's input is σ itself and its data
+    [0, 1]. Its output is turned into ε̂ by the network adapter (`external.ScoreNet`)."""
+    sigma_min, sigma_max = float(cfg.get("sigma_min", 0.01)), float(cfg.get("sigma_max", 1348.0))
+    if not 0 < sigma_min < sigma_max:
+        raise DDIBError(f"{scheduler_file}: needs 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+    return DiffusionConfig(schedule="ve", sigma_min=sigma_min, sigma_max=sigma_max, prediction="eps",
+                           noise_input="timestep", centered=False)  # fmt: skip
+
+
+def load_unet(unet_dir: Path, score_sde: bool = False):
     """diffusers' UNet2DModel from a local folder, in float32 (nothing is downloaded)."""
     try:
         from diffusers import UNet2DModel
@@ -105,9 +123,11 @@ def load_unet(unet_dir: Path):
     kind = config.get("_class_name", "UNet2DModel")
     if kind != "UNet2DModel":
         raise DDIBError(f"{unet_dir}: {kind} is not supported; ddib bridges pixel-space UNet2DModel networks")
-    if config.get("time_embedding_type", "positional") != "positional":
-        raise DDIBError(f"{unet_dir}: a {config['time_embedding_type']} time embedding (score-SDE / VE models) is not "
-                        "supported; ddib reads DDPM-type UNet2DModels")  # fmt: skip
+    embedding = config.get("time_embedding_type", "positional")
+    if embedding != ("fourier" if score_sde else "positional"):
+        need = f"a {VE_SCHEDULER} needs" if score_sde else "DDPM-type schedulers need"
+        raise DDIBError(f"{unet_dir}: a {embedding} time embedding does not go with its scheduler ({need} "
+                        f"{'fourier' if score_sde else 'positional'})")  # fmt: skip
     try:
         import torch
         from diffusers.utils import logging
