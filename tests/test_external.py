@@ -166,6 +166,21 @@ def test_every_diffusers_layout_loads_and_old_configs_read_as_epsilon(tmp_path, 
     assert model.config.prediction == "eps" and model.config.schedule == "linear"
 
 
+def test_a_unet_saved_only_as_an_fp16_variant_loads_in_float32(tmp_path):
+    unet = tiny_unet()
+    folder = save_pipeline(tmp_path / "m", unet)
+    for f in (folder / "unet").glob("diffusion_pytorch_model.*"):
+        f.unlink()
+    unet.half().save_pretrained(str(folder / "unet"), variant="fp16")  # diffusion_pytorch_model.fp16.safetensors
+    model = load_external(folder, "diffusers")
+    weight = next(model.net.parameters())
+    assert weight.dtype == torch.float32
+    x, n = _images(2, seed=5), torch.tensor([10.0, 500.0])
+    with torch.no_grad():
+        expected = unet.float()(x, n).sample
+    torch.testing.assert_close(model.eps(x, n.double() / 999), expected, rtol=0, atol=1e-5)
+
+
 def test_a_bridge_between_a_diffusers_model_and_a_ddib_model_meets_at_the_shared_noise_level(tmp_path):
     foreign = load_external(save_pipeline(tmp_path / "m", prediction="v_prediction"), "diffusers")
     torch.manual_seed(0)

@@ -305,10 +305,10 @@ def _weights_file(ref: Reference) -> Path:
         return ref.path
     if not ref.path.exists():
         raise external.not_found(str(ref.path))
-    from .external.diffusers_folder import WEIGHT_FILES, parts
+    from .external.diffusers_folder import parts, weights
 
     unet, _ = parts(ref.path)
-    return next(unet / w for w in WEIGHT_FILES if (unet / w).is_file())
+    return weights(unet)[0]
 
 
 def _shared_model(path: Path, device: torch.device | str) -> tuple[Diffusion, ckpt.RunConfig]:

@@ -71,9 +71,22 @@ def parts(path: Path) -> tuple[Path, Path]:
         raise DDIBError(f"{path}: no UNet config ({unet / 'config.json'} is missing)")
     if not scheduler.is_file():
         raise DDIBError(f"{path}: no scheduler config ({scheduler} is missing)")
-    if not any((unet / w).is_file() for w in WEIGHT_FILES):
-        raise DDIBError(f"{path}: the UNet has no weights ({unet} holds no {' or '.join(WEIGHT_FILES)})")
+    weights(unet)
     return unet, scheduler
+
+
+def weights(unet_dir: Path) -> tuple[Path, str | None]:
+    """The UNet's weights file and its variant: diffusion_pytorch_model.safetensors (or .bin), else a variant's
+    (diffusion_pytorch_model.fp16.safetensors, as hub folders saved with `variant="fp16"` hold)."""
+    for name in WEIGHT_FILES:
+        if (unet_dir / name).is_file():
+            return unet_dir / name, None
+    for suffix in (".safetensors", ".bin"):
+        found = sorted(unet_dir.glob(f"diffusion_pytorch_model.*{suffix}"))
+        if found:
+            return found[0], found[0].name[len("diffusion_pytorch_model.") : -len(suffix)]
+    raise DDIBError(f"{unet_dir.parent if unet_dir.name == 'unet' else unet_dir}: the UNet has no weights ({unet_dir} "
+                    f"holds no {' or '.join(WEIGHT_FILES)}, nor a variant of them)")  # fmt: skip
 
 
 def diffusion_config(scheduler_file: Path) -> DiffusionConfig:
@@ -134,7 +147,7 @@ def load_unet(unet_dir: Path, score_sde: bool = False):
 
         logging.set_verbosity_error()  # the library never prints; failures come back as the errors below
         return UNet2DModel.from_pretrained(str(unet_dir), local_files_only=True, torch_dtype=torch.float32,
-                                           low_cpu_mem_usage=False)  # fmt: skip
+                                           low_cpu_mem_usage=False, variant=weights(unet_dir)[1])  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DDIBError(f"{unet_dir}: cannot build its UNet2DModel: {first}") from None
