@@ -342,6 +342,11 @@ def test_diffusers_folder_errors(tmp_path):
         f.unlink()
     with pytest.raises(DDIBError, match="has no weights"):
         load_external(folder, "diffusers")
+    folder = save_pipeline(tmp_path / "wide")
+    cfg = json.loads((folder / "unet" / "config.json").read_text())
+    (folder / "unet" / "config.json").write_text(json.dumps({**cfg, "sample_size": [8, 16]}))
+    with pytest.raises(DDIBError, match="a 8×16 UNet; ddib bridges square images only"):
+        load_external(folder, "diffusers")
     folder = save_pipeline(tmp_path / "sched", _class_name="KarrasVeScheduler")
     with pytest.raises(DDIBError, match="scheduler KarrasVeScheduler is not supported"):
         load_external(folder, "diffusers")

@@ -111,6 +111,8 @@ def load_external(path: Path, fmt: str, flags: dict | None = None,
         unet = diffusers_folder.load_unet(unet_dir, score_sde)
         c = unet.config
         size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
+        if not isinstance(c.sample_size, int) and len(set(c.sample_size)) > 1:
+            raise DDIBError(f"{path}: a {'×'.join(map(str, c.sample_size))} UNet; ddib bridges square images only")
         ecfg = ExternalConfig(fmt, int(size), int(c.in_channels), int(c.num_class_embeds or 0))
         net = (ScoreNet if score_sde else DiffusersNet)(unet, ecfg)
     elif fmt == "guided-diffusion":
