@@ -162,28 +162,6 @@ def test_torchrun_translate_shards_inputs_and_writes_each_output_once(tmp_path, 
     assert (tmp_path / "g2.png").exists()
 
 
-def test_torchrun_sample_shards_the_draws_and_matches_one_process(tmp_path, tiny_models):
-    import numpy as np
-    from PIL import Image
-
-    common = ["sample", "--domain", "reds", "-n", "5", "--models-dir", str(tiny_models), "--steps", "2",
-              "--batch-size", "2"]  # fmt: skip
-    r = _torchrun(*common, "--out-dir", str(tmp_path / "two"))
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.count("sampled 5 reds") == 1 and "on 2 processes" in r.stdout  # rank 0 alone reports
-    g = _torchrun(*common, "--out", str(tmp_path / "g2.png"))
-    assert g.returncode == 0, g.stderr
-    for args in (("--out-dir", str(tmp_path / "one")), ("--out", str(tmp_path / "g1.png"))):
-        one = run_cli(*common, *args)
-        assert one.returncode == 0 and "processes" not in one.stdout, one.stderr
-    names = sorted(p.name for p in (tmp_path / "two").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "one").iterdir()) and len(names) == 5
-    pairs = [(tmp_path / "two" / name, tmp_path / "one" / name) for name in names]
-    for a, b in [*pairs, (tmp_path / "g2.png", tmp_path / "g1.png")]:  # the grid gathered back in draw order
-        a, b = (np.asarray(Image.open(p), dtype=np.int16) for p in (a, b))
-        assert np.abs(a - b).max() <= 1  # batch composition may move a pixel across a rounding edge
-
-
 def _same_pngs(a, b) -> None:
     import numpy as np
     from PIL import Image
@@ -192,17 +170,11 @@ def _same_pngs(a, b) -> None:
     assert a.shape == b.shape and np.abs(a - b).max() <= 1  # batch composition may move a pixel a level
 
 
-def test_torchrun_decode_shards_the_latents_and_matches_one_process(tmp_path, tiny_models):
-    src = make_blob_images(tmp_path / "in", 5, (230, 30, 30), seed=3)
-    models = ["--models-dir", str(tiny_models), "--steps", "2", "--batch-size", "2"]
-    z = tmp_path / "z.safetensors"
-    r = run_cli("translate", str(src), "--from", "reds", "--to", "blues", "--out-dir", str(tmp_path / "t"),
-                "--save-latent", str(z), *models)  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    common = ["decode", str(z), "--to", "blues", *models]
+def _shards_like_one_process(common: list[str], summary: str, tmp_path) -> None:
+    """`common` under 2 torchrun processes writes the files and the grid one process does; rank 0 alone reports."""
     two = _torchrun(*common, "--out-dir", str(tmp_path / "two"))
     assert two.returncode == 0, two.stderr
-    assert two.stdout.count("decoded 5 latents") == 1 and "on 2 processes" in two.stdout  # rank 0 alone reports
+    assert two.stdout.count(summary) == 1 and "on 2 processes" in two.stdout
     g = _torchrun(*common, "--out", str(tmp_path / "g2.png"))
     assert g.returncode == 0, g.stderr
     for args in (("--out-dir", str(tmp_path / "one")), ("--out", str(tmp_path / "g1.png"))):
@@ -212,7 +184,23 @@ def test_torchrun_decode_shards_the_latents_and_matches_one_process(tmp_path, ti
     assert names == sorted(p.name for p in (tmp_path / "one").iterdir()) and len(names) == 5
     for name in names:
         _same_pngs(tmp_path / "two" / name, tmp_path / "one" / name)
-    _same_pngs(tmp_path / "g2.png", tmp_path / "g1.png")  # the grid gathered back in latent order
+    _same_pngs(tmp_path / "g2.png", tmp_path / "g1.png")  # the grid gathered back in order
+
+
+def test_torchrun_sample_shards_the_draws_and_matches_one_process(tmp_path, tiny_models):
+    common = ["sample", "--domain", "reds", "-n", "5", "--models-dir", str(tiny_models), "--steps", "2",
+              "--batch-size", "2"]  # fmt: skip
+    _shards_like_one_process(common, "sampled 5 reds", tmp_path)
+
+
+def test_torchrun_decode_shards_the_latents_and_matches_one_process(tmp_path, tiny_models):
+    src = make_blob_images(tmp_path / "in", 5, (230, 30, 30), seed=3)
+    models = ["--models-dir", str(tiny_models), "--steps", "2", "--batch-size", "2"]
+    z = tmp_path / "z.safetensors"
+    r = run_cli("translate", str(src), "--from", "reds", "--to", "blues", "--out-dir", str(tmp_path / "t"),
+                "--save-latent", str(z), *models)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    _shards_like_one_process(["decode", str(z), "--to", "blues", *models], "decoded 5 latents", tmp_path)
 
 
 def test_torchrun_evaluate_shards_the_sources_and_scores_them_all_once(tmp_path, tiny_models):
