@@ -70,7 +70,8 @@ def make_schedule(cfg: DiffusionConfig) -> CosineSchedule | GeometricSchedule | 
 PREDICTIONS = ("eps", "v", "sample")
 # What the network is conditioned on: t itself, the position of log σ̄ in [log σ̄_min, log σ̄_max] (as EDM's
 # c_noise = ¼·ln σ, uniform in log-SNR), which with a low-frequency embedding keeps ε̂ smooth in the noise level, or
-# a DDPM table's own timestep n ∈ [0, T−1] (times `timestep_scale`: improved-diffusion's rescaled timesteps).
+# the schedule's own `timestep`: a DDPM table's n ∈ [0, T−1] (times `timestep_scale`: improved-diffusion's rescaled
+# timesteps), a VE schedule's σ.
 NOISE_INPUTS = ("t", "log-snr", "timestep")
 # Where the diffusion runs: on RGB, or on the HSV cone (`color.rgb_to_cone`) with a hue-equivariant denoiser.
 COLOR_SPACES = ("rgb", "cone")
@@ -237,8 +238,8 @@ class Diffusion(nn.Module):
         return self.eps(x_bar * alpha.to(x_bar.dtype) if torch.is_tensor(alpha) else x_bar * alpha, t)
 
     def noise_input(self, t: torch.Tensor) -> torch.Tensor:
-        """The network's conditioning scalar: t, (ln σ̄(t) − ln σ̄_min)/(ln σ̄_max − ln σ̄_min) ∈ [0, 1], or a DDPM
-        table's timestep n = t·(T−1) (times `timestep_scale`)."""
+        """The network's conditioning scalar: t, (ln σ̄(t) − ln σ̄_min)/(ln σ̄_max − ln σ̄_min) ∈ [0, 1], or the
+        schedule's timestep (a DDPM table's n = t·(T−1), times `timestep_scale`; a VE schedule's σ)."""
         if self.config.noise_input == "t":
             return t
         if self.config.noise_input == "timestep":
