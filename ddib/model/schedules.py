@@ -2,7 +2,7 @@
 
 Every schedule offers the same small interface: `sigma_bar(t)`, `t_of_sigma_bar(σ̄)`, `alpha_sigma(t)`, the span
 [sigma_min, sigma_max] the ODE is solved over, and `timestep(t)`, the noise level in the units its network was
-trained on. Two kinds:
+trained on. Three kinds:
 - `CosineSchedule`: ddib's own, continuous (Nichol & Dhariwal 2021 in its log-SNR form, truncated as EDM).
 - `GeometricSchedule`: the variance-exploding SDE of score-SDE models (Song et al. 2021), σ(t) = σ_min·(σ_max/σ_min)^t,
   whose x is already x̄: the VP process with the same σ̄ has the same probability-flow ODE in DDIM coordinates.

@@ -90,7 +90,8 @@ def weights(unet_dir: Path) -> tuple[Path, str | None]:
 
 
 def diffusion_config(scheduler_file: Path) -> DiffusionConfig:
-    """The noise table and parameterisation of a DDPM-type scheduler config (no prediction_type: epsilon)."""
+    """The noise schedule and parameterisation of a scheduler config: a DDPM-type one's β table (no
+    prediction_type: epsilon), or a ScoreSdeVeScheduler's σ range."""
     cfg = _read_json(scheduler_file)
     name = cfg.get("_class_name", "DDPMScheduler")
     if name == VE_SCHEDULER:
