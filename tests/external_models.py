@@ -159,3 +159,14 @@ def save_classifier(path: Path, seed: int = 1):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), path)
     return {**CLASSIFIER_FLAGS, "classifier_path": str(path)}, net
+
+
+def assert_round_trip_converges(model, x: torch.Tensor, steps: tuple[int, int]) -> None:
+    """decode(encode(x)) returns x to 5e-3 at the larger step count, at least 4× closer than at the smaller."""
+    from ddib.bridge import ode
+
+    errors = []
+    for n in steps:
+        opts = ode.ODEOptions(steps=n)
+        errors.append(float((ode.decode(model, ode.encode(model, x, opts), opts) - x).abs().max()))
+    assert errors[1] < 5e-3 and errors[1] < errors[0] / 4, errors  # converges with the step count

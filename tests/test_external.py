@@ -16,7 +16,7 @@ from ddib.model.diffusion import Diffusion, DiffusionConfig
 from ddib.model.external import load_external
 from ddib.model.nets import UNetConfig, build_network
 
-from .external_models import SIZE, save_classifier, save_guided, save_pipeline, tiny_unet
+from .external_models import SIZE, assert_round_trip_converges, save_classifier, save_guided, save_pipeline, tiny_unet
 
 pytest.importorskip("diffusers")
 SCHEDULES = [("linear", "epsilon"), ("squaredcos_cap_v2", "v_prediction"), ("scaled_linear", "sample")]
@@ -139,12 +139,7 @@ def test_ddim_grid_of_a_table_steps_on_its_integer_timesteps(tmp_path):
 @pytest.mark.parametrize("schedule", ["linear", "squaredcos_cap_v2"])
 def test_encode_decode_round_trip_to_solver_tolerance(tmp_path, schedule):
     model = load_external(save_pipeline(tmp_path / "m", schedule=schedule, prediction="v_prediction"), "diffusers")
-    x = _images(2, seed=2)
-    errors = []
-    for steps in (25, 100):
-        opts = ode.ODEOptions(steps=steps)
-        errors.append(float((ode.decode(model, ode.encode(model, x, opts), opts) - x).abs().max()))
-    assert errors[1] < 5e-3 and errors[1] < errors[0] / 4, errors  # converges with the step count
+    assert_round_trip_converges(model, _images(2, seed=2), (25, 100))
 
 
 def test_learned_variance_keeps_the_first_channels_and_labels_select_classes(tmp_path):
