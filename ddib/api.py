@@ -1,5 +1,6 @@
 """The Python API of ddib: `load` a domain's model, `encode` images to a `Latent`, `decode` it, `translate` (DDIB,
-Su et al. 2023, Alg. 1: decode(target, encode(source, x))), `sample`. Every `ddib` command stands on these.
+Su et al. 2023, Alg. 1: decode(target, encode(source, x))), `sample`: the batch pipeline every `ddib` command
+runs (`bridge.pipeline`), over images and models given by name or path.
 
 Images are a float tensor (N, C, H, W) in [-1, 1], or a list of PIL images (then PIL images come back); point
 domains take and give (N, 2) raw coordinates. The solve keywords (`solver`, `steps`, `quality`, `rtol`, `atol`,
@@ -34,6 +35,8 @@ __all__ = ["Latent", "Progress", "decode", "encode", "load", "sample", "translat
 Model = DomainModel | str | Path
 Speed = SpeedOptions | str | None
 _OPTION_NAMES = {f.name for f in fields(ode.ODEOptions)}
+# An unclipped decode overshoots [-1, 1] a little and is valid input again; images on [0, 255] are far beyond.
+_RANGE_LIMIT = 2.0
 
 
 def load(name_or_path: str | Path, device: torch.device | str = "cpu", *, models_dir: str | Path | None = None,
@@ -91,6 +94,8 @@ def translate(images, source: Model, target: Model, *, batch_size: int | None = 
 def sample(model: Model, n: int, *, seed: int = 0, batch_size: int | None = None,
            progress: ProgressFn | None = None, pil: bool = False, speed: Speed = None, **solve: Any):  # fmt: skip
     """decode(model, z) with z ~ N(0, I) (and a hue-quotient model's θ ~ U[0, 2π)), deterministic given `seed`."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise DDIBError(f"the number of samples must be a positive integer, got {n!r}")
     model = _model(model)
     latent = ode.sample_latent(model.diffusion, n, torch.Generator().manual_seed(seed))
     return decode(model, latent, batch_size=batch_size, progress=progress, pil=pil, speed=speed, **solve)
@@ -126,7 +131,19 @@ def _as_model_input(model: DomainModel, images, resize: str) -> tuple[torch.Tens
     if tuple(images.shape[1:]) != tuple(model.data_shape):
         raise DDIBError(f"images of shape {tuple(images.shape[1:])} do not fit the {model.name} model's "
                         f"{tuple(model.data_shape)}; pass PIL images to have them resized")  # fmt: skip
+    if len(images) == 0:
+        raise DDIBError("no images given (the tensor holds 0)")
+    _check_range(images)
     return images.detach().cpu().float(), False
+
+
+def _check_range(images: torch.Tensor) -> None:
+    """Images scaled for another convention ([0, 255]) would be solved without complaint and come back as noise."""
+    finite = images[torch.isfinite(images)]
+    lo, hi = (finite.min().item(), finite.max().item()) if finite.numel() else (0.0, 0.0)
+    if max(-lo, hi) > _RANGE_LIMIT:
+        raise DDIBError(f"images must lie in [-1, 1], these span [{lo:.4g}, {hi:.4g}] (from [0, 1]: 2x − 1; from "
+                        f"0–255: x / 127.5 − 1)")  # fmt: skip
 
 
 def _as_output(model: DomainModel, y: torch.Tensor, pil: bool):

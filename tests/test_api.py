@@ -68,6 +68,14 @@ def test_bad_input_is_a_one_line_error(pair):
         ddib.translate(torch.zeros(1, 3, 16, 16), fives, sevens)
     with pytest.raises(DDIBError, match="float tensor"):
         ddib.encode(fives, np.zeros((1, 3, 32, 32)))
+    with pytest.raises(DDIBError, match=r"must lie in \[-1, 1\], these span \[0, 255\]"):
+        ddib.encode(fives, torch.linspace(0, 255, 3 * 32 * 32).reshape(1, 3, 32, 32))
+    with pytest.raises(DDIBError, match="no images given"):
+        ddib.encode(fives, torch.zeros(0, 3, 32, 32))
+    with pytest.raises(DDIBError, match="positive integer, got 0"):
+        ddib.sample(sevens, 0)
+    with pytest.raises(DDIBError, match="positive integer, got '6'"):
+        ddib.sample(sevens, 1, steps="6")
     with pytest.raises(DDIBError, match=r"latents have shape \(3, 8, 8\)"):
         ddib.decode(sevens, torch.zeros(1, 3, 8, 8))
     with pytest.raises(TypeError, match="unknown solve option"):

@@ -234,8 +234,11 @@ def test_bad_options_are_clear_errors(problem):
         ode.ODEOptions("dopri5", rtol=0.0)
     model, _ = problem
     small = gaussian_model(torch.zeros(2, 2, 2, dtype=torch.float64), 1.0)
-    with pytest.raises(DDIBError, match="incompatible"):
+    with pytest.raises(DDIBError, match="4×4 images of 2 channels and 2×2 images of 2 channels"):
         ode.translate(model, small, torch.zeros(1, *MEAN.shape, dtype=torch.float64))
+    points = gaussian_model(torch.zeros(2, dtype=torch.float64), 1.0)
+    with pytest.raises(DDIBError, match="and 2-D points"):
+        ode.translate(model, points, torch.zeros(1, *MEAN.shape, dtype=torch.float64))
 
 
 def test_points_share_the_code_path():

@@ -89,7 +89,7 @@ class ODEOptions:
         if self.quality != presets.DEFAULT and not self.is_fixed:
             raise DDIBError(f"--quality is for fixed-step solvers; {self.solver} is adaptive (use --rtol/--atol)")
         if self.is_fixed and self.steps is not None and not (isinstance(self.steps, int) and self.steps >= 1):
-            raise DDIBError(f"--steps must be a positive integer, got {self.steps}")
+            raise DDIBError(f"--steps must be a positive integer, got {self.steps!r}")
         if not (self.rtol > 0 and self.atol > 0):
             raise DDIBError("--rtol and --atol must be positive")
         if not self.rho > 0:
@@ -434,6 +434,11 @@ def bridge_ends(source: Diffusion, target: Diffusion) -> tuple[Diffusion, Diffus
 def check_compatible(source: Diffusion, target: Diffusion) -> None:
     """Both ends of a bridge must share the data shape (resolution and channels), the latent's colour space and
     what the latent leaves out (a hue-quotient latent is (z, θ); another model's z holds the hue itself)."""
+    if tuple(source.data_shape) != tuple(target.data_shape):
+        raise DDIBError(
+            f"source and target models are incompatible: they take {_data_kind(source.data_shape)} and "
+            f"{_data_kind(target.data_shape)}; both ends must take the same resolution and channels"
+        )
     if source.config.quotient != target.config.quotient:
         raise DDIBError(
             f"source and target models are incompatible: one leaves the hue out of its latent and the other does not "
@@ -444,8 +449,12 @@ def check_compatible(source: Diffusion, target: Diffusion) -> None:
             f"source and target models are incompatible: their latents live in different colour spaces "
             f"({source.config.color_space} and {target.config.color_space}); train both with the same --color-space"
         )
-    if tuple(source.data_shape) != tuple(target.data_shape):
-        raise DDIBError(
-            f"source and target models are incompatible: data shapes {tuple(source.data_shape)} and "
-            f"{tuple(target.data_shape)} differ (resolution and channels must match)"
-        )
+
+
+def _data_kind(shape) -> str:
+    shape = tuple(shape)
+    if len(shape) == 1:
+        return f"{shape[0]}-D points"
+    if len(shape) == 3:
+        return f"{shape[1]}×{shape[2]} images of {shape[0]} channels"
+    return f"inputs of shape {shape}"
