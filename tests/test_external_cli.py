@@ -258,3 +258,26 @@ def test_clip_decodes_with_a_clipped_x0_says_so_and_is_refused_for_points(foreig
     assert np.abs(outs[()] - outs[("--clip",)]).max() > 8  # the tiny random model's x̂₀ leaves [-1, 1]
     _one_line_error(run_cli("sample", "--domain", "moons", "-n", "8", "--steps", "2", "--clip",
                             "--out", str(tmp_path / "m.csv")), "--clip is for image models", "points")  # fmt: skip
+
+
+def test_models_remove_unregisters_only_references(foreign, tmp_path):
+    root, _, images = foreign
+    models = tmp_path / "models"
+    md = ("--models-dir", str(models))
+    assert "registered cats" in _ok(run_cli("models", "add", "cats", str(root / "dif"), *md))
+    ref = json.loads((models / "cats" / "reference.json").read_text())
+    ref["solver_grids"] = {"unipc:3": {}}  # as `tune-solver` leaves it
+    (models / "cats" / "reference.json").write_text(json.dumps(ref))
+    out = _ok(run_cli("models", "remove", "cats", *md))
+    assert "unregistered cats and its tuned solves" in out and "left as it is" in out
+    assert not (models / "cats").exists() and (root / "dif" / "unet").is_dir()  # the model's own files stay
+    assert "cats" not in _ok(run_cli("models", *md))
+    _one_line_error(run_cli("sample", "--domain", "cats", "-n", "1", *md), "no trained model for domain 'cats'")
+    _one_line_error(run_cli("models", "remove", "cats", *md), "no model is registered as 'cats'", "registered: none")
+    _one_line_error(run_cli("models", "remove", "sevens", *md), "bundled with ddib")
+    _one_line_error(run_cli("models", "remove", "../dif", *md), "invalid domain name")
+    trained = models / "own"
+    trained.mkdir()
+    (trained / "model.safetensors").write_bytes(b"weights")
+    _one_line_error(run_cli("models", "remove", "own", *md), "not a registered reference", "delete the folder yourself")
+    assert (trained / "model.safetensors").read_bytes() == b"weights"

@@ -1,4 +1,5 @@
-"""`ddib models`: list the models ddib can use and where they come from; `ddib models add` registers a foreign one."""
+"""`ddib models`: list the models ddib can use and where they come from; `ddib models add` registers a foreign one,
+`ddib models remove` unregisters it (the model's own files are never touched)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,21 @@ from rich.table import Table
 from ..errors import DDIBError
 from ..model import checkpoint as ckpt
 from ..model.external import describe_diffusion, detect_format, guided, load_external, not_found
-from ..model.references import Reference, is_reference_dir, write_reference
-from ..model.registry import available_models, load_domain_model, models_dir_or_default, weightless_runs
+from ..model.references import REFERENCE_FILE, Reference, is_reference_dir, read_reference, write_reference
+from ..model.registry import (
+    BUNDLED_DIR,
+    available_models,
+    load_domain_model,
+    models_dir_or_default,
+    weightless_runs,
+)
 from .app import app, console
 from .options import ModelsDirOpt
 
-models_app = typer.Typer(help="List usable models (`ddib models`), or register a foreign one (`ddib models add`).")
+models_app = typer.Typer(
+    help="List usable models (`ddib models`), register a foreign one (`ddib models add`) or unregister it "
+    "(`ddib models remove`)."
+)
 app.add_typer(models_app, name="models")
 
 
@@ -116,3 +126,38 @@ def add_command(
     write_reference(folder, Reference(fmt, path.resolve(), label, parsed))
     console.print(f"registered {name}: {fmt} model {path.resolve()}"
                   f"{f', label {label}' if label is not None else ''} → {folder}")  # fmt: skip
+
+
+@models_app.command("remove")
+def remove_command(
+    name: str = typer.Argument(..., help="A domain name registered with `ddib models add`"),
+    models_dir: str | None = ModelsDirOpt,
+) -> None:
+    """Unregister a model added with `ddib models add` (its reference and tuned solves; the model's files stay)."""
+    from ..data.domains import check_domain_name
+
+    check_domain_name(name)
+    folder = models_dir_or_default(models_dir) / name
+    if not is_reference_dir(folder):
+        raise DDIBError(_not_registered(name, folder, models_dir))
+    ref = read_reference(folder)
+    (folder / REFERENCE_FILE).unlink()
+    kept = sorted(p.name for p in folder.iterdir())
+    if not kept:
+        folder.rmdir()
+    tuned = " and its tuned solves" if ref.solver_grids or ref.quality or ref.default_steps else ""
+    left = f"; {folder} kept for the files it also holds ({', '.join(kept)})" if kept else ""
+    console.print(f"unregistered {name}{tuned}: {ref.format} model {ref.path} left as it is{left}")
+
+
+def _not_registered(name: str, folder, models_dir) -> str:
+    """Why NAME cannot be unregistered: trained weights and bundled models are not references, and are not deleted."""
+    if folder.is_dir() and any(folder.iterdir()):
+        return (f"{folder} is a model or run ddib trained, not a registered reference; `ddib models remove` "
+                f"only unregisters models added with `ddib models add` (delete the folder yourself to discard "
+                f"it)")  # fmt: skip
+    if (BUNDLED_DIR / name).is_dir():
+        return f"{name} is a model bundled with ddib, not a registered one; nothing to remove"
+    registered = sorted(loc.domain for loc in available_models(models_dir) if loc.reference is not None)
+    listed = ", ".join(registered) if registered else "none"
+    return f"no model is registered as {name!r} in {models_dir_or_default(models_dir)} (registered: {listed})"
