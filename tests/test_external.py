@@ -353,6 +353,23 @@ def test_diffusers_folder_errors(tmp_path):
         load_external(folder, "diffusers")
 
 
+def test_a_part_of_a_model_names_the_model(tmp_path):
+    pytest.importorskip("guided_diffusion")
+    from ddib.model.registry import find_model
+
+    folder = save_pipeline(tmp_path / "dif")
+    for part in ("unet", "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json"):
+        with pytest.raises(DDIBError, match=f"{folder / part} is part of a model, not one: name {folder} instead"):
+            find_model(str(folder / part))
+    pt, _ = save_guided(tmp_path / "gd", "improved-like")
+    with pytest.raises(DDIBError, match=f"name {pt} instead"):
+        find_model(str(pt.with_suffix(".json")))
+    with pytest.raises(DDIBError, match="is not a model directory: neither"):
+        find_model(str(tmp_path))
+    with pytest.raises(DDIBError, match="one option each: --domain a --domain b"):
+        find_model(f"{folder},{pt}")
+
+
 def test_the_committed_diffusers_eps_model_round_trips_to_solver_tolerance():
     """ε-prediction on DDPM's linear table: a trained model (a random ε-network is no score, and its flow is
     ill-conditioned), on samples of its own."""

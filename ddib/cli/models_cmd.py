@@ -17,6 +17,7 @@ from ..model.registry import (
     available_models,
     load_domain_model,
     models_dir_or_default,
+    not_a_model,
     weightless_runs,
 )
 from .app import app, console
@@ -109,7 +110,7 @@ def add_command(
         raise not_found(str(path))
     fmt = detect_format(path)
     if fmt is None:
-        raise DDIBError(f"{path} is neither a diffusers folder nor a guided-diffusion checkpoint (.pt)")
+        raise not_a_model(path)
     if flags is not None and fmt != "guided-diffusion":
         raise DDIBError("--flags are for guided-diffusion checkpoints; a diffusers folder describes itself")
     parsed = guided.given_flags(flags) if flags is not None else None

@@ -124,11 +124,30 @@ def _path_location(spec: str) -> ModelLocation:
         return ModelLocation(name, path, str(path), reference=Reference(fmt, path))
     if not path.exists():
         raise external.not_found(spec)
-    raise DDIBError(
-        f"{path} is not a model directory: neither ddib's ({ckpt.CONFIG_FILE} + {ckpt.WEIGHTS_FILE}), a "
-        "diffusers folder (model_index.json, unet/ + scheduler/, or config.json + scheduler_config.json) nor a "
-        "guided-diffusion checkpoint (.pt)"
+    raise not_a_model(path, f"ddib's ({ckpt.CONFIG_FILE} + {ckpt.WEIGHTS_FILE}), ")
+
+
+def not_a_model(path: Path, also: str = "") -> DDIBError:
+    """The error for an existing path that holds no model: the model it is part of, else the formats that load."""
+    model = _model_around(path)
+    if model is not None:
+        return DDIBError(f"{path} is part of a model, not one: name {model} instead")
+    return DDIBError(
+        f"{path} is not a model directory: neither {also}a diffusers folder (model_index.json, unet/ + scheduler/, "
+        "or config.json + scheduler_config.json) nor a guided-diffusion checkpoint (.pt)"
     )
+
+
+def _model_around(path: Path) -> Path | None:
+    """The model a path belongs to: the folder above a weights file or a pipeline's `unet/`, or the checkpoint a
+    flags JSON stands beside."""
+    for suffix in external.CHECKPOINT_SUFFIXES:
+        if path.is_file() and path.with_suffix(suffix).is_file():
+            return path.with_suffix(suffix)
+    for above in list(path.parents)[:2]:
+        if _is_model_dir(above) or external.detect_format(above) is not None:
+            return above
+    return None
 
 
 def find_model(domain: str, models_dir: str | Path | None = None) -> ModelLocation:

@@ -96,7 +96,8 @@ def not_found(spec: str) -> DDIBError:
             f"{spec} is not a local folder, and ddib downloads nothing: on a connected machine run `huggingface-cli "
             f"download {spec} --local-dir {folder}`, copy the folder here and give its path"
         )
-    return DDIBError(f"{spec} is not a model directory or file: it does not exist")
+    several = " (name several models with one option each: --domain a --domain b)" if "," in spec else ""
+    return DDIBError(f"{spec} is not a model directory or file: it does not exist{several}")
 
 
 def load_external(path: Path, fmt: str, flags: dict | None = None,
