@@ -113,6 +113,8 @@ def test_foreign_model_errors_are_one_line(foreign, tmp_path):
     _one_line_error(run_cli("train", "--domain", "dif", "--data", str(images), *md), "registered diffusers model",
                     "trains and resumes only its own format")  # fmt: skip
     _one_line_error(run_cli("models", "add", "dif", str(root / "dif"), *md), "already holds a registered model")
+    _one_line_error(run_cli("export", "--domain", "dif", "--out", str(tmp_path / "copy"), *md),
+                    "dif is a diffusers model", "`ddib export` copies models ddib trained")  # fmt: skip
     _one_line_error(run_cli("models", "add", "x", str(root / "dif"), "--label", "2", *md), "has no classes")
     _one_line_error(run_cli("models", "add", "y", str(images), *md), "neither a diffusers folder")
     bare, _ = save_guided(tmp_path / "bare", "improved-like", flags_beside=False)

@@ -37,6 +37,11 @@ def export_command(
         model, cfg, meta = ckpt.load_model_from_state(run)
     else:
         loc = find_model(domain, models_dir)
+        if loc.reference is not None:
+            raise DDIBError(
+                f"{loc.domain} is a {loc.reference.format} model ({loc.reference.path}); `ddib export` copies "
+                f"models ddib trained, and that model's own files already are its inference copy"
+            )
         if loc.label is not None:
             raise DDIBError(
                 f"{loc.domain} is a label of the conditional model {loc.path.name}; export that model "
