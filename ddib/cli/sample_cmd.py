@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 import typer
 
-from ..bridge import ode, pipeline
+from ..bridge import ode
 from ..bridge.batching import batch_count
 from ..bridge.points import DEFAULT_POINT_BATCH, require_points, sample_points
 from ..errors import DDIBError
-from ..io.images import image_grid, save_png, to_pil
+from ..io.images import image_grid, save_png
 from ..io.point_figures import scatter_image
 from ..io.points import POINT_SUFFIXES, write_points
 from ..model.registry import DomainModel, load_domain_model
@@ -32,7 +32,7 @@ from .options import (
     shards,
     solve_options,
 )
-from .progress import bar
+from .shared_decode import decode_shared
 
 
 @app.command("sample")
@@ -85,19 +85,9 @@ def sample_command(
     # Noise is drawn for all n at once, on every process, so image i depends neither on --batch-size nor on how
     # many processes share the work; each decodes its share (torchrun).
     latent = ode.sample_latent(model, n, torch.Generator().manual_seed(seed))
-    indices = distributed.shard(list(range(n)), info)
-    with bar("sample") as progress:
-        task = progress.add_task(domain, total=n, visible=info.is_main)
-        on_progress = lambda p: progress.update(task, completed=p.done * info.world_size)  # noqa: E731
-        fast = accelerate(model, speed)
-        batches = pipeline.decode_batches(fast, latent[indices], opts, batch_size, on_progress, stats)
-        x = pipeline.collect(batches)[0] if indices else torch.empty(0, *model.data_shape)
+    gathered, nfe = decode_shared(accelerate(model, speed), latent, opts, batch_size, stats, info, "sample", domain,
+                                  out_dir, lambda i: f"{domain}-{i:04d}.png")  # fmt: skip
     seconds = time.perf_counter() - t0
-    if out_dir is not None:
-        for i, img in zip(indices, x, strict=True):
-            save_png(to_pil(img), out_dir / f"{domain}-{i:04d}.png")
-    nfe = stats.nfe // batch_count(len(indices), batch_size) if indices else 0
-    gathered = distributed.gather_in_order(list(x), info) if out_dir is None else None
     distributed.teardown(info)
     if not info.is_main:
         return
@@ -110,7 +100,7 @@ def sample_command(
     procs = f" on {info.world_size} processes" if info.enabled else ""
     console.print(
         f"sampled {n} {domain} ({loc.where}) with {ode.describe_solve(opts, model)}"
-        f"{f', guidance w = {guidance:g}' if guidance else ''}{describe_precision(speed)}{procs}: {nfe} NFE per "
+        f"{f', guidance w = {guidance:g}' if guidance else ''}{describe_precision(speed)}{procs}: {nfe:.0f} NFE per "
         f"image{describe_averaging(model.config.symmetry)}, "
         f"{seconds:.1f}s → {where}"
     )

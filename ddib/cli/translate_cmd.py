@@ -38,6 +38,7 @@ from .options import (
     solve_options,
 )
 from .progress import bar
+from .shared_decode import decode_shared
 from .source_choice import LevelsOpt, MethodOpt
 
 # Images at least this wide take long enough per solve that the progress display shows each network evaluation.
@@ -340,20 +341,12 @@ def decode_command(
         raise DDIBError(f"{latent} carries hues (from a hue-quotient encoder); decode it with a hue-quotient model")
     info, dev = distributed.setup(dev)  # under torchrun each process decodes its share of the latents
     model = model.to(dev)
-    indices = distributed.shard(list(range(len(z))), info)
-    batch_size = batch_size or auto_batch_size([model], dev, max(len(indices), 1))
-    with bar("decode") as progress:
-        task = progress.add_task(f"decode with {to}", total=len(z), visible=info.is_main)
-        on_progress = lambda p: progress.update(task, completed=p.done * info.world_size)  # noqa: E731
-        fast = accelerate(model, speed)
-        batches = pipeline.decode_batches(fast, saved[indices], opts, batch_size, on_progress, stats)
-        x = pipeline.collect(batches)[0] if indices else torch.empty(0, *model.data_shape)
+    share = len(distributed.shard(list(range(len(z))), info))
+    batch_size = batch_size or auto_batch_size([model], dev, max(share, 1))
+    file_name = lambda i: f"{latent.stem}-{i:04d}-{to}.png"  # noqa: E731
+    gathered, nfe = decode_shared(accelerate(model, speed), saved, opts, batch_size, stats, info, "decode",
+                                  f"decode with {to}", out_dir, file_name)  # fmt: skip
     seconds = time.perf_counter() - t0
-    if out_dir is not None:
-        for i, img in zip(indices, x, strict=True):
-            save_png(to_pil(img), out_dir / f"{latent.stem}-{i:04d}-{to}.png")
-    nfe = stats.nfe / batch_count(len(indices), batch_size) if indices else 0
-    gathered = distributed.gather_in_order(list(x), info) if out_dir is None else None
     distributed.teardown(info)
     if not info.is_main:
         return
