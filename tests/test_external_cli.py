@@ -4,6 +4,7 @@ registered or by path."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -13,8 +14,16 @@ from PIL import Image
 import ddib
 from ddib.errors import DDIBError
 
-from .conftest import make_blob_images, run_cli
-from .external_models import CLASSIFIER_FLAGS, GUIDED_FLAGS, SIZE, save_classifier, save_guided, save_pipeline
+from .conftest import REPO, make_blob_images, run_cli
+from .external_models import (
+    CLASSIFIER_FLAGS,
+    GUIDED_FLAGS,
+    SIZE,
+    save_classifier,
+    save_guided,
+    save_pipeline,
+    tiny_unet,
+)
 
 pytest.importorskip("diffusers")
 pytest.importorskip("guided_diffusion")
@@ -283,3 +292,33 @@ def test_models_remove_unregisters_only_references(foreign, tmp_path):
     (trained / "model.safetensors").write_bytes(b"weights")
     _one_line_error(run_cli("models", "remove", "own", *md), "not a registered reference", "delete the folder yourself")
     assert (trained / "model.safetensors").read_bytes() == b"weights"
+
+
+def test_models_lists_from_configs_without_reading_weights_and_says_why_one_is_unusable(tmp_path):
+    models = tmp_path / "models"
+    md = ("--models-dir", str(models))
+    cond = save_pipeline(tmp_path / "cond", unet=tiny_unet(num_class_embeds=4))
+    broken = save_pipeline(tmp_path / "broken")
+    for name, path, extra in (("cond2", cond, ["--label", "2"]), ("broken", broken, [])):
+        _ok(run_cli("models", "add", name, str(path), *extra, *md))
+    with pytest.raises(DDIBError, match=r"has 4 classes \(0 to 3\): no label 9"):
+        ddib.load(f"{cond}:9")
+    (broken / "scheduler" / "scheduler_config.json").unlink()
+    weights = cond / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a listing reads configs only; a solve reads the weights
+    out = " ".join(_ok(run_cli("models", *md)).split())
+    assert f"cond2 │ local │ diffusers {SIZE}×{SIZE}, 3 channels, label 2 of 4 classes │ linear β × 1000, ε" in out
+    assert "broken │ local │ diffusers, unusable:" in out and "no scheduler config" in out
+    r = run_cli("sample", "--domain", "cond2", "-n", "1", "--steps", "2", *md)
+    _one_line_error(r, "cannot build its UNet2DModel")
+
+
+def test_a_diffusers_folder_without_the_extra_names_it(tmp_path):
+    folder = save_pipeline(tmp_path / "dif")
+    blocker = tmp_path / "blocked" / "diffusers"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('diffusers is not installed')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(blocker.parent), str(REPO)])}
+    for args in (("sample", "--domain", str(folder), "-n", "1"), ("models", "add", "x", str(folder))):
+        _one_line_error(run_cli(*args, "--models-dir", str(tmp_path / "models"), env=env),
+                        "diffusers folders need the diffusers package: pip install 'ddib[diffusers]'")  # fmt: skip

@@ -15,7 +15,7 @@ from ..model.references import REFERENCE_FILE, Reference, is_reference_dir, read
 from ..model.registry import (
     BUNDLED_DIR,
     available_models,
-    load_domain_model,
+    foreign_summary,
     models_dir_or_default,
     not_a_model,
     weightless_runs,
@@ -75,17 +75,18 @@ def _foreign_row(loc, models_dir) -> list[str]:
     """A registered foreign model's row; one that no longer loads says why instead of stopping the listing."""
     ref = loc.reference
     try:
-        model = load_domain_model(loc.domain, models_dir).diffusion
+        model = foreign_summary(loc)
     except DDIBError as exc:
         return [loc.domain, loc.origin, f"{ref.format}, unusable: {exc}", "", "", "", str(ref.path)]
-    arch = f"{ref.format} {model.data_shape[1]}×{model.data_shape[2]}, {model.data_shape[0]} channels"
-    if model.num_classes:
-        arch += f", label {ref.label} of {model.num_classes} classes"
+    shape = model.config.data_shape
+    arch = f"{ref.format} {shape[1]}×{shape[2]}, {shape[0]} channels"
+    if model.config.num_classes:
+        arch += f", label {ref.label} of {model.config.num_classes} classes"
     elif ref.label is not None:
         arch += f", label {ref.label} of its classifier's {model.label_count} classes"
     if model.classifier is not None:
-        arch += f", classifier-guided (scale {model.classifier.scale:g})"
-    return [loc.domain, loc.origin, arch, describe_diffusion(model.config), "", "", str(ref.path)]
+        arch += f", classifier-guided (scale {model.classifier[1]:g})"
+    return [loc.domain, loc.origin, arch, describe_diffusion(model.diffusion), "", "", str(ref.path)]
 
 
 @models_app.command("add")

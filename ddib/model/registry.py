@@ -299,15 +299,8 @@ def _load_foreign(loc: ModelLocation, device, symmetry: str, guidance: float) ->
         _LOADED.clear()
         _LOADED[key] = (external.load_external(ref.path, ref.format, ref.flags, device), None)
     model = _LOADED[key][0]
-    if ref.label is not None:
-        if not model.label_count:
-            raise DDIBError(f"{ref.path} is not class-conditional, so it has no label {ref.label}")
-        model = model.with_label(ref.label)
-    elif model.num_classes:
-        raise DDIBError(f"{loc.domain} is class-conditional ({model.num_classes} classes): name one, e.g. "
-                        f"{loc.path}:0 or `ddib models add NAME {ref.path} --label 0`")  # fmt: skip
-    else:
-        model = model.derive()
+    _check_foreign_label(loc, model.label_count, model.num_classes)
+    model = model.with_label(ref.label) if ref.label is not None else model.derive()
     model.solver_grids, model.default_steps = ref.solver_grids, ref.default_steps
     model.quality_presets = ref.quality
     if symmetry != "auto":
@@ -316,6 +309,27 @@ def _load_foreign(loc: ModelLocation, device, symmetry: str, guidance: float) ->
     domain = {"name": loc.domain, "kind": "external", "format": ref.format, "path": str(ref.path)}
     cfg = ckpt.RunConfig(net, model.config, ckpt.TrainConfig(), domain)
     return DomainModel(loc.domain, model, cfg, loc)
+
+
+def foreign_summary(loc: ModelLocation) -> external.ExternalSummary:
+    """A foreign model's shape, classes and schedule from its configs alone, its label checked as loading it would
+    (for listings: no weights are read)."""
+    summary = external.describe_external(loc.reference.path, loc.reference.format, loc.reference.flags)
+    _check_foreign_label(loc, summary.label_count, summary.config.num_classes)
+    return summary
+
+
+def _check_foreign_label(loc: ModelLocation, label_count: int, num_classes: int) -> None:
+    """A label names one of the model's (or its classifier's) classes; a class-conditional network needs one."""
+    ref = loc.reference
+    if ref.label is not None:
+        if not label_count:
+            raise DDIBError(f"{ref.path} is not class-conditional, so it has no label {ref.label}")
+        if not 0 <= ref.label < label_count:
+            raise DDIBError(f"{ref.path} has {label_count} classes (0 to {label_count - 1}): no label {ref.label}")
+    elif num_classes:
+        raise DDIBError(f"{loc.domain} is class-conditional ({num_classes} classes): name one, e.g. "
+                        f"{loc.path}:0 or `ddib models add NAME {ref.path} --label 0`")  # fmt: skip
 
 
 def _weights_file(ref: Reference) -> Path:

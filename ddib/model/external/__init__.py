@@ -100,39 +100,75 @@ def not_found(spec: str) -> DDIBError:
     return DDIBError(f"{spec} is not a model directory or file: it does not exist{several}")
 
 
+@dataclass(frozen=True)
+class ExternalSummary:
+    """A foreign model as its configs describe it, read without its weights (`ddib models` lists many)."""
+
+    config: ExternalConfig
+    diffusion: DiffusionConfig
+    classifier: tuple[int, float] | None = None  # its noisy classifier's classes and guidance scale
+
+    @property
+    def label_count(self) -> int:
+        """The classes a label may name, as `Diffusion.label_count` counts them."""
+        return self.config.num_classes or (self.classifier[0] if self.classifier else 0)
+
+
+def describe_external(path: Path, fmt: str, flags: dict | None = None) -> ExternalSummary:
+    """A foreign model's shape, classes, schedule and parameterisation, from its configs (or flags) alone; every
+    config error `load_external` would give, without reading the weights."""
+    path = Path(path)
+    if fmt == "diffusers":
+        unet_dir, scheduler = diffusers_folder.parts(path)
+        dcfg = diffusers_folder.diffusion_config(scheduler)
+        c = diffusers_folder.unet_config(unet_dir, dcfg.schedule == "ve")
+        size = c.get("sample_size")
+        sizes = [size] if isinstance(size, int) else list(size or [])
+        if not sizes:
+            raise DDIBError(f"{path}: its UNet config gives no sample_size")
+        if len(set(sizes)) > 1:
+            raise DDIBError(f"{path}: a {'×'.join(map(str, sizes))} UNet; ddib bridges square images only")
+        ecfg = ExternalConfig(fmt, int(sizes[0]), int(c.get("in_channels", 3)), int(c.get("num_class_embeds") or 0))
+        return ExternalSummary(ecfg, dcfg)
+    if fmt == "guided-diffusion":
+        flags = _guided_flags(path, flags)
+        f = guided.resolve_flags(flags)
+        gcfg = guided.network_config(f)
+        ecfg = ExternalConfig(fmt, gcfg.image_size, gcfg.in_channels, gcfg.num_classes)
+        return ExternalSummary(ecfg, guided.diffusion_config(f), guided.classifier_summary(path, flags))
+    raise DDIBError(f"unknown model format {fmt!r}; ddib reads {', '.join(FORMATS)}")
+
+
+def _guided_flags(path: Path, flags: dict | None) -> dict:
+    """The flags given, else the JSON beside the checkpoint."""
+    if flags is not None:
+        return flags
+    beside = guided.flags_beside(path)
+    if not beside.is_file():
+        raise DDIBError(f"{path} needs its model flags: write them as JSON in {beside}, or register it with "
+                        f'`ddib models add NAME {path} --flags "--image_size 256 ..."`')  # fmt: skip
+    return guided.parse_flags(beside.read_text())
+
+
 def load_external(path: Path, fmt: str, flags: dict | None = None,
                   device: torch.device | str = "cpu") -> Diffusion:  # fmt: skip
     """A foreign model as a `Diffusion` in eval mode, float32, without gradients."""
     path = Path(path)
+    summary = describe_external(path, fmt, flags)
     classifier = None
     if fmt == "diffusers":
-        unet_dir, scheduler = diffusers_folder.parts(path)
-        dcfg = diffusers_folder.diffusion_config(scheduler)
-        score_sde = dcfg.schedule == "ve"
-        unet = diffusers_folder.load_unet(unet_dir, score_sde)
-        c = unet.config
-        size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
-        if not isinstance(c.sample_size, int) and len(set(c.sample_size)) > 1:
-            raise DDIBError(f"{path}: a {'×'.join(map(str, c.sample_size))} UNet; ddib bridges square images only")
-        ecfg = ExternalConfig(fmt, int(size), int(c.in_channels), int(c.num_class_embeds or 0))
-        net = (ScoreNet if score_sde else DiffusersNet)(unet, ecfg)
-    elif fmt == "guided-diffusion":
-        if flags is None:
-            beside = guided.flags_beside(path)
-            if not beside.is_file():
-                raise DDIBError(f"{path} needs its model flags: write them as JSON in {beside}, or register it with "
-                                f'`ddib models add NAME {path} --flags "--image_size 256 ..."`')  # fmt: skip
-            flags = guided.parse_flags(beside.read_text())
-        unet, gcfg, dcfg = guided.load_guided(path, flags)
-        ecfg = ExternalConfig(fmt, gcfg.image_size, gcfg.in_channels, gcfg.num_classes)
-        net = GuidedNet(unet, ecfg)
-        classifier = guided.load_classifier(path, flags)
+        score_sde = summary.diffusion.schedule == "ve"
+        unet = diffusers_folder.load_unet(diffusers_folder.parts(path)[0], score_sde)
+        net = (ScoreNet if score_sde else DiffusersNet)(unet, summary.config)
     else:
-        raise DDIBError(f"unknown model format {fmt!r}; ddib reads {', '.join(FORMATS)}")
+        flags = _guided_flags(path, flags)
+        unet, _, _ = guided.load_guided(path, flags)
+        net = GuidedNet(unet, summary.config)
+        classifier = guided.load_classifier(path, flags)
     if classifier is not None:
         cnet, classes, scale = classifier
         classifier = NoisyClassifier(cnet.to(device).eval().requires_grad_(False), classes, scale)
-    model = Diffusion(net, dcfg, classifier=classifier).to(device).eval()
+    model = Diffusion(net, summary.diffusion, classifier=classifier).to(device).eval()
     model.requires_grad_(False)
     return model
 

@@ -127,12 +127,10 @@ def _ve_config(scheduler_file: Path, cfg: dict) -> DiffusionConfig:
                            noise_input="timestep", centered=False)  # fmt: skip
 
 
-def load_unet(unet_dir: Path, score_sde: bool = False):
-    """diffusers' UNet2DModel from a local folder, in float32 (nothing is downloaded)."""
-    try:
-        from diffusers import UNet2DModel
-    except ImportError:
-        raise DDIBError("diffusers folders need the diffusers package: pip install 'ddib[diffusers]'") from None
+def unet_config(unet_dir: Path, score_sde: bool = False) -> dict:
+    """The UNet's config.json, checked to be a pixel-space UNet2DModel whose time embedding fits its scheduler (the
+    diffusers package must be there to run it)."""
+    require_diffusers()
     config = _read_json(unet_dir / "config.json")
     kind = config.get("_class_name", "UNet2DModel")
     if kind != "UNet2DModel":
@@ -142,8 +140,22 @@ def load_unet(unet_dir: Path, score_sde: bool = False):
         need = f"a {VE_SCHEDULER} needs" if score_sde else "DDPM-type schedulers need"
         raise DDIBError(f"{unet_dir}: a {embedding} time embedding does not go with its scheduler ({need} "
                         f"{'fourier' if score_sde else 'positional'})")  # fmt: skip
+    return config
+
+
+def require_diffusers() -> None:
+    try:
+        import diffusers  # noqa: F401
+    except ImportError:
+        raise DDIBError("diffusers folders need the diffusers package: pip install 'ddib[diffusers]'") from None
+
+
+def load_unet(unet_dir: Path, score_sde: bool = False):
+    """diffusers' UNet2DModel from a local folder, in float32 (nothing is downloaded)."""
+    unet_config(unet_dir, score_sde)
     try:
         import torch
+        from diffusers import UNet2DModel
         from diffusers.utils import logging
 
         logging.set_verbosity_error()  # the library never prints; failures come back as the errors below

@@ -186,8 +186,7 @@ def load_classifier(path: Path, flags: dict) -> tuple[GuidedClassifier, int, flo
     f = resolve_flags(flags)
     if not f["classifier_path"]:
         return None
-    where = Path(f["classifier_path"]).expanduser()
-    where = where if where.is_absolute() else Path(path).parent / where
+    where = _classifier_file(path, f)
     size, mult = f["image_size"], _channel_mult(f, "classifier_channel_mult")
     cfg = GuidedUNetConfig(
         image_size=size, in_channels=f["in_channels"], model_channels=f["classifier_width"],
@@ -200,6 +199,25 @@ def load_classifier(path: Path, flags: dict) -> tuple[GuidedClassifier, int, flo
         raise DDIBError(f"unknown classifier_pool {f['classifier_pool']!r}; guided-diffusion has {', '.join(POOLS)}")
     net = _load_state(where, GuidedClassifier(cfg, f["classifier_pool"]), "classifier flags")
     return net, f["num_classes"], f["classifier_scale"]
+
+
+def classifier_summary(path: Path, flags: dict) -> tuple[int, float] | None:
+    """(classes, guidance scale) of the noisy classifier the flags name, read without its weights; None without one."""
+    f = resolve_flags(flags)
+    if not f["classifier_path"]:
+        return None
+    where = _classifier_file(path, f)
+    if not where.is_file():
+        raise DDIBError(f"checkpoint not found: {where}")
+    if f["classifier_pool"] not in POOLS:
+        raise DDIBError(f"unknown classifier_pool {f['classifier_pool']!r}; guided-diffusion has {', '.join(POOLS)}")
+    return f["num_classes"], f["classifier_scale"]
+
+
+def _classifier_file(path: Path, f: dict) -> Path:
+    """`classifier_path`, relative to the checkpoint's folder unless absolute."""
+    where = Path(f["classifier_path"]).expanduser()
+    return where if where.is_absolute() else Path(path).parent / where
 
 
 def _load_state(path: Path, net: torch.nn.Module, flags: str) -> torch.nn.Module:
