@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -298,9 +299,10 @@ def test_models_lists_from_configs_without_reading_weights_and_says_why_one_is_u
     models = tmp_path / "models"
     md = ("--models-dir", str(models))
     cond = save_pipeline(tmp_path / "cond", unet=tiny_unet(num_class_embeds=4))
-    broken = save_pipeline(tmp_path / "broken")
-    for name, path, extra in (("cond2", cond, ["--label", "2"]), ("broken", broken, [])):
+    broken, gone = save_pipeline(tmp_path / "broken"), save_pipeline(tmp_path / "gone")
+    for name, path, extra in (("cond2", cond, ["--label", "2"]), ("broken", broken, []), ("gone", gone, [])):
         _ok(run_cli("models", "add", name, str(path), *extra, *md))
+    shutil.rmtree(gone)
     with pytest.raises(DDIBError, match=r"has 4 classes \(0 to 3\): no label 9"):
         ddib.load(f"{cond}:9")
     (broken / "scheduler" / "scheduler_config.json").unlink()
@@ -309,6 +311,7 @@ def test_models_lists_from_configs_without_reading_weights_and_says_why_one_is_u
     out = " ".join(_ok(run_cli("models", *md)).split())
     assert f"cond2 │ local │ diffusers {SIZE}×{SIZE}, 3 channels, label 2 of 4 classes │ linear β × 1000, ε" in out
     assert "broken │ local │ diffusers, unusable:" in out and "no scheduler config" in out
+    assert "gone │ local │ diffusers, unusable:" in out and "it does not exist" in out
     r = run_cli("sample", "--domain", "cond2", "-n", "1", "--steps", "2", *md)
     _one_line_error(r, "cannot build its UNet2DModel")
 

@@ -118,6 +118,8 @@ def describe_external(path: Path, fmt: str, flags: dict | None = None) -> Extern
     """A foreign model's shape, classes, schedule and parameterisation, from its configs (or flags) alone; every
     config error `load_external` would give, without reading the weights."""
     path = Path(path)
+    if not path.exists():
+        raise not_found(str(path))
     if fmt == "diffusers":
         unet_dir, scheduler = diffusers_folder.parts(path)
         dcfg = diffusers_folder.diffusion_config(scheduler)
