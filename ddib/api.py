@@ -35,8 +35,6 @@ __all__ = ["Latent", "Progress", "decode", "encode", "load", "sample", "translat
 Model = DomainModel | str | Path
 Speed = SpeedOptions | str | None
 _OPTION_NAMES = {f.name for f in fields(ode.ODEOptions)}
-# An unclipped decode overshoots [-1, 1] a little and is valid input again; images on [0, 255] are far beyond.
-_RANGE_LIMIT = 2.0
 
 
 def load(name_or_path: str | Path, device: torch.device | str = "cpu", *, models_dir: str | Path | None = None,
@@ -138,12 +136,12 @@ def _as_model_input(model: DomainModel, images, resize: str) -> tuple[torch.Tens
 
 
 def _check_range(images: torch.Tensor) -> None:
-    """Images scaled for another convention ([0, 255]) would be solved without complaint and come back as noise."""
+    """Images on 0–255 would be solved without complaint and come back as noise. Only that scale is refused: a
+    decode's own output (signed, and far outside [-1, 1] from a rough model or a coarse solve) is valid input."""
     finite = images[torch.isfinite(images)]
-    lo, hi = (finite.min().item(), finite.max().item()) if finite.numel() else (0.0, 0.0)
-    if max(-lo, hi) > _RANGE_LIMIT:
-        raise DDIBError(f"images must lie in [-1, 1], these span [{lo:.4g}, {hi:.4g}] (from [0, 1]: 2x − 1; from "
-                        f"0–255: x / 127.5 − 1)")  # fmt: skip
+    if finite.numel() and finite.min().item() >= 0 and finite.max().item() > 2:
+        raise DDIBError(f"images must lie in [-1, 1]; these lie in [0, {finite.max().item():.4g}], as 0–255 images do "
+                        f"(x / 127.5 − 1 maps those; 2x − 1 maps [0, 1])")  # fmt: skip
 
 
 def _as_output(model: DomainModel, y: torch.Tensor, pil: bool):

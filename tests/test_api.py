@@ -68,8 +68,10 @@ def test_bad_input_is_a_one_line_error(pair):
         ddib.translate(torch.zeros(1, 3, 16, 16), fives, sevens)
     with pytest.raises(DDIBError, match="float tensor"):
         ddib.encode(fives, np.zeros((1, 3, 32, 32)))
-    with pytest.raises(DDIBError, match=r"must lie in \[-1, 1\], these span \[0, 255\]"):
+    with pytest.raises(DDIBError, match=r"must lie in \[-1, 1\]; these lie in \[0, 255\], as 0–255 images do"):
         ddib.encode(fives, torch.linspace(0, 255, 3 * 32 * 32).reshape(1, 3, 32, 32))
+    rough = torch.linspace(-300, 300, 3 * 32 * 32).reshape(1, 3, 32, 32)  # a rough model's decode: valid input
+    assert ddib.encode(fives, rough, steps=2).z.shape == rough.shape
     with pytest.raises(DDIBError, match="no images given"):
         ddib.encode(fives, torch.zeros(0, 3, 32, 32))
     with pytest.raises(DDIBError, match="positive integer, got 0"):
