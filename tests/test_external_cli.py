@@ -127,6 +127,8 @@ def test_foreign_model_errors_are_one_line(foreign, tmp_path):
                     "dif is a diffusers model", "`ddib export` copies models ddib trained")  # fmt: skip
     _one_line_error(run_cli("models", "add", "x", str(root / "dif"), "--label", "2", *md), "has no classes")
     _one_line_error(run_cli("models", "add", "y", str(images), *md), "neither a diffusers folder")
+    _one_line_error(run_cli("models", "add", "y", str(REPO / "ddib" / "assets" / "models" / "sevens"), *md),
+                    "is a ddib model", "ddib export --domain")  # fmt: skip
     bare, _ = save_guided(tmp_path / "bare", "improved-like", flags_beside=False)
     _one_line_error(run_cli("translate", str(images), "--from", str(bare), "--to", "gd", *md), "needs its model flags")
     flags = "--image_size 8 --num_channels 32 --num_res_blocks 1 --channel_mult 1,2 --attention_resolutions 8,4"

@@ -16,6 +16,7 @@ from ..model.registry import (
     BUNDLED_DIR,
     available_models,
     foreign_summary,
+    is_ddib_model_dir,
     models_dir_or_default,
     not_a_model,
     weightless_runs,
@@ -110,6 +111,10 @@ def add_command(
     if not path.exists():
         raise not_found(str(path))
     fmt = detect_format(path)
+    if fmt is None and is_ddib_model_dir(path):
+        copy = f"ddib export --domain {path} --out {models_dir_or_default(models_dir) / name}"
+        raise DDIBError(f"{path} is a ddib model: every command takes it by its path as it is; to give it a name, "
+                        f"copy it with `{copy}`")  # fmt: skip
     if fmt is None:
         raise not_a_model(path)
     if flags is not None and fmt != "guided-diffusion":

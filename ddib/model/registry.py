@@ -55,7 +55,12 @@ def models_dir_or_default(models_dir: str | Path | None) -> Path:
 
 def _is_model_dir(path: Path) -> bool:
     """A ddib model directory, or a registered reference to a foreign model."""
-    return ((path / ckpt.CONFIG_FILE).is_file() and (path / ckpt.WEIGHTS_FILE).is_file()) or is_reference_dir(path)
+    return is_ddib_model_dir(path) or is_reference_dir(path)
+
+
+def is_ddib_model_dir(path: Path) -> bool:
+    """A model ddib trained or exported: config.json + model.safetensors."""
+    return (Path(path) / ckpt.CONFIG_FILE).is_file() and (Path(path) / ckpt.WEIGHTS_FILE).is_file()
 
 
 def model_labels(path: Path) -> list[str]:
