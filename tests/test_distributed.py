@@ -222,6 +222,29 @@ def test_torchrun_evaluate_shards_the_sources_and_scores_them_all_once(tmp_path,
     _same_pngs(tmp_path / "g2.png", tmp_path / "g1.png")  # outputs gathered back in source order
 
 
+def test_torchrun_likelihood_and_classify_score_whole_batches_as_one_process_does(tmp_path, tiny_models):
+    import json
+
+    src = make_blob_images(tmp_path / "in", 5, (230, 30, 30), seed=5)
+    common = [str(src), "--domain", "reds", "--domain", "blues", "--models-dir", str(tiny_models), "--batch-size", "2",
+              "--tol", "1e-3", "--probes", "1"]  # fmt: skip
+    runs = {}
+    for k, run in (("two", _torchrun), ("one", run_cli)):
+        r = run("likelihood", *common, "--json", str(tmp_path / f"{k}.json"))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.count("5 images × 2 models") == 1 and ("on 2 processes" in r.stdout) == (k == "two")
+        c = run("classify", *common, "--method", "elbo", "--levels", "4")
+        assert c.returncode == 0, c.stderr
+        runs[k] = json.loads((tmp_path / f"{k}.json").read_text())["results"], c.stdout.splitlines()
+    (two, _), (one, _) = runs["two"], runs["one"]
+    assert [r["image"] for r in two] == [r["image"] for r in one] and len(one) == 5  # every image once, in order
+    for a, b in zip(two, one, strict=True):
+        for domain in ("reds", "blues"):
+            assert abs(a[domain][0] - b[domain][0]) <= 1e-4 * abs(b[domain][0]), (a, b)
+    verdicts = {k: [line.split(";")[0] for line in lines] for k, (_, lines) in runs.items()}
+    assert len(verdicts["one"]) == 5 and verdicts["two"] == verdicts["one"]  # each image's ranking, in order
+
+
 def test_commands_that_do_not_shard_refuse_to_run_under_several_processes(tmp_path):
     """Each torchrun process would repeat the whole command and race the others on its output files."""
     world = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}
@@ -230,6 +253,9 @@ def test_commands_that_do_not_shard_refuse_to_run_under_several_processes(tmp_pa
         r = run_cli(*args, env=world)
         assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert f"`{name}` runs in one process" in r.stderr and not (tmp_path / "d.png").exists()
-        assert "only `ddib train`, `ddib sample`, `ddib translate`, `ddib decode` and `ddib evaluate` split" in r.stderr
+        assert (
+            "only `ddib train`, `ddib sample`, `ddib translate`, `ddib decode`, `ddib evaluate`, `ddib likelihood` "
+            "and `ddib classify` split"
+        ) in r.stderr
     r = run_cli(*demo, env={**world, "WORLD_SIZE": "1"})
     assert r.returncode == 0 and (tmp_path / "d.png").is_file(), r.stderr  # a world of one is a plain run

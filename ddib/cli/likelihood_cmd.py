@@ -16,9 +16,10 @@ from ..errors import DDIBError
 from ..io.atomic import atomic_write
 from ..likelihood.source_inference import LIKELIHOODS, check_method, rank, score_images
 from ..model.registry import domain_models, find_model, load_domain_model, model_labels
+from ..train import distributed
 from ..utils import resolve_device
 from .app import app, console
-from .options import DeviceOpt, ModelsDirOpt, ResizeOpt, SkipBadOpt, SymmetryOpt, report_skipped
+from .options import DeviceOpt, ModelsDirOpt, ResizeOpt, SkipBadOpt, SymmetryOpt, report_skipped, shards
 from .source_choice import LevelsOpt, MethodOpt
 
 ProbesOpt = typer.Option(4, "--probes", min=1, help="Rademacher probes of the Hutchinson divergence estimate")
@@ -52,20 +53,26 @@ def _load_models(domains: Optional[list[str]], models_dir, dev, symmetry: str = 
 
 def _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, method="ode", levels=16,
            symmetry="auto", skip_bad=False, resize="crop"):  # fmt: skip
+    """(images, models, scores per batch, seconds, processes) on the first process; None on the others. Under
+    torchrun each process scores whole batches of the one-process run (each batch draws from `seed` alone), so the
+    numbers are those one process gives."""
     check_method(method)
-    dev = resolve_device(device)
+    info, dev = distributed.setup(resolve_device(device))
     models = _load_models(domains, models_dir, dev, symmetry)
     channels, size, _ = next(iter(models.values())).data_shape
     images = read_inputs(inputs, size, channels, skip_bad, resize=resize)
-    scores_per_batch = []
+    batches = list(chunks(images.pixels, batch_size))
     t0 = time.perf_counter()
-    for u8 in chunks(images.pixels, batch_size):
-        scores_per_batch.append(score_images(models, u8, probes, tol, tol, seed, dev, method, levels))
+    mine = [score_images(models, batches[k], probes, tol, tol, seed, dev, method, levels)
+            for k in distributed.shard(list(range(len(batches))), info)]  # fmt: skip
+    scores_per_batch = distributed.gather_in_order(mine, info)
     seconds = time.perf_counter() - t0
-    return images, models, scores_per_batch, seconds
+    distributed.teardown(info)
+    return (images, models, scores_per_batch, seconds, info.world_size) if info.is_main else None
 
 
 @app.command("likelihood")
+@shards
 def likelihood_command(
     inputs: list[Path] = typer.Argument(..., help="Image files and/or folders"),
     domains: Optional[list[str]] = typer.Option(None, "--domain", help="Score under these models [default: all]"),
@@ -86,8 +93,11 @@ def likelihood_command(
 ) -> None:
     """Bits/dim of each image under each domain model (probability-flow ODE, dequantised 8-bit data)."""
     check_method(method, LIKELIHOODS)
-    images, models, batches, seconds = _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir,
-                                              method, levels, symmetry, skip_bad, resize)  # fmt: skip
+    scored = _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, method, levels, symmetry,
+                    skip_bad, resize)  # fmt: skip
+    if scored is None:  # another torchrun process: the first one reports
+        return
+    images, models, batches, seconds, processes = scored
     files = images.files
     table = Table("image", *[f"{d} bits/dim" for d in models])
     records = []
@@ -105,7 +115,8 @@ def likelihood_command(
     console.print(table)
     per_image = ", ".join(f"{d} {n / len(batches):.0f}" for d, n in nfe.items())
     console.print(
-        f"{len(files)} images{images.describe_resize()} × {len(models)} models in {seconds:.1f}s; "
+        f"{len(files)} images{images.describe_resize()} × {len(models)} models in {seconds:.1f}s"
+        f"{f' on {processes} processes' if processes > 1 else ''}; "
         f"NFE per batch: {per_image}"
     )
     if json_out is not None:
@@ -116,6 +127,7 @@ def likelihood_command(
 
 
 @app.command("classify")
+@shards
 def classify_command(
     inputs: list[Path] = typer.Argument(..., help="Image files and/or folders"),
     domains: Optional[list[str]] = typer.Option(None, "--domain", help="Candidate domains [default: all]"),
@@ -132,8 +144,11 @@ def classify_command(
     resize: str = ResizeOpt,
 ) -> None:
     """Rank the domains by likelihood for each image; say when the margin is within the estimator's error."""
-    images, models, batches, _ = _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, method,
-                                        levels, symmetry, skip_bad, resize)  # fmt: skip
+    scored = _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, method, levels, symmetry,
+                    skip_bad, resize)  # fmt: skip
+    if scored is None:
+        return
+    images, models, batches, _, _ = scored
     files = images.files
     for b, scores in enumerate(batches):
         for j in range(len(scores[0].bits_per_dim)):
