@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 # The Python API (`ddib.api`), imported on first use so that `ddib --help` does not wait for torch.
-_API = ("Latent", "Progress", "decode", "encode", "load", "sample", "translate")
+_API = ("Latent", "Progress", "decode", "encode", "likelihoods", "load", "sample", "translate")
 __all__ = [*_API, "__version__"]
 
 

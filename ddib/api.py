@@ -20,17 +20,19 @@ import torch
 from PIL import Image
 
 from .bridge import ode, pipeline
+from .bridge.batching import chunks
 from .bridge.latent import Latent
 from .bridge.pipeline import Progress, ProgressFn
 from .bridge.points import DEFAULT_POINT_BATCH
 from .errors import DDIBError
-from .io.images import check_resize, convert_image, to_pil, to_unit_range
+from .io.images import check_resize, convert_image, to_pil, to_uint8, to_unit_range
+from .likelihood.source_inference import DomainScore, check_method, score_images
 from .model.diffusion import Diffusion
 from .model.registry import DomainModel, load_domain_model
 from .model.speed import SpeedOptions, accelerate, accelerate_for, parse_speed
 from .utils import resolve_device
 
-__all__ = ["Latent", "Progress", "decode", "encode", "load", "sample", "translate"]
+__all__ = ["Latent", "Progress", "decode", "encode", "likelihoods", "load", "sample", "translate"]
 
 Model = DomainModel | str | Path
 Speed = SpeedOptions | str | None
@@ -97,6 +99,47 @@ def sample(model: Model, n: int, *, seed: int = 0, batch_size: int | None = None
     model = _model(model)
     latent = ode.sample_latent(model.diffusion, n, torch.Generator().manual_seed(seed))
     return decode(model, latent, batch_size=batch_size, progress=progress, pil=pil, speed=speed, **solve)
+
+
+def likelihoods(models: Model | Sequence[Model], images, *, method: str = "ode", probes: int = 4, tol: float = 1e-4,
+                levels: int = 16, seed: int = 0, batch_size: int = 16,
+                resize: str = "crop") -> dict[str, DomainScore]:  # fmt: skip
+    """Bits/dim of 8-bit images under each model: the probability-flow ODE's log-likelihood (Song et al. 2021,
+    "ode"), the diffusion ELBO (Kingma et al. 2021, "elbo") or its mid-noise band ("band", a score for ranking),
+    with the same random draws for every model, batch by batch as `ddib likelihood` / `classify` (the same numbers)."""
+    check_method(method)
+    many = [_model(m) for m in (models if isinstance(models, (list, tuple)) else [models])]
+    names = [m.name for m in many]
+    if not many or len(set(names)) < len(names):
+        raise DDIBError(f"give one or more models of distinct names, got {names}")
+    if any(m.is_points for m in many):
+        raise DDIBError("likelihoods here take images; point domains are not scored")
+    if len({tuple(m.data_shape) for m in many}) > 1:
+        shapes = ", ".join(f"{m.name} {tuple(m.data_shape)}" for m in many)
+        raise DDIBError(f"the models take different data ({shapes}); likelihoods compare models of one data shape")
+    u8 = _as_uint8(many[0], images, resize)
+    device = next(many[0].diffusion.parameters()).device
+    diffusions = {m.name: m.diffusion for m in many}
+    batches = [score_images(diffusions, chunk, probes, tol, tol, seed, device, method, levels)
+               for chunk in chunks(u8, batch_size)]  # fmt: skip
+    return {name: DomainScore(name, torch.cat([b[k].draws for b in batches]), sum(b[k].nfe for b in batches),
+                              batches[0][k].estimated) for k, name in enumerate(diffusions)}  # fmt: skip
+
+
+def _as_uint8(model: DomainModel, images, resize: str) -> torch.Tensor:
+    """8-bit images (N, C, H, W) of the model's size: likelihoods are those of the discrete data."""
+    if torch.is_tensor(images) and images.dtype == torch.uint8:
+        if images.ndim != 4 or tuple(images.shape[1:]) != tuple(model.data_shape):
+            raise DDIBError(f"uint8 images must be (N, {', '.join(map(str, model.data_shape))})")
+        if len(images) == 0:
+            raise DDIBError("no images given (the tensor holds 0)")
+        return images.cpu()
+    if isinstance(images, Sequence) and images and all(isinstance(i, Image.Image) for i in images):
+        check_resize(resize)
+        size, channels = model.data_shape[-1], model.data_shape[0]
+        return torch.stack([convert_image(i, size, channels, resize) for i in images])
+    x, _ = _as_model_input(model, images, resize)
+    return to_uint8(x)
 
 
 def _options(solve: dict[str, Any]) -> ode.ODEOptions:

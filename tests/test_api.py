@@ -37,6 +37,7 @@ def test_the_docs_example_runs(tmp_path, monkeypatch):
     assert scope["latent"].hue is not None and scope["latent"].meta["source"] == "fives"
     assert np.array_equal(np.asarray(scope["again"][0]), np.asarray(scope["seven"]))
     assert scope["samples"].shape == (4, 3, 32, 32) and (tmp_path / "five.safetensors").is_file()
+    assert scope["likelier"] == "fives"
 
 
 def test_translate_gives_the_png_the_command_writes(tmp_path, pair):
@@ -110,3 +111,32 @@ def test_speed_names_kernel_settings_and_autocast_only_decodes(pair):
     assert not torch.equal(low, exact) and (low - exact).abs().max() < 0.1
     with pytest.raises(DDIBError, match="unknown speed setting"):
         ddib.sample(fives, 1, steps=2, speed="turbo")
+
+
+def test_likelihoods_give_the_numbers_the_command_writes(tmp_path, pair):
+    import json
+
+    fives, sevens = pair
+    seven = tmp_path / "seven.png"
+    ddib.sample(sevens, 1, seed=3, steps=8, pil=True)[0].save(seven)
+    files = [FIVE, seven]
+    r = run_cli("likelihood", *map(str, files), "--domain", "fives", "--domain", "sevens", "--method", "elbo",
+                "--levels", "4", "--batch-size", "1", "--json", str(tmp_path / "ll.json"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    expected = json.loads((tmp_path / "ll.json").read_text())["results"]
+    scores = ddib.likelihoods([fives, sevens], [Image.open(f) for f in files], method="elbo", levels=4, batch_size=1)
+    for name in ("fives", "sevens"):
+        got = torch.stack([scores[name].bits_per_dim, scores[name].stderr], 1)
+        assert torch.allclose(got, torch.tensor([row[name] for row in expected]), rtol=1e-5), name
+    assert scores["fives"].nfe == 2 * 4 and scores["fives"].draws.shape == (2, 4)
+    bpd = {name: score.bits_per_dim for name, score in scores.items()}
+    assert bpd["fives"][0] < bpd["sevens"][0] and bpd["sevens"][1] < bpd["fives"][1]  # each likelier in its domain
+    x = ddib.io.images.to_unit_range(torch.from_numpy(np.array(Image.open(FIVE))).permute(2, 0, 1)[None])
+    again = ddib.likelihoods(fives, x, method="elbo", levels=4, batch_size=1)["fives"]  # a tensor: the same 8-bit image
+    assert torch.equal(again.draws, scores["fives"].draws[:1])
+    with pytest.raises(DDIBError, match="distinct names"):
+        ddib.likelihoods([fives, fives], x)
+    with pytest.raises(DDIBError, match="unknown method"):
+        ddib.likelihoods(fives, x, method="exact")
+    with pytest.raises(DDIBError, match="point domains"):
+        ddib.likelihoods("moons", x)
