@@ -20,6 +20,7 @@ from ..train import distributed
 from ..utils import resolve_device
 from .app import app, console
 from .options import DeviceOpt, ModelsDirOpt, ResizeOpt, SkipBadOpt, SymmetryOpt, report_skipped, shards
+from .progress import bar
 from .source_choice import LevelsOpt, MethodOpt
 
 ProbesOpt = typer.Option(4, "--probes", min=1, help="Rademacher probes of the Hutchinson divergence estimate")
@@ -63,8 +64,13 @@ def _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, m
     images = read_inputs(inputs, size, channels, skip_bad, resize=resize)
     batches = list(chunks(images.pixels, batch_size))
     t0 = time.perf_counter()
-    mine = [score_images(models, batches[k], probes, tol, tol, seed, dev, method, levels)
-            for k in distributed.shard(list(range(len(batches))), info)]  # fmt: skip
+    mine = []
+    with bar("score") as progress:  # a likelihood solve of a large model runs for minutes per batch
+        task = progress.add_task(f"{method} under {len(models)} models", total=len(images.pixels),
+                                 visible=info.is_main)  # fmt: skip
+        for k in distributed.shard(list(range(len(batches))), info):
+            mine.append(score_images(models, batches[k], probes, tol, tol, seed, dev, method, levels))
+            progress.advance(task, len(batches[k]) * info.world_size)
     scores_per_batch = distributed.gather_in_order(mine, info)
     seconds = time.perf_counter() - t0
     distributed.teardown(info)
