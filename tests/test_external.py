@@ -214,6 +214,18 @@ def test_guided_diffusion_checkpoint_matches_the_reference_network(tmp_path, nam
     assert set(model.net.net.state_dict()) == set(ref.state_dict())
 
 
+def test_a_guided_checkpoint_in_torch_s_legacy_format_loads_the_same_weights(tmp_path):
+    """Zip-format files are memory-mapped; the pre-1.6 format, which cannot be, is read whole."""
+    pytest.importorskip("guided_diffusion")
+    path, ref = save_guided(tmp_path / "zip", "improved-like")
+    legacy = tmp_path / "legacy" / path.name
+    legacy.parent.mkdir()
+    torch.save(ref.state_dict(), legacy, _use_new_zipfile_serialization=False)
+    legacy.with_suffix(".json").write_text(path.with_suffix(".json").read_text())
+    a, b = (load_external(p, "guided-diffusion").net.net.state_dict() for p in (path, legacy))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) and b[k].device.type == "cpu" for k in a)
+
+
 def test_guided_flags_choose_schedule_prediction_and_timestep_scale(tmp_path):
     pytest.importorskip("guided_diffusion")
     path, ref = save_guided(tmp_path, "improved-like", noise_schedule="cosine", predict_xstart=True,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pickle
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -175,7 +176,7 @@ def load_guided(path: Path, flags: dict) -> tuple[GuidedUNet, GuidedUNetConfig, 
     """The network of a `.pt` state dict (read with weights_only=True) built from its flags, in float32."""
     f = resolve_flags(flags)
     cfg = network_config(f)
-    return _load_state(path, GuidedUNet(cfg), "flags"), cfg, diffusion_config(f)
+    return _load_state(path, lambda: GuidedUNet(cfg), "flags"), cfg, diffusion_config(f)
 
 
 def load_classifier(path: Path, flags: dict) -> tuple[GuidedClassifier, int, float] | None:
@@ -197,7 +198,7 @@ def load_classifier(path: Path, flags: dict) -> tuple[GuidedClassifier, int, flo
     )  # fmt: skip
     if f["classifier_pool"] not in POOLS:
         raise DDIBError(f"unknown classifier_pool {f['classifier_pool']!r}; guided-diffusion has {', '.join(POOLS)}")
-    net = _load_state(where, GuidedClassifier(cfg, f["classifier_pool"]), "classifier flags")
+    net = _load_state(where, lambda: GuidedClassifier(cfg, f["classifier_pool"]), "classifier flags")
     return net, f["num_classes"], f["classifier_scale"]
 
 
@@ -220,19 +221,13 @@ def _classifier_file(path: Path, f: dict) -> Path:
     return where if where.is_absolute() else Path(path).parent / where
 
 
-def _load_state(path: Path, net: torch.nn.Module, flags: str) -> torch.nn.Module:
-    """`net` with the `.pt` state dict at `path` (read with weights_only=True), checked key for key, in float32."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise DDIBError(f"checkpoint not found: {path}") from None
-    except pickle.UnpicklingError:  # weights_only=True refuses pickled objects, which could run code
-        raise DDIBError(f"{path} holds pickled objects, not a plain state dict: load it where you trust it and "
-                        "torch.save its model's state_dict()") from None  # fmt: skip
-    except Exception as exc:  # a truncated or foreign file
-        raise DDIBError(f"{path} is not a readable state dict ({type(exc).__name__})") from None
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise DDIBError(f"{path} is not a state dict of tensors")
+def _load_state(path: Path, build: Callable[[], torch.nn.Module], flags: str) -> torch.nn.Module:
+    """The network `build` makes, holding the `.pt` state dict at `path` (read with weights_only=True), checked key
+    for key, in float32. Built without memory and filled with the file's tensors, memory-mapped where the file
+    allows: a large checkpoint is neither held twice nor initialised only to be overwritten."""
+    state = _read_state(path)
+    with torch.device("meta"):
+        net = build()
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -243,5 +238,27 @@ def _load_state(path: Path, net: torch.nn.Module, flags: str) -> torch.nn.Module
         k, more = wrong[0], f" ({len(wrong) - 1} more differ)" if len(wrong) > 1 else ""
         given, built = tuple(state[k].shape), tuple(own[k].shape)
         raise DDIBError(f"{path} does not match its {flags}: {k} is {given}, the {flags} give {built}{more}")
-    net.load_state_dict({k: v.float() for k, v in state.items()})
+    net.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)
     return net
+
+
+def _read_state(path: Path) -> dict:
+    """The state dict of tensors at `path`: memory-mapped (zip-format files, as torch.save writes them since 1.6),
+    else read whole."""
+    try:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DDIBError(f"checkpoint not found: {path}") from None
+    except pickle.UnpicklingError:  # weights_only=True refuses pickled objects, which could run code
+        raise DDIBError(f"{path} holds pickled objects, not a plain state dict: load it where you trust it and "
+                        "torch.save its model's state_dict()") from None  # fmt: skip
+    except Exception as exc:  # a truncated or foreign file
+        raise DDIBError(f"{path} is not a readable state dict ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise DDIBError(f"{path} is not a state dict of tensors")
+    return state
