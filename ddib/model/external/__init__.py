@@ -160,7 +160,7 @@ def load_external(path: Path, fmt: str, flags: dict | None = None,
     classifier = None
     if fmt == "diffusers":
         score_sde = summary.diffusion.schedule == "ve"
-        unet = diffusers_folder.load_unet(diffusers_folder.parts(path)[0], score_sde)
+        unet = diffusers_folder.load_unet(diffusers_folder.parts(path)[0])
         net = (ScoreNet if score_sde else DiffusersNet)(unet, summary.config)
     else:
         flags = _guided_flags(path, flags)

@@ -150,9 +150,9 @@ def require_diffusers() -> None:
         raise DDIBError("diffusers folders need the diffusers package: pip install 'ddib[diffusers]'") from None
 
 
-def load_unet(unet_dir: Path, score_sde: bool = False):
-    """diffusers' UNet2DModel from a local folder, in float32 (nothing is downloaded)."""
-    unet_config(unet_dir, score_sde)
+def load_unet(unet_dir: Path):
+    """diffusers' UNet2DModel from a local folder whose config `unet_config` has checked, in float32 (nothing is
+    downloaded)."""
     try:
         import torch
         from diffusers import UNet2DModel
