@@ -12,6 +12,7 @@ device's measured best).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,11 @@ def translate(images, source: Model, target: Model, *, batch_size: int | None = 
 def sample(model: Model, n: int, *, seed: int = 0, batch_size: int | None = None,
            progress: ProgressFn | None = None, pil: bool = False, speed: Speed = None, **solve: Any):  # fmt: skip
     """decode(model, z) with z ~ N(0, I) (and a hue-quotient model's θ ~ U[0, 2π)), deterministic given `seed`."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if not _is_int(n) or n < 1:
         raise DDIBError(f"the number of samples must be a positive integer, got {n!r}")
+    _check_seed(seed)
     model = _model(model)
-    latent = ode.sample_latent(model.diffusion, n, torch.Generator().manual_seed(seed))
+    latent = ode.sample_latent(model.diffusion, n, torch.Generator().manual_seed(int(seed)))
     return decode(model, latent, batch_size=batch_size, progress=progress, pil=pil, speed=speed, **solve)
 
 
@@ -108,6 +110,10 @@ def likelihoods(models: Model | Sequence[Model], images, *, method: str = "ode",
     "ode"), the diffusion ELBO (Kingma et al. 2021, "elbo") or its mid-noise band ("band", a score for ranking),
     with the same random draws for every model, batch by batch as `ddib likelihood` / `classify` (the same numbers)."""
     check_method(method)
+    _check_counts(batch_size=batch_size, probes=probes, levels=levels)
+    _check_seed(seed)
+    if not tol > 0:
+        raise DDIBError(f"tol must be positive, got {tol!r}")
     many = [_model(m) for m in (models if isinstance(models, (list, tuple)) else [models])]
     names = [m.name for m in many]
     if not many or len(set(names)) < len(names):
@@ -177,6 +183,22 @@ def _check_range(images: torch.Tensor) -> None:
                         f"(x / 127.5 − 1 maps those; 2x − 1 maps [0, 1])")  # fmt: skip
 
 
+def _check_counts(**counts: Any) -> None:
+    """Counts are integers ≥ 1: a zero or negative batch size would otherwise slice the images into nothing."""
+    for name, value in counts.items():
+        if not _is_int(value) or value < 1:
+            raise DDIBError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)  # numpy integers too; True is no count
+
+
+def _check_seed(seed: Any) -> None:
+    if not _is_int(seed):
+        raise DDIBError(f"seed must be an integer, got {seed!r}")
+
+
 def _as_output(model: DomainModel, y: torch.Tensor, pil: bool):
     if model.is_points:
         return model.to_raw(y)
@@ -193,4 +215,6 @@ def _fast(model: DomainModel, speed: Speed) -> Diffusion:
 
 def _batch(model: DomainModel, batch_size: int | None) -> int | None:
     """The batch size asked for; point domains solve many points at once, images as fits the device."""
+    if batch_size is not None:
+        _check_counts(batch_size=batch_size)
     return batch_size or (DEFAULT_POINT_BATCH if model.is_points else None)

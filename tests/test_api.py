@@ -79,6 +79,19 @@ def test_bad_input_is_a_one_line_error(pair):
         ddib.sample(sevens, 0)
     with pytest.raises(DDIBError, match="positive integer, got '6'"):
         ddib.sample(sevens, 1, steps="6")
+    x = torch.zeros(1, 3, 32, 32)
+    for bad in (0, -1, 2.0):  # a negative batch once sliced the images into nothing and returned no images
+        with pytest.raises(DDIBError, match=f"batch_size must be a positive integer, got {bad!r}"):
+            ddib.translate(x, fives, sevens, batch_size=bad)
+        with pytest.raises(DDIBError, match=f"batch_size must be a positive integer, got {bad!r}"):
+            ddib.likelihoods(fives, x, batch_size=bad)
+    assert ddib.encode(fives, x, steps=2, batch_size=np.int64(1)).z.shape == x.shape  # numpy counts are counts
+    with pytest.raises(DDIBError, match="probes must be a positive integer, got 0"):
+        ddib.likelihoods(fives, x, probes=0)
+    with pytest.raises(DDIBError, match="levels must be a positive integer, got 0"):
+        ddib.likelihoods(fives, x, method="elbo", levels=0)
+    with pytest.raises(DDIBError, match="seed must be an integer, got 'a'"):
+        ddib.sample(sevens, 1, seed="a")
     with pytest.raises(DDIBError, match=r"latents have shape \(3, 8, 8\)"):
         ddib.decode(sevens, torch.zeros(1, 3, 8, 8))
     with pytest.raises(TypeError, match="unknown solve option"):
