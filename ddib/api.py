@@ -12,8 +12,8 @@ device's measured best).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Integral
 from dataclasses import fields
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 

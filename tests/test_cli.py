@@ -266,3 +266,15 @@ def test_smooth_time_embedding_is_saved_kept_on_resume_and_warm_startable(tmp_pa
     r = run_cli("sample", "--domain", "reds", "-n", "2", "--steps", "2", "--models-dir", str(models),
                 "--out", str(tmp_path / "s.png"))  # fmt: skip
     assert r.returncode == 0, r.stderr
+
+
+def test_the_command_line_starts_without_the_heavy_optional_imports():
+    """Every command pays for what `ddib.cli` imports at start: torchvision (with torch._dynamo), torchdiffeq (with
+    scipy) and diffusers load only where a command needs them (a blur, an adaptive solve, a diffusers folder)."""
+    import subprocess
+    import sys
+
+    heavy = ("torchvision", "torchdiffeq", "scipy", "diffusers", "guided_diffusion", "torch._dynamo")
+    code = f"import sys, ddib.cli, ddib.api; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

@@ -7,7 +7,7 @@ from ddib.color import colorize, digit_hue, hue_difference
 from ddib.data.colored_mnist import color_digits, colored_mnist, split_hues
 from ddib.data.domains import domain_source, load_domain_images
 from ddib.errors import DDIBError
-from ddib.io.images import load_image
+from ddib.io.images import image_grid, load_image, to_pil
 
 from .conftest import mnist_dir, needs_mnist
 
@@ -113,3 +113,15 @@ def test_folder_domain_and_unreadable_files(tmp_path):
     assert kept.pixels.shape == (2, 3, 16, 16) and [p.name for p, _ in kept.skipped] == ["broken.png"]
     with pytest.raises(DDIBError, match="folder not found"):
         load_domain_images(domain_source("dogs", str(tmp_path / "nope")), "unused", 16, 3)
+
+
+@pytest.mark.parametrize(
+    ("n", "channels", "nrow", "padding"), [(1, 3, 8, 2), (5, 3, 2, 2), (16, 1, 8, 2), (7, 3, 3, 0)]
+)
+def test_image_grid_lays_out_as_torchvisions_make_grid(n, channels, nrow, padding):
+    from torchvision.utils import make_grid
+
+    x = torch.rand(n, channels, 6, 5, generator=torch.Generator().manual_seed(n)) * 2.4 - 1.2  # clamped too
+    want = make_grid(x.clamp(-1, 1), nrow=nrow, padding=padding, pad_value=1.0)
+    want = np.asarray(to_pil(want[:1] if channels == 1 else want))  # make_grid makes one channel three
+    assert np.array_equal(np.asarray(image_grid(x, nrow=nrow, padding=padding)), want)

@@ -56,7 +56,7 @@ def test_adaptive_step_underflow_is_a_clear_error(problem, monkeypatch):
     def underflowing_odeint(*args, **kwargs):
         raise AssertionError("underflow in dt 0.0")
 
-    monkeypatch.setattr(solvers, "odeint", underflowing_odeint)
+    monkeypatch.setattr(solvers, "_odeint", lambda: underflowing_odeint)
     model, x = problem
     with pytest.raises(DDIBError, match=r"dopri5 \(rtol=1e-06, atol=1e-06\) could not meet its tolerance"):
         ode.encode(model, x, ode.ODEOptions("dopri5", rtol=1e-6, atol=1e-6))

@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torchdiffeq import odeint
 
 from ..errors import DDIBError
 from .grids import DEFAULT_RHO
@@ -44,7 +43,7 @@ def runge_kutta(method: str) -> Callable[[Drift, torch.Tensor, torch.Tensor], to
     def integrate(drift: Drift, x_bar: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
         # For a decreasing grid torchdiffeq negates time and our constructor's output alike.
         options = {"grid_constructor": lambda f, y, t: grid}
-        return odeint(drift, x_bar, grid[[0, -1]], method=method, options=options)[-1]
+        return _odeint()(drift, x_bar, grid[[0, -1]], method=method, options=options)[-1]
 
     return integrate
 
@@ -191,6 +190,12 @@ def per_sample_rms_max(err: torch.Tensor) -> torch.Tensor:
     return err.pow(2).flatten(1).mean(1).sqrt().max()
 
 
+def _odeint():
+    from torchdiffeq import odeint  # here: it imports scipy, which would slow every command's start
+
+    return odeint
+
+
 def adaptive_odeint(f, y0, span: torch.Tensor, solver: str, rtol: float, atol: float, norm):
     """torchdiffeq's adaptive odeint over `span`, never evaluating f outside it, with a step-size underflow
     (tolerance below what the dtype resolves) as a DDIBError rather than torchdiffeq's assertion."""
@@ -199,7 +204,7 @@ def adaptive_odeint(f, y0, span: torch.Tensor, solver: str, rtol: float, atol: f
     # end exactly at the end of the span.
     options = {"norm": norm, "step_t": span[-1:]}
     try:
-        return odeint(f, y0, span, method=solver, rtol=rtol, atol=atol, options=options)
+        return _odeint()(f, y0, span, method=solver, rtol=rtol, atol=atol, options=options)
     except AssertionError as err:
         if "underflow" not in str(err):
             raise

@@ -221,11 +221,19 @@ def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> Image.Image:
-    """A grid of (B, C, H, W) images in [-1, 1] as one PIL image."""
-    from torchvision.utils import make_grid
-
-    grid = make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=padding, pad_value=1.0)
-    return to_pil(grid[:1] if images.shape[1] == 1 else grid)
+    """A grid of (B, C, H, W) images in [-1, 1] as one PIL image: torchvision's `make_grid` layout (rows of `nrow`,
+    `padding` white pixels around each; one image alone unpadded), without importing torchvision."""
+    x = images.detach().float().cpu().clamp(-1, 1)
+    if len(x) == 1:
+        return to_pil(x[0])
+    n, c, h, w = x.shape
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    grid = x.new_ones(c, rows * (h + padding) + padding, cols * (w + padding) + padding)
+    for k, img in enumerate(x):
+        top, left = (k // cols) * (h + padding) + padding, (k % cols) * (w + padding) + padding
+        grid[:, top : top + h, left : left + w] = img
+    return to_pil(grid)
 
 
 def save_png(img: Image.Image, path: str | Path) -> None:

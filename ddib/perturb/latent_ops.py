@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 from ..bridge.latent import Latent
 from ..errors import DDIBError
@@ -198,6 +197,8 @@ def blur(z: torch.Tensor, sigma: float) -> torch.Tensor:
     kh, kw = blur_kernel_size(sigma, z.shape[-2]), blur_kernel_size(sigma, z.shape[-1])
     if sigma == 0 or (kh == 1 and kw == 1):
         return z.clone()
+    from torchvision.transforms.v2 import functional as TF  # here: importing torchvision slows every command's start
+
     return TF.gaussian_blur(z, kernel_size=[kw, kh], sigma=[sigma, sigma])
 
 
