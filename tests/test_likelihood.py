@@ -51,7 +51,7 @@ def test_step_size_underflow_is_a_clear_error(monkeypatch):
     def underflowing_odeint(*args, **kwargs):
         raise AssertionError("underflow in dt 0.0")
 
-    monkeypatch.setattr(solvers, "odeint", underflowing_odeint)
+    monkeypatch.setattr(solvers, "_odeint", lambda: underflowing_odeint)
     model = gaussian_model(torch.zeros(2, dtype=torch.float64), 0.8)
     with pytest.raises(DDIBError, match=r"dopri5 \(rtol=1e-09, atol=1e-09\) could not meet its tolerance"):
         log_likelihood(model, torch.zeros(3, 2, dtype=torch.float64), exact=True, rtol=1e-9, atol=1e-9)
