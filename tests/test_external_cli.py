@@ -192,6 +192,8 @@ def test_python_load_takes_a_checkpoints_flags_as_text_or_dict(foreign, tmp_path
     monkeypatch.chdir(tmp_path)  # given here, a relative classifier path is from the working directory
     guided = ddib.load(f"{path}:3", flags={**flags, **CLASSIFIER_FLAGS, "classifier_path": "cls/c.pt"})
     assert guided.diffusion.classifier is not None and by_dict.diffusion.classifier is None
+    with pytest.raises(DDIBError, match="flags are guided-diffusion's MODEL_FLAGS text, JSON text or a dict, not int"):
+        ddib.load(f"{path}:3", flags=5)
     with pytest.raises(DDIBError, match="flags are for guided-diffusion checkpoints; .* is a diffusers model"):
         ddib.load(foreign[0] / "dif", flags=flags)
 

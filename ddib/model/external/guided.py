@@ -74,6 +74,10 @@ def parse_flags(text: str) -> dict:
 def given_flags(flags: str | dict) -> dict:
     """Flags a user gives (MODEL_FLAGS text, JSON text or a dict): a relative `classifier_path` is from the working
     directory, where the user stands, not from the checkpoint's folder as in the JSON beside it."""
+    if not isinstance(flags, (str, dict)):
+        raise DDIBError(
+            f"flags are guided-diffusion's MODEL_FLAGS text, JSON text or a dict, not {type(flags).__name__}"
+        )
     parsed = dict(flags) if isinstance(flags, dict) else parse_flags(flags)
     if parsed.get("classifier_path"):
         parsed["classifier_path"] = str(Path(parsed["classifier_path"]).expanduser().resolve())
