@@ -104,8 +104,8 @@ def sample(model: Model, n: int, *, seed: int = 0, batch_size: int | None = None
 
 
 def likelihoods(models: Model | Sequence[Model], images, *, method: str = "ode", probes: int = 4, tol: float = 1e-4,
-                levels: int = 16, seed: int = 0, batch_size: int = 16,
-                resize: str = "crop") -> dict[str, DomainScore]:  # fmt: skip
+                levels: int = 16, seed: int = 0, batch_size: int = 16, resize: str = "crop",
+                progress: ProgressFn | None = None) -> dict[str, DomainScore]:  # fmt: skip
     """Bits/dim of 8-bit images under each model: the probability-flow ODE's log-likelihood (Song et al. 2021,
     "ode"), the diffusion ELBO (Kingma et al. 2021, "elbo") or its mid-noise band ("band", a score for ranking),
     with the same random draws for every model, batch by batch as `ddib likelihood` / `classify` (the same numbers)."""
@@ -126,8 +126,13 @@ def likelihoods(models: Model | Sequence[Model], images, *, method: str = "ode",
     u8 = _as_uint8(many[0], images, resize)
     device = next(many[0].diffusion.parameters()).device
     diffusions = {m.name: m.diffusion for m in many}
-    batches = [score_images(diffusions, chunk, probes, tol, tol, seed, device, method, levels)
-               for chunk in chunks(u8, batch_size)]  # fmt: skip
+    batches, done = [], 0
+    for chunk in chunks(u8, batch_size):  # an ODE likelihood of a large model runs for minutes per batch
+        batches.append(score_images(diffusions, chunk, probes, tol, tol, seed, device, method, levels))
+        done += len(chunk)
+        if progress is not None:
+            nfe = sum(score.nfe for b in batches for score in b)
+            progress(Progress(done, len(u8), nfe, sum(score.nfe for score in batches[-1]), None))
     return {name: DomainScore(name, torch.cat([b[k].draws for b in batches]), sum(b[k].nfe for b in batches),
                               batches[0][k].estimated) for k, name in enumerate(diffusions)}  # fmt: skip
 

@@ -137,7 +137,10 @@ def test_likelihoods_give_the_numbers_the_command_writes(tmp_path, pair):
                 "--levels", "4", "--batch-size", "1", "--json", str(tmp_path / "ll.json"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     expected = json.loads((tmp_path / "ll.json").read_text())["results"]
-    scores = ddib.likelihoods([fives, sevens], [Image.open(f) for f in files], method="elbo", levels=4, batch_size=1)
+    events = []
+    scores = ddib.likelihoods([fives, sevens], [Image.open(f) for f in files], method="elbo", levels=4, batch_size=1,
+                              progress=events.append)  # fmt: skip
+    assert [(e.done, e.total, e.nfe, e.batch_nfe) for e in events] == [(1, 2, 8, 8), (2, 2, 16, 8)]  # 4 per model
     for name in ("fives", "sevens"):
         got = torch.stack([scores[name].bits_per_dim, scores[name].stderr], 1)
         assert torch.allclose(got, torch.tensor([row[name] for row in expected]), rtol=1e-5), name
