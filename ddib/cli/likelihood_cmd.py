@@ -121,7 +121,8 @@ def likelihood_command(
     console.print(table)
     per_image = ", ".join(f"{d} {n / len(batches):.0f}" for d, n in nfe.items())
     console.print(
-        f"{len(files)} images{images.describe_resize()} × {len(models)} models in {seconds:.1f}s"
+        f"{len(files)} image{'' if len(files) == 1 else 's'}{images.describe_resize()} × {len(models)} models "
+        f"in {seconds:.1f}s"
         f"{f' on {processes} processes' if processes > 1 else ''}; "
         f"NFE per batch: {per_image}"
     )
