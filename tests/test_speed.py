@@ -1,5 +1,7 @@
 """Kernel settings (channels_last, bf16 / fp16 autocast), the automatic batch size and `ddib bench speed`."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -179,6 +181,14 @@ def test_fitting_batch_is_the_largest_power_of_two_that_fits():
     assert fitting_batch(0, 1000.0, 100) == 1  # never below one
     assert auto_batch_size([_model()], torch.device("cpu"), 10_000) == CPU_BATCH
     assert auto_batch_size([_model()], torch.device("cpu"), 5) == 5  # no bigger than the work
+
+
+@pytest.mark.parametrize(("size", "batch"), [(8, 64), (32, 64), (64, 16), (128, 4), (256, 1), (512, 1)])
+def test_cpu_batches_of_large_images_hold_the_pixels_of_64_small_ones(size, batch):
+    """A 256×256 UNet needs hundreds of MiB per image: 64 of them at once would exhaust a laptop's memory."""
+    images = SimpleNamespace(data_shape=(3, size, size))
+    assert auto_batch_size([images], torch.device("cpu"), 10_000) == batch
+    assert auto_batch_size([_model(), images], torch.device("cpu"), 10_000) == batch  # the larger data decides
 
 
 def test_shard_then_gather_restores_order_and_covers_everything_once():

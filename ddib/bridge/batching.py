@@ -4,6 +4,7 @@ running a function over a tensor in batches."""
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator
 
 import torch
@@ -11,8 +12,12 @@ import torch
 from ..model.diffusion import Diffusion
 
 # CPU: throughput stops growing well before memory binds (small UNets need a few MiB per image), so the size is
-# the plateau measured by `ddib bench throughput`; GPUs: as large as memory allows, up to this cap.
+# the plateau measured by `ddib bench throughput` for 32×32 images; larger images hold as many pixels per batch,
+# since a 256×256 UNet already needs hundreds of MiB per image and keeps the cores busy with one. GPUs: as large as
+# memory allows, up to MAX_BATCH.
 CPU_BATCH = 64
+CPU_PIXELS = CPU_BATCH * 32 * 32
+AUTO_BATCH = f"{CPU_BATCH} on CPU, fewer for images over 32×32; memory-fitted on GPU"  # for --batch-size's help
 MAX_BATCH = 1024
 # Tensors an ODE solve keeps per image besides the network's activations: state, stages, error estimate, output.
 SOLVER_COPIES = 12
@@ -47,7 +52,7 @@ def measure_cuda_memory(model: Diffusion, device: torch.device, probe: int = 8) 
 
 
 def auto_batch_size(models: list[Diffusion], device: torch.device, n_items: int) -> int:
-    """Batch size for translating n_items: memory-fitted on CUDA (the hungrier model decides), CPU_BATCH elsewhere."""
+    """Batch size for solving n_items: memory-fitted on CUDA (the hungrier model decides); elsewhere `cpu_batch`."""
     if device.type == "cuda":
         measured = [measure_cuda_memory(m, device) for m in models]
         fixed = max(f for f, _ in measured)
@@ -55,8 +60,14 @@ def auto_batch_size(models: list[Diffusion], device: torch.device, n_items: int)
         free, _ = torch.cuda.mem_get_info(device)
         size = fitting_batch(fixed, per_item, free)
     else:
-        size = CPU_BATCH
+        size = cpu_batch(models)
     return max(1, min(size, n_items))
+
+
+def cpu_batch(models: list[Diffusion]) -> int:
+    """CPU_BATCH images of 32×32 or smaller, else as many as hold CPU_PIXELS pixels (one image from 256×256 up)."""
+    pixels = max(math.prod(m.data_shape[1:]) if len(m.data_shape) == 3 else 1 for m in models)
+    return max(1, min(CPU_BATCH, CPU_PIXELS // pixels))
 
 
 def batch_count(n: int, batch_size: int) -> int:

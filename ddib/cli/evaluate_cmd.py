@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from ..bridge import ode
+from ..bridge.batching import AUTO_BATCH, auto_batch_size
 from ..data import data_dir_or_default
 from ..data.inputs import held_out_digits, source_images
 from ..errors import DDIBError
@@ -83,7 +84,9 @@ def evaluate_command(
     n: int = typer.Option(1000, "-n", "--num", min=2, help="Held-out source images (MNIST test split)"),
     seed: int = typer.Option(0, "--seed", help="Seed of the held-out subset"),
     inputs: Optional[list[Path]] = typer.Option(None, "--inputs", help="Source images (any domain) instead of MNIST"),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per ODE solve"),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", min=1, help=f"Images per ODE solve [default: fits the device ({AUTO_BATCH})]"
+    ),
     no_cycle: bool = typer.Option(False, "--no-cycle", help="Skip the translation back (halves the cost)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON"),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Write a grid of the first 32 sources and outputs"),
@@ -123,6 +126,7 @@ def evaluate_command(
     chosen = source_images(src_digits or source, src_model, n, files=inputs, seed=seed, data_dir=data_dir,
                            skip_bad=skip_bad, resize=resize)  # fmt: skip
     sources = chosen.x
+    batch_size = batch_size or auto_batch_size([src_model, tgt_model], dev, len(sources))
     digits = tgt_digits is not None
     classifier = load_classifier(device=dev) if digits or src_digits is not None else None
     reals = held_out_digits(data_dir, tgt_digits, 10_000, seed) if digits else None

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from ..bridge import ode
+from ..bridge.batching import AUTO_BATCH, MAX_BATCH, auto_batch_size
 from ..data import data_dir_or_default
 from ..data.inputs import source_images
 from ..errors import DDIBError
@@ -100,7 +101,9 @@ def perturb_command(
     cell: int = typer.Option(1, "--cell", help="Checkerboard cell size in pixels"),
     scale: float = typer.Option(1.0, "--scale", help="Scale s of the normalized base"),
     seed: int = typer.Option(0, "--seed", help="Seed of the inputs (held-out subset or samples) and fixed noise"),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Latents per ODE solve"),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", min=1, help=f"Latents per ODE solve [default: fits the device ({AUTO_BATCH})]"
+    ),
     device: str = DeviceOpt,
     models_dir: Optional[str] = ModelsDirOpt,
     symmetry: str = SymmetryOpt,
@@ -163,6 +166,8 @@ def perturb_command(
             classifier, target_digit = None, None
 
     src_fast, tgt_fast = accelerate(src_model, speed), accelerate(tgt_model, speed)
+    # not capped by the inputs: each experiment decodes the latents of all its coefficients together
+    batch_size = batch_size or auto_batch_size([src_model, tgt_model], dev, MAX_BATCH)
     runner = PerturbRunner(src_fast, tgt_fast, x, opts, classifier, target_digit, dev, batch_size)
     t0 = time.perf_counter()
     results: list[ExperimentResult] = []

@@ -9,7 +9,7 @@ import torch
 import typer
 
 from ..bridge import ode
-from ..bridge.batching import batch_count
+from ..bridge.batching import AUTO_BATCH, auto_batch_size, batch_count
 from ..bridge.points import DEFAULT_POINT_BATCH, require_points, sample_points
 from ..errors import DDIBError
 from ..io.images import image_grid, save_png
@@ -53,7 +53,10 @@ def sample_command(
     out_dir: Path | None = typer.Option(None, "--out-dir", help="Write one PNG per image into this folder instead"),
     nrow: int = typer.Option(8, "--nrow", min=1, help="Images per grid row"),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", min=1, help=f"Images (points) per ODE solve [default: 256, {DEFAULT_POINT_BATCH} points]"
+        None,
+        "--batch-size",
+        min=1,
+        help=f"Images (points) per ODE solve [default: fits the device ({AUTO_BATCH}); {DEFAULT_POINT_BATCH} points]",
     ),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
@@ -77,9 +80,9 @@ def sample_command(
         _sample_points(require_points(chosen), n or 5000, out, out_dir, batch_size, seed, opts)
         return
     n = n or 64
-    batch_size = batch_size or 256
     info, dev = distributed.setup(dev)
     model = model.to(dev)
+    batch_size = batch_size or auto_batch_size([model], dev, n)
     stats = ode.SolveStats()
     t0 = time.perf_counter()
     # Noise is drawn for all n at once, on every process, so image i depends neither on --batch-size nor on how

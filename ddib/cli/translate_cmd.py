@@ -9,7 +9,7 @@ import torch
 import typer
 
 from ..bridge import ode, pipeline
-from ..bridge.batching import CPU_BATCH, auto_batch_size, batch_count
+from ..bridge.batching import AUTO_BATCH, auto_batch_size, batch_count
 from ..bridge.latent import Latent
 from ..bridge.points import DEFAULT_POINT_BATCH, decode_points, require_points, sample_points, translate_points
 from ..errors import DDIBError
@@ -72,8 +72,7 @@ def translate_command(
         None,
         "--batch-size",
         min=1,
-        help=f"Images per ODE solve [default: fits the device — {CPU_BATCH} on CPU, memory-fitted on GPU; "
-        f"{DEFAULT_POINT_BATCH} points]",
+        help=f"Images per ODE solve [default: fits the device ({AUTO_BATCH}); {DEFAULT_POINT_BATCH} points]",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled sources when no inputs are given"),
     device: str = DeviceOpt,
@@ -299,7 +298,7 @@ def decode_command(
         None,
         "--batch-size",
         min=1,
-        help=f"Latents per ODE solve [default: fits the device, {CPU_BATCH} on CPU; {DEFAULT_POINT_BATCH} points]",
+        help=f"Latents per ODE solve [default: fits the device ({AUTO_BATCH}); {DEFAULT_POINT_BATCH} points]",
     ),
     device: str = DeviceOpt,
     models_dir: str | None = ModelsDirOpt,

@@ -71,11 +71,11 @@ def source_images(domain: str, model: Diffusion, n: int | None, *, files: list[P
         return SourceImages(x, f"{len(x)} {kind} {domain} (MNIST {split} split, seed {seed})")
     if not samples:
         raise DDIBError(f"{domain} is not a digit domain: give images of it with --inputs")
-    from ..bridge import ode  # the bridge sits above the data layer
+    from ..bridge import ode, pipeline  # the bridge sits above the data layer
 
-    device = next(model.parameters()).device
     options = sample_options or ode.ODEOptions()
-    x = ode.sample(model, n, torch.Generator().manual_seed(seed), options, device=device).cpu()
+    latent = ode.sample_latent(model, n, torch.Generator().manual_seed(seed))
+    (x,) = pipeline.collect(pipeline.decode_batches(model, latent, options))  # in batches that fit the device
     why = f"no MNIST in {data_dir}" if digits else "not a digit domain"
     return SourceImages(x, f"{n} {domain} sampled from the {domain} model (seed {seed}; {why})")
 
