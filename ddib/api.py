@@ -21,13 +21,13 @@ import torch
 from PIL import Image
 
 from .bridge import ode, pipeline
-from .bridge.batching import chunks
+from .bridge.batching import chunks, pixel_batch
 from .bridge.latent import Latent
 from .bridge.pipeline import Progress, ProgressFn
 from .bridge.points import DEFAULT_POINT_BATCH
 from .errors import DDIBError
 from .io.images import check_resize, convert_image, to_pil, to_uint8, to_unit_range
-from .likelihood.source_inference import DomainScore, check_method, score_images
+from .likelihood.source_inference import LIKELIHOOD_BATCH, DomainScore, check_method, score_images
 from .model.diffusion import Diffusion
 from .model.registry import DomainModel, load_domain_model
 from .model.speed import SpeedOptions, accelerate, accelerate_for, parse_speed
@@ -104,7 +104,7 @@ def sample(model: Model, n: int, *, seed: int = 0, batch_size: int | None = None
 
 
 def likelihoods(models: Model | Sequence[Model], images, *, method: str = "ode", probes: int = 4, tol: float = 1e-4,
-                levels: int = 16, seed: int = 0, batch_size: int = 16, resize: str = "crop",
+                levels: int = 16, seed: int = 0, batch_size: int | None = None, resize: str = "crop",
                 progress: ProgressFn | None = None) -> dict[str, DomainScore]:  # fmt: skip
     """Bits/dim of 8-bit images under each model: the probability-flow ODE's log-likelihood (Song et al. 2021,
     "ode"), the diffusion ELBO (Kingma et al. 2021, "elbo") or its mid-noise band ("band", a score for ranking),
@@ -127,7 +127,8 @@ def likelihoods(models: Model | Sequence[Model], images, *, method: str = "ode",
     device = next(many[0].diffusion.parameters()).device
     diffusions = {m.name: m.diffusion for m in many}
     batches, done = [], 0
-    for chunk in chunks(u8, batch_size):  # an ODE likelihood of a large model runs for minutes per batch
+    size = batch_size or pixel_batch(list(diffusions.values()), LIKELIHOOD_BATCH)
+    for chunk in chunks(u8, size):  # an ODE likelihood of a large model runs for minutes per batch
         batches.append(score_images(diffusions, chunk, probes, tol, tol, seed, device, method, levels))
         done += len(chunk)
         if progress is not None:
@@ -189,9 +190,10 @@ def _check_range(images: torch.Tensor) -> None:
 
 
 def _check_counts(**counts: Any) -> None:
-    """Counts are integers ≥ 1: a zero or negative batch size would otherwise slice the images into nothing."""
+    """Counts given are integers ≥ 1 (None: the default): a zero or negative batch size would otherwise slice the
+    images into nothing."""
     for name, value in counts.items():
-        if not _is_int(value) or value < 1:
+        if value is not None and (not _is_int(value) or value < 1):
             raise DDIBError(f"{name} must be a positive integer, got {value!r}")
 
 
@@ -220,6 +222,5 @@ def _fast(model: DomainModel, speed: Speed) -> Diffusion:
 
 def _batch(model: DomainModel, batch_size: int | None) -> int | None:
     """The batch size asked for; point domains solve many points at once, images as fits the device."""
-    if batch_size is not None:
-        _check_counts(batch_size=batch_size)
+    _check_counts(batch_size=batch_size)
     return batch_size or (DEFAULT_POINT_BATCH if model.is_points else None)

@@ -16,7 +16,7 @@ from ..model.diffusion import Diffusion
 # since a 256×256 UNet already needs hundreds of MiB per image and keeps the cores busy with one. GPUs: as large as
 # memory allows, up to MAX_BATCH.
 CPU_BATCH = 64
-CPU_PIXELS = CPU_BATCH * 32 * 32
+SMALL_PIXELS = 32 * 32
 AUTO_BATCH = f"{CPU_BATCH} on CPU, fewer for images over 32×32; memory-fitted on GPU"  # for --batch-size's help
 MAX_BATCH = 1024
 # Tensors an ODE solve keeps per image besides the network's activations: state, stages, error estimate, output.
@@ -65,9 +65,14 @@ def auto_batch_size(models: list[Diffusion], device: torch.device, n_items: int)
 
 
 def cpu_batch(models: list[Diffusion]) -> int:
-    """CPU_BATCH images of 32×32 or smaller, else as many as hold CPU_PIXELS pixels (one image from 256×256 up)."""
+    return pixel_batch(models, CPU_BATCH)
+
+
+def pixel_batch(models: list[Diffusion], base: int) -> int:
+    """`base` images of 32×32 or smaller, else as many as hold the pixels of `base` such images (at least one): the
+    largest data of the models decides."""
     pixels = max(math.prod(m.data_shape[1:]) if len(m.data_shape) == 3 else 1 for m in models)
-    return max(1, min(CPU_BATCH, CPU_PIXELS // pixels))
+    return max(1, min(base, base * SMALL_PIXELS // pixels))
 
 
 def batch_count(n: int, batch_size: int) -> int:

@@ -10,11 +10,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..bridge.batching import chunks
+from ..bridge.batching import chunks, pixel_batch
 from ..data.inputs import read_inputs
 from ..errors import DDIBError
 from ..io.atomic import atomic_write
-from ..likelihood.source_inference import LIKELIHOODS, check_method, rank, score_images
+from ..likelihood.source_inference import LIKELIHOOD_BATCH, LIKELIHOODS, DomainScore, check_method, rank, score_images
 from ..model.registry import domain_models, find_model, load_domain_model, model_labels
 from ..train import distributed
 from ..utils import resolve_device
@@ -24,6 +24,9 @@ from .progress import bar
 from .source_choice import LevelsOpt, MethodOpt
 
 ProbesOpt = typer.Option(4, "--probes", min=1, help="Rademacher probes of the Hutchinson divergence estimate")
+BatchOpt = typer.Option(
+    None, "--batch-size", min=1, help=f"Images per batch [default: {LIKELIHOOD_BATCH} of 32×32, fewer of larger images]"
+)
 TolOpt = typer.Option(1e-4, "--tol", help="rtol = atol of the dopri5 solve")
 
 
@@ -62,7 +65,7 @@ def _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, m
     models = _load_models(domains, models_dir, dev, symmetry)
     channels, size, _ = next(iter(models.values())).data_shape
     images = read_inputs(inputs, size, channels, skip_bad, resize=resize)
-    batches = list(chunks(images.pixels, batch_size))
+    batches = list(chunks(images.pixels, batch_size or pixel_batch(list(models.values()), LIKELIHOOD_BATCH)))
     t0 = time.perf_counter()
     mine = []
     with bar("score") as progress:  # a likelihood solve of a large model runs for minutes per batch
@@ -77,6 +80,14 @@ def _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, m
     return (images, models, scores_per_batch, seconds, info.world_size) if info.is_main else None
 
 
+def _starts(batches: list[list[DomainScore]]):
+    """(index of each batch's first image, its scores)."""
+    start = 0
+    for scores in batches:
+        yield start, scores
+        start += len(scores[0].bits_per_dim)
+
+
 @app.command("likelihood")
 @shards
 def likelihood_command(
@@ -85,7 +96,7 @@ def likelihood_command(
     probes: int = ProbesOpt,
     tol: float = TolOpt,
     seed: int = typer.Option(0, "--seed", help="Seed of the dequantisation noise and the probes"),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    batch_size: Optional[int] = BatchOpt,
     method: str = typer.Option(
         "ode", "--method", help="ode (exact, Hutchinson) | elbo (bound at --levels noise levels)"
     ),
@@ -108,9 +119,9 @@ def likelihood_command(
     table = Table("image", *[f"{d} bits/dim" for d in models])
     records = []
     nfe = {d: 0 for d in models}
-    for b, scores in enumerate(batches):
+    for start, scores in _starts(batches):
         for j in range(len(scores[0].bits_per_dim)):
-            f = files[b * batch_size + j]
+            f = files[start + j]
             cells = [f"{s.bits_per_dim[j]:.3f} ± {s.stderr[j]:.3f}" for s in scores]
             table.add_row(str(f), *cells)
             records.append(
@@ -141,7 +152,7 @@ def classify_command(
     probes: int = ProbesOpt,
     tol: float = TolOpt,
     seed: int = typer.Option(0, "--seed"),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    batch_size: Optional[int] = BatchOpt,
     method: str = MethodOpt,
     levels: int = LevelsOpt,
     device: str = DeviceOpt,
@@ -157,11 +168,11 @@ def classify_command(
         return
     images, models, batches, _, _ = scored
     files = images.files
-    for b, scores in enumerate(batches):
+    for start, scores in _starts(batches):
         for j in range(len(scores[0].bits_per_dim)):
             r = rank(scores, j)
             ranking = " > ".join(f"{d} ({bpd:.3f})" for d, bpd, _ in r.order)
             verdict = r.best if r.decisive else "undecided (margin within 2 standard errors)"
-            console.print(f"{files[b * batch_size + j]}: {verdict}; margin {r.margin:.3f} ± {r.margin_stderr:.3f} "
+            console.print(f"{files[start + j]}: {verdict}; margin {r.margin:.3f} ± {r.margin_stderr:.3f} "
                           f"bits/dim; {ranking}")  # fmt: skip
     report_skipped(images)

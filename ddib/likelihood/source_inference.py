@@ -24,6 +24,9 @@ from .ode_likelihood import DEQUANT_BIN, dequantize, log_likelihood
 
 METHODS = ("band", "elbo", "ode")
 LIKELIHOODS = ("elbo", "ode")  # the methods that estimate log p(x) itself
+# Images per likelihood batch at 32×32; larger images hold the same pixels (`pixel_batch`): an exact likelihood
+# keeps a backward pass's activations.
+LIKELIHOOD_BATCH = 16
 BAND = (-2.0, 2.0)  # log-SNR λ = −2 log σ̄, i.e. σ̄ from 0.37 to 2.7 (chosen by `ddib bench identify`)
 
 
