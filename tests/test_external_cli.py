@@ -89,7 +89,7 @@ def test_sample_perturb_likelihood_evaluate_and_bench_take_foreign_models(foreig
     out = _ok(run_cli("likelihood", str(images / "img000.png"), "--domain", "dif", "--domain", "gd", "--method",
                       "elbo", "--levels", "4", "--json", str(tmp_path / "l.json"), *md))  # fmt: skip
     assert {"dif", "gd"} <= set(json.loads((tmp_path / "l.json").read_text())["results"][0]), out
-    assert "1 images, 1 of 1 resized" in out
+    assert "1 image, 1 of 1 resized" in out
     _ok(run_cli("evaluate", "--from", "dif", "--to", "gd", "--inputs", str(images), "--steps", "4", "--json",
                 str(tmp_path / "e.json"), *md))  # fmt: skip
     assert json.loads((tmp_path / "e.json").read_text())["n"] == 6
