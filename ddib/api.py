@@ -21,13 +21,12 @@ import torch
 from PIL import Image
 
 from .bridge import ode, pipeline
-from .bridge.batching import chunks, pixel_batch
 from .bridge.latent import Latent
 from .bridge.pipeline import Progress, ProgressFn
 from .bridge.points import DEFAULT_POINT_BATCH
 from .errors import DDIBError
 from .io.images import check_resize, convert_image, to_pil, to_uint8, to_unit_range
-from .likelihood.source_inference import LIKELIHOOD_BATCH, DomainScore, check_method, score_images
+from .likelihood.source_inference import DomainScore, check_method, score_batched
 from .model.diffusion import Diffusion
 from .model.registry import DomainModel, load_domain_model
 from .model.speed import SpeedOptions, accelerate, accelerate_for, parse_speed
@@ -126,16 +125,15 @@ def likelihoods(models: Model | Sequence[Model], images, *, method: str = "ode",
     u8 = _as_uint8(many[0], images, resize)
     device = next(many[0].diffusion.parameters()).device
     diffusions = {m.name: m.diffusion for m in many}
-    batches, done = [], 0
-    size = batch_size or pixel_batch(list(diffusions.values()), LIKELIHOOD_BATCH)
-    for chunk in chunks(u8, size):  # an ODE likelihood of a large model runs for minutes per batch
-        batches.append(score_images(diffusions, chunk, probes, tol, tol, seed, device, method, levels))
-        done += len(chunk)
+
+    def on_batch(done: int, batches: list[list[DomainScore]]) -> None:
         if progress is not None:
             nfe = sum(score.nfe for b in batches for score in b)
             progress(Progress(done, len(u8), nfe, sum(score.nfe for score in batches[-1]), None))
-    return {name: DomainScore(name, torch.cat([b[k].draws for b in batches]), sum(b[k].nfe for b in batches),
-                              batches[0][k].estimated) for k, name in enumerate(diffusions)}  # fmt: skip
+
+    scores = score_batched(diffusions, u8, batch_size, on_batch, probes=probes, rtol=tol, atol=tol, seed=seed,
+                           device=device, method=method, levels=levels)  # fmt: skip
+    return {score.domain: score for score in scores}
 
 
 def _as_uint8(model: DomainModel, images, resize: str) -> torch.Tensor:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..bridge.batching import chunks, pixel_batch
 from ..errors import DDIBError
 from ..model.diffusion import Diffusion
 from ..model.registry import DomainModel, load_domain_model, source_candidates
@@ -132,6 +133,27 @@ DEFAULT_METHOD = "band"  # as accurate as 64-level ELBO at 16 levels, with fewer
 DEFAULT_LEVELS = 16
 
 
+def score_batched(
+    models: dict[str, Diffusion],
+    images_u8: torch.Tensor,
+    batch_size: int | None = None,
+    on_batch: Callable[[int, list[DomainScore]], None] | None = None,
+    **score,
+) -> list[DomainScore]:
+    """`score_images` batch by batch (by default as many images as hold the pixels of LIKELIHOOD_BATCH 32×32 ones),
+    joined; `on_batch(images done, scores so far)` after each. Each batch draws from the seed alone, as under
+    torchrun, so the numbers depend on the batch size."""
+    size = batch_size or pixel_batch(list(models.values()), LIKELIHOOD_BATCH)
+    batches, done = [], 0
+    for chunk in chunks(images_u8, size):
+        batches.append(score_images(models, chunk, **score))
+        done += len(chunk)
+        if on_batch is not None:
+            on_batch(done, batches)
+    return [DomainScore(name, torch.cat([b[k].draws for b in batches]), sum(b[k].nfe for b in batches),
+                        batches[0][k].estimated) for k, name in enumerate(models)]  # fmt: skip
+
+
 def choose_source(target: DomainModel, source: str | None, probe_images: torch.Tensor | None, models_dir, dev,
                   method: str = DEFAULT_METHOD, levels: int = DEFAULT_LEVELS, probes: int = 2, symmetry: str = "auto",
                   say: Callable[[str], None] = lambda line: None) -> DomainModel:  # fmt: skip
@@ -158,7 +180,7 @@ def choose_source(target: DomainModel, source: str | None, probe_images: torch.T
                         "input images only")  # fmt: skip
     u8 = probe_images[:INFER_INPUTS]
     models = {n: m.diffusion for n, m in fits.items()}
-    scores = score_images(models, u8, probes=probes, rtol=1e-4, atol=1e-4, device=dev, method=method, levels=levels)
+    scores = score_batched(models, u8, probes=probes, rtol=1e-4, atol=1e-4, device=dev, method=method, levels=levels)
     r = rank(scores)
     ranking = " < ".join(f"{d} {bpd:.3f}" for d, bpd, _ in r.order)
     say(f"--from inferred from {len(u8)} input(s) by {method} bits/dim: {ranking}")
