@@ -278,3 +278,10 @@ def test_the_command_line_starts_without_the_heavy_optional_imports():
     code = f"import sys, ddib.cli, ddib.api; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_a_batch_too_large_for_memory_is_a_one_line_error(tmp_path):
+    """Latents for 10¹¹ images exceed any address space, so the allocation fails at once on every machine."""
+    r = run_cli("sample", "--domain", "fives", "-n", str(10**11), "--out", str(tmp_path / "s.png"))
+    _one_line_error(r, "error: out of memory: you tried to allocate", "try a smaller --batch-size, or fewer images")
+    assert r.returncode == 1 and not (tmp_path / "s.png").exists()

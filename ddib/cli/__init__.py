@@ -97,11 +97,31 @@ def main(argv: list[str] | None = None) -> int:
         return interrupted(stopped.interrupt)
     except (ClickAbort, TyperAbort, KeyboardInterrupt) as exc:
         return interrupted(exc)
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        error(f"out of memory: {_first_line(exc)}; try a smaller --batch-size, or fewer images".replace("[", r"\["))
+        return 1
     except OSError as exc:  # a read or write that the library did not expect to fail (disk full, permissions)
         where = f"{exc.filename}: " if exc.filename else ""
         error(f"{where}{exc.strerror or exc}".replace("[", r"\["))
         return 1
     return rv if isinstance(rv, int) else 0
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch's CUDA OutOfMemoryError, its CPU allocator's failure, or Python's MemoryError: a batch too large for
+    the device, not a bug (any other RuntimeError is one, and keeps its traceback)."""
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError", MemoryError))
+    return isinstance(exc, (MemoryError, oom)) or "can't allocate memory" in str(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The allocator's own words, without the enforce-fail prefix: 'you tried to allocate N bytes'."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.split("can't allocate memory: ")[-1].split(". GPU ")[0]  # CUDA's: "... Tried to allocate 2.00 GiB"
 
 
 def interrupted(exc: BaseException) -> int:
