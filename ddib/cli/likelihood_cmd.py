@@ -10,11 +10,19 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..bridge.batching import chunks, pixel_batch
+from ..bridge.batching import chunks
 from ..data.inputs import read_inputs
 from ..errors import DDIBError
 from ..io.atomic import atomic_write
-from ..likelihood.source_inference import LIKELIHOOD_BATCH, LIKELIHOODS, DomainScore, check_method, rank, score_images
+from ..likelihood.source_inference import (
+    LIKELIHOOD_BATCH,
+    LIKELIHOODS,
+    DomainScore,
+    check_method,
+    likelihood_batch,
+    rank,
+    score_images,
+)
 from ..model.registry import domain_models, find_model, load_domain_model, model_labels
 from ..train import distributed
 from ..utils import resolve_device
@@ -65,7 +73,7 @@ def _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, m
     models = _load_models(domains, models_dir, dev, symmetry)
     channels, size, _ = next(iter(models.values())).data_shape
     images = read_inputs(inputs, size, channels, skip_bad, resize=resize)
-    batches = list(chunks(images.pixels, batch_size or pixel_batch(list(models.values()), LIKELIHOOD_BATCH)))
+    batches = list(chunks(images.pixels, batch_size or likelihood_batch(models)))
     t0 = time.perf_counter()
     mine = []
     with bar("score") as progress:  # a likelihood solve of a large model runs for minutes per batch

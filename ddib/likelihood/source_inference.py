@@ -133,6 +133,11 @@ DEFAULT_METHOD = "band"  # as accurate as 64-level ELBO at 16 levels, with fewer
 DEFAULT_LEVELS = 16
 
 
+def likelihood_batch(models: dict[str, Diffusion]) -> int:
+    """The default batch: LIKELIHOOD_BATCH images of 32×32, or of larger images as many as hold their pixels."""
+    return pixel_batch(list(models.values()), LIKELIHOOD_BATCH)
+
+
 def score_batched(
     models: dict[str, Diffusion],
     images_u8: torch.Tensor,
@@ -143,7 +148,7 @@ def score_batched(
     """`score_images` batch by batch (by default as many images as hold the pixels of LIKELIHOOD_BATCH 32×32 ones),
     joined; `on_batch(images done, scores so far)` after each. Each batch draws from the seed alone, as under
     torchrun, so the numbers depend on the batch size."""
-    size = batch_size or pixel_batch(list(models.values()), LIKELIHOOD_BATCH)
+    size = batch_size or likelihood_batch(models)
     batches, done = [], 0
     for chunk in chunks(images_u8, size):
         batches.append(score_images(models, chunk, **score))
