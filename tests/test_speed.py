@@ -9,6 +9,8 @@ from PIL import Image
 
 from ddib.bridge import ode
 from ddib.bridge.batching import CPU_BATCH, auto_batch_size, fitting_batch, pixel_batch
+from ddib.bridge.tuning.gradient import gradient_batch
+from ddib.bridge.tuning.solves import solve_batch
 from ddib.errors import DDIBError
 from ddib.likelihood.source_inference import LIKELIHOOD_BATCH
 from ddib.model.diffusion import Diffusion
@@ -184,14 +186,16 @@ def test_fitting_batch_is_the_largest_power_of_two_that_fits():
     assert auto_batch_size([_model()], torch.device("cpu"), 5) == 5  # no bigger than the work
 
 
-@pytest.mark.parametrize(("size", "batch", "likelihood"), [(8, 64, 16), (32, 64, 16), (64, 16, 4), (128, 4, 1),
-                                                         (256, 1, 1), (512, 1, 1)])  # fmt: skip
-def test_batches_of_large_images_hold_the_pixels_of_small_ones(size, batch, likelihood):
+@pytest.mark.parametrize(("size", "batch", "likelihood", "gradient"),
+                         [(8, 64, 16, 32), (32, 64, 16, 32), (64, 16, 4, 8), (128, 4, 1, 2), (256, 1, 1, 1),
+                          (512, 1, 1, 1)])  # fmt: skip
+def test_batches_of_large_images_hold_the_pixels_of_small_ones(size, batch, likelihood, gradient):
     """A 256×256 UNet needs hundreds of MiB per image: 64 of them at once would exhaust a laptop's memory."""
     images = SimpleNamespace(data_shape=(3, size, size))
     assert auto_batch_size([images], torch.device("cpu"), 10_000) == batch
     assert auto_batch_size([_model(), images], torch.device("cpu"), 10_000) == batch  # the larger data decides
     assert pixel_batch([images], LIKELIHOOD_BATCH) == likelihood
+    assert solve_batch(images) == batch and gradient_batch(_model(), images) == gradient  # tune-solver's
 
 
 def test_shard_then_gather_restores_order_and_covers_everything_once():

@@ -52,7 +52,12 @@ def tune_solver_command(
     ),
     budget: int = typer.Option(120, "--budget", min=1, help="search: error evaluations per direction"),
     iterations: int = typer.Option(200, "--iterations", min=1, help="gradient: Adam steps"),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="gradient: tuning images per step"),
+    batch_size: Optional[int] = typer.Option(
+        None,
+        "--batch-size",
+        min=1,
+        help="gradient: tuning images per step [default: 32 of 32×32, fewer of larger ones]",
+    ),
     lr: float = typer.Option(0.02, "--lr", min=0.0, help="gradient: Adam's learning rate (cosine-annealed to 0)"),
     inputs: Optional[list[Path]] = typer.Option(
         None, "--inputs", help="Images of the domain (not a digit domain): the first -n tune, the next --val validate"
@@ -160,7 +165,7 @@ def tune_solver_command(
 
 
 def _fit_bridge(src, tgt, solver: str, counts: list[int], ref: ode.ODEOptions, data: TuningData, iterations: int,
-                batch_size: int, coefficients: bool, lr: float) -> None:  # fmt: skip
+                batch_size: int | None, coefficients: bool, lr: float) -> None:  # fmt: skip
     """Both ends of a bridge fitted jointly by gradient, on the translation's error; saved in both configs."""
     bridge = f"{src.location.domain} → {tgt.location.domain}"
     console.print(

@@ -12,12 +12,15 @@ from ...errors import DDIBError
 from ...evaluation.metrics import LEVELS, rms, rms_levels
 from ...model.diffusion import Diffusion
 from .. import learned_solver, ode
-from ..batching import in_batches
+from ..batching import in_batches, pixel_batch
 from ..grids import sigma_grid
 from ..learned_solver import LearnedSolve
 from ..solvers import GRADIENT, solvers_with, spec
 from ..tuned import DIRECTIONS, ImageCounts, TunedDirection, TunedSolve, TuningErrors
-from .solves import TuningData, converged, converged_solves, decode_on, encode_on, untuned
+from .solves import TuningData, converged, converged_solves, decode_on, encode_on, solve_batch, untuned
+
+# Tuning images per gradient step at 32×32 (`gradient_batch`).
+GRADIENT_BATCH = 32
 
 
 def learnable(options: ode.ODEOptions) -> ode.ODEOptions:
@@ -47,6 +50,12 @@ def _direction(solve: LearnedSolve, errors: TuningErrors) -> TunedDirection:
     return TunedDirection.of(grid, corrections if any(c != 0 for step in corrections for c in step) else None, errors)
 
 
+def gradient_batch(*models: Diffusion) -> int:
+    """Tuning images per gradient step: GRADIENT_BATCH of 32×32, of larger images as many as hold their pixels (each
+    keeps every step's activations for the backward pass)."""
+    return pixel_batch(list(models), GRADIENT_BATCH)
+
+
 def fit_solver(
     model: Diffusion,
     options: ode.ODEOptions,
@@ -54,7 +63,7 @@ def fit_solver(
     data: TuningData,
     directions: tuple[str, ...] = DIRECTIONS,
     iterations: int = 200,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     on_step: Callable[[str, int, float], None] | None = None,
     coefficients: bool = True,
     lr: float = 0.02,
@@ -82,7 +91,7 @@ def fit_solver(
 
         def error(validation: bool, inputs=inputs, targets=targets, run=run, scale=scale, solve=solve) -> float:
             with torch.no_grad():
-                solved = in_batches(lambda c: run(solve, c), inputs[validation], 64)
+                solved = in_batches(lambda c: run(solve, c), inputs[validation], solve_batch(model))
                 return scale * rms(solved.to(targets[validation].device), targets[validation])
 
         def loss(idx: torch.Tensor, inputs=inputs, targets=targets, run=run, scale=scale, solve=solve):
@@ -91,7 +100,7 @@ def fit_solver(
         report = None if on_step is None else (lambda k, v, name=name: on_step(name, k, v))
         tune_default = error(False)
         fitted = learned_solver.fit([solve], loss, len(inputs[False]), lambda e=error: e(True), iterations,
-                                    batch_size, lr, on_step=report)  # fmt: skip
+                                    batch_size or gradient_batch(model), lr, on_step=report)  # fmt: skip
         errors = _errors(fitted, tune_default, error(False), iterations, units[name], ref.describe())
         parts[name] = _direction(solve, errors)
     counts = ImageCounts(len(data.tune_images), len(data.val_images), len(data.tune_noise))
@@ -105,7 +114,7 @@ def tune_bridge(
     reference: ode.ODEOptions,
     data: TuningData,
     iterations: int = 200,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     on_step: Callable[[int, float], None] | None = None,
     coefficients: bool = True,
     lr: float = 0.02,
@@ -127,7 +136,8 @@ def tune_bridge(
 
     def error(validation: bool) -> float:
         with torch.no_grad():
-            solved = in_batches(translation, images[validation], 64).to(exact[validation].device)
+            solved = in_batches(translation, images[validation], solve_batch(source, target))
+            solved = solved.to(exact[validation].device)
             return rms_levels(solved, exact[validation])
 
     def loss(idx: torch.Tensor) -> torch.Tensor:
@@ -135,7 +145,7 @@ def tune_bridge(
 
     tune_default = error(False)
     fitted = learned_solver.fit([encoder, decoder], loss, len(images[False]), lambda: error(True), iterations,
-                                batch_size, lr, on_step=on_step)  # fmt: skip
+                                batch_size or gradient_batch(source, target), lr, on_step=on_step)  # fmt: skip
     errors = _errors(fitted, tune_default, error(False), iterations, "8-bit levels RMS of the translation",
                      ref.describe())  # fmt: skip
     counts = ImageCounts(len(data.tune_images), len(data.val_images), 0)

@@ -11,7 +11,10 @@ import torch
 from ...data.inputs import tuning_images
 from ...model.diffusion import Diffusion
 from .. import ode
-from ..batching import in_batches
+from ..batching import in_batches, pixel_batch
+
+# Images per gradient-free solve while tuning, at 32×32 (`solve_batch`).
+SOLVE_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -34,20 +37,25 @@ def tuning_data(domain: str, model: Diffusion, n: int, val: int, files: list[Pat
     return TuningData(tune_x.to(dev), val_x.to(dev), noise[:n].to(dev), noise[n:].to(dev))
 
 
+def solve_batch(*models: Diffusion) -> int:
+    """Images per gradient-free solve while tuning: 64 of 32×32, of larger images as many as hold their pixels."""
+    return pixel_batch(list(models), SOLVE_BATCH)
+
+
 def encode_on(model: Diffusion, x: torch.Tensor, options: ode.ODEOptions, grid: torch.Tensor | None = None,
-              corrections: list[list[float]] | None = None, batch_size: int = 64) -> torch.Tensor:  # fmt: skip
+              corrections: list[list[float]] | None = None, batch_size: int | None = None) -> torch.Tensor:  # fmt: skip
     """Latents of images x by the solve `options`, in batches; with `grid` (increasing σ̄), a fixed-step solve
     through those nodes with per-step `corrections`."""
     encode = lambda c: ode.encode(model, c, options, grid=grid, corrections=corrections)  # noqa: E731
-    return in_batches(encode, x, batch_size).to(x.device)
+    return in_batches(encode, x, batch_size or solve_batch(model)).to(x.device)
 
 
 def decode_on(model: Diffusion, z: torch.Tensor, options: ode.ODEOptions, grid: torch.Tensor | None = None,
-              corrections: list[list[float]] | None = None, batch_size: int = 64) -> torch.Tensor:  # fmt: skip
+              corrections: list[list[float]] | None = None, batch_size: int | None = None) -> torch.Tensor:  # fmt: skip
     """Images of latents z by the solve `options`, in batches; with `grid` (given increasing), a fixed-step solve
     back through those nodes with per-step `corrections` (in solve order)."""
     decode = lambda c: ode.decode(model, c, options, grid=grid, corrections=corrections)  # noqa: E731
-    return in_batches(decode, z, batch_size).to(z.device)
+    return in_batches(decode, z, batch_size or solve_batch(model)).to(z.device)
 
 
 @torch.no_grad()
