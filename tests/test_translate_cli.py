@@ -111,6 +111,12 @@ def test_translate_errors(tmp_path, tiny_models):
         run_cli("translate", str(src), "--to", "blues", "--from", "reds", "--models-dir", m, "--out", str(src)),
         "is an input",
     )
+    # images are written as PNG: another name is refused before any solve, not filled with PNG data
+    _one_line_error(run_cli("translate", str(src), "--to", "blues", "--from", "reds", "--models-dir", m,
+                            "--grid", str(tmp_path / "g.jpg")), "--grid", "g.jpg must be a .png file")  # fmt: skip
+    _one_line_error(run_cli("sample", "--domain", "blues", "--models-dir", m, "--out", str(tmp_path / "s.jpg")),
+                    "--out", "s.jpg must be a .png file")  # fmt: skip
+    assert not list(tmp_path.glob("*.jpg"))
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG broken")
     _one_line_error(

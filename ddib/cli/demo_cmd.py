@@ -12,6 +12,7 @@ import typer
 from ..bridge import ode
 from ..evaluation.metrics import hue_errors, quantile
 from ..io.images import labelled_grid, save_png
+from ..io.outputs import check_png
 from ..model.registry import load_domain_model
 from ..model.speed import accelerate_for
 from ..model.symmetry import describe_averaging
@@ -35,6 +36,7 @@ def demo_command(
     models_dir: Optional[str] = ModelsDirOpt,
 ) -> None:
     """Sample sources from the source model, translate them with DDIB, write the figure and a summary."""
+    check_png(out)
     opts = ode.ODEOptions(solver=solver, steps=steps, quality=quality)
     dev = resolve_device(device)
     src, tgt = load_domain_model(source, models_dir, dev), load_domain_model(target, models_dir, dev)

@@ -19,6 +19,7 @@ from ..evaluation.classifier import load_classifier
 from ..evaluation.evaluate import EvalReport, evaluate_pair
 from ..io.atomic import atomic_write
 from ..io.images import image_grid, interleave, save_png
+from ..io.outputs import check_png
 from ..model.registry import load_domain_model
 from ..model.speed import accelerate, describe_precision
 from ..train import distributed
@@ -101,6 +102,7 @@ def evaluate_command(
     opts: ode.ODEOptions | None = None,  # --solver --steps --quality --rtol --atol --rho (solve_options)
 ) -> None:
     """Score a translation on held-out digits: target accuracy, hue kept, cycle consistency, FD, speed."""
+    check_png(grid, "--grid")
     if source == target:
         raise DDIBError("--from and --to must differ (two models of one domain: name their directories)")
     dev = resolve_device(device)

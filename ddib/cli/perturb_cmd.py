@@ -16,6 +16,7 @@ from ..data.inputs import source_images
 from ..errors import DDIBError
 from ..evaluation.classifier import load_classifier
 from ..evaluation.evaluate import digit_of
+from ..io.outputs import check_png
 from ..model.registry import describe_bridge, load_domain_model
 from ..model.speed import accelerate, describe_precision
 from ..perturb.latent_ops import BASES, OPS, OTHERS
@@ -136,8 +137,7 @@ def perturb_command(
         spec = experiment_from_ops(ops, coef, base or "source", with_ or "image", settings)
         specs = [spec]
         out = out or Path(f"perturb-{spec.name}.png")
-        if out.suffix.lower() != ".png":
-            raise DDIBError(f"--out {out}: the figure is written as PNG; give a .png name")
+        check_png(out)
 
     dev = resolve_device(device)
     speed = kernels.resolve(dev)

@@ -10,6 +10,7 @@ from ..bridge import ode
 from ..bridge.points import DEFAULT_POINT_BATCH, load_point_model, test_points, translate_points
 from ..errors import DDIBError
 from ..io.images import save_png
+from ..io.outputs import check_png
 from ..io.point_figures import transport_figure
 from ..train.log import LOG_FILE, loss_chart, read_log
 from ..utils import resolve_device
@@ -32,8 +33,7 @@ def plot_command(
 ) -> None:
     """Three panels: source points, their latents, their translations, each point coloured by its source position."""
     out = out or Path(f"{source}-to-{target}.png")
-    if out.suffix.lower() != ".png":
-        raise DDIBError(f"--out {out} must be a .png file")
+    check_png(out)
     if source == target:
         raise DDIBError("--from and --to must differ")
     dev = resolve_device(device)
@@ -65,8 +65,7 @@ def plot_loss_command(
 ) -> None:
     """Training loss against step, from the runs' train_log.jsonl."""
     out = out or (runs[0] / "loss.png" if len(runs) == 1 else Path("loss.png"))
-    if out.suffix.lower() != ".png":
-        raise DDIBError(f"--out {out} must be a .png file")
+    check_png(out)
     logs = {}
     for run in runs:
         if not (run / LOG_FILE).is_file():

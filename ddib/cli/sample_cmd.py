@@ -13,6 +13,7 @@ from ..bridge.batching import AUTO_BATCH, auto_batch_size, batch_count
 from ..bridge.points import DEFAULT_POINT_BATCH, require_points, sample_points
 from ..errors import DDIBError
 from ..io.images import image_grid, save_png
+from ..io.outputs import check_png
 from ..io.point_figures import scatter_image
 from ..io.points import POINT_SUFFIXES, write_points
 from ..model.registry import DomainModel, load_domain_model
@@ -80,6 +81,7 @@ def sample_command(
         _sample_points(require_points(chosen), n or 5000, out, out_dir, batch_size, seed, opts)
         return
     n = n or 64
+    check_png(out)
     info, dev = distributed.setup(dev)
     model = model.to(dev)
     batch_size = batch_size or auto_batch_size([model], dev, n)

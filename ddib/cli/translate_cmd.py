@@ -14,7 +14,7 @@ from ..bridge.latent import Latent
 from ..bridge.points import DEFAULT_POINT_BATCH, decode_points, require_points, sample_points, translate_points
 from ..errors import DDIBError
 from ..io.images import image_grid, interleave, read_images, save_png, to_pil, to_unit_range
-from ..io.outputs import check_outputs, plan_outputs
+from ..io.outputs import check_outputs, check_png, plan_outputs
 from ..io.point_figures import transport_figure
 from ..io.points import is_point_file, read_points, write_points
 from ..likelihood.source_inference import check_method, choose_source
@@ -88,6 +88,7 @@ def translate_command(
 ) -> None:
     """Translate images: encode with the source model's ODE (t 0→1), decode with the target's (t 1→0)."""
     check_method(method)
+    check_png(grid, "--grid")
     dev = resolve_device(device)
     speed = kernels.resolve(dev)
     tgt = load_domain_model(to, models_dir, dev, symmetry, guidance)
@@ -338,6 +339,7 @@ def decode_command(
         return
     if saved.hue is not None and not model.hue_quotient:
         raise DDIBError(f"{latent} carries hues (from a hue-quotient encoder); decode it with a hue-quotient model")
+    check_png(out)
     info, dev = distributed.setup(dev)  # under torchrun each process decodes its share of the latents
     model = model.to(dev)
     share = len(distributed.shard(list(range(len(z))), info))

@@ -43,6 +43,12 @@ def plan_outputs(
     return pairs
 
 
+def check_png(path: Path | None, option: str = "--out") -> None:
+    """An image or figure is written as PNG, so its name must say so (a .jpg name over PNG data would mislead)."""
+    if path is not None and Path(path).suffix.lower() != ".png":
+        raise DDIBError(f"{option} {path} must be a .png file")
+
+
 def check_outputs(
     pairs: list[tuple[Path, Path]], valid=lambda p: p.suffix.lower() == ".png", kind: str = "a .png file"
 ) -> None:
