@@ -189,6 +189,8 @@ def test_likelihood_reports_bits_per_dim_under_each_model(tmp_path, tiny_models)
         bad = run_cli("likelihood", str(red), "--models-dir", str(tiny_models), "--method", method)
         assert bad.returncode != 0 and f"unknown method '{method}'; choose from elbo, ode" in bad.stderr
         assert "Traceback" not in bad.stderr
+    bad = run_cli("likelihood", str(red), "--models-dir", str(tiny_models), "--tol", "-1")  # once ran as if positive
+    assert bad.returncode == 1 and "--tol must be positive, got -1" in bad.stderr
 
 
 @needs_mnist

@@ -69,6 +69,8 @@ def _score(inputs, domains, probes, tol, seed, batch_size, device, models_dir, m
     torchrun each process scores whole batches of the one-process run (each batch draws from `seed` alone), so the
     numbers are those one process gives."""
     check_method(method)
+    if not tol > 0:
+        raise DDIBError(f"--tol must be positive, got {tol:g}")
     info, dev = distributed.setup(resolve_device(device))
     models = _load_models(domains, models_dir, dev, symmetry)
     channels, size, _ = next(iter(models.values())).data_shape
