@@ -320,11 +320,11 @@ def test_parse_reference(spec, solver, budget):
     assert (coarse.steps == budget // 2) if opts.is_fixed else (coarse.rtol == pytest.approx(10 * budget))
 
 
-@pytest.mark.parametrize("spec", ["dopri5", "unipc:1e-6", "rk5:10", "dopri5:tight", "unipc:0"])
+@pytest.mark.parametrize("spec", ["dopri5", "unipc:1e-6", "rk5:10", "dopri5:tight", "unipc:0", "dopri5:-1"])
 def test_parse_reference_rejects_bad_specs(spec):
     from ddib.bench import translate as bench
 
-    with pytest.raises(DDIBError):
+    with pytest.raises(DDIBError, match=f"--reference '{spec}': give SOLVER:STEPS"):  # not another option's name
         bench.parse_reference(spec)
 
 

@@ -54,7 +54,7 @@ def parse_reference(spec: str) -> ode.ODEOptions:
             return ode.ODEOptions(solver, steps=int(budget))
         if solver in ode.ADAPTIVE_SOLVERS:
             return ode.ODEOptions(solver, rtol=float(budget), atol=float(budget))
-    except ValueError:
+    except (ValueError, DDIBError):  # a budget that is no number, or no positive one
         pass
     raise DDIBError(
         f"--reference {spec!r}: give SOLVER:STEPS for a fixed-step solver (e.g. unipc:200) "
