@@ -52,7 +52,8 @@ def measure_cuda_memory(model: Diffusion, device: torch.device, probe: int = 8) 
 
 
 def auto_batch_size(models: list[Diffusion], device: torch.device, n_items: int) -> int:
-    """Batch size for solving n_items: memory-fitted on CUDA (the hungrier model decides); elsewhere `cpu_batch`."""
+    """Batch size for solving n_items: memory-fitted on CUDA (the hungrier model decides); elsewhere CPU_BATCH images
+    of 32×32, or as many larger ones as hold their pixels (`pixel_batch`)."""
     if device.type == "cuda":
         measured = [measure_cuda_memory(m, device) for m in models]
         fixed = max(f for f, _ in measured)
@@ -60,12 +61,8 @@ def auto_batch_size(models: list[Diffusion], device: torch.device, n_items: int)
         free, _ = torch.cuda.mem_get_info(device)
         size = fitting_batch(fixed, per_item, free)
     else:
-        size = cpu_batch(models)
+        size = pixel_batch(models, CPU_BATCH)
     return max(1, min(size, n_items))
-
-
-def cpu_batch(models: list[Diffusion]) -> int:
-    return pixel_batch(models, CPU_BATCH)
 
 
 def pixel_batch(models: list[Diffusion], base: int) -> int:

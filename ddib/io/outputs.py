@@ -43,15 +43,17 @@ def plan_outputs(
     return pairs
 
 
+def is_png(path: Path) -> bool:
+    """Images and figures are written as PNG, so their names must say so (a .jpg name over PNG data would mislead)."""
+    return Path(path).suffix.lower() == ".png"
+
+
 def check_png(path: Path | None, option: str = "--out") -> None:
-    """An image or figure is written as PNG, so its name must say so (a .jpg name over PNG data would mislead)."""
-    if path is not None and Path(path).suffix.lower() != ".png":
+    if path is not None and not is_png(path):
         raise DDIBError(f"{option} {path} must be a .png file")
 
 
-def check_outputs(
-    pairs: list[tuple[Path, Path]], valid=lambda p: p.suffix.lower() == ".png", kind: str = "a .png file"
-) -> None:
+def check_outputs(pairs: list[tuple[Path, Path]], valid=is_png, kind: str = "a .png file") -> None:
     """Refuse an output that is an input, two inputs writing the same output, or an output `valid` rejects."""
     inputs = {p.resolve() for p, _ in pairs}
     seen: dict[Path, Path] = {}
